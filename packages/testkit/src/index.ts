@@ -1,0 +1,5 @@
+export { startNetwork, type TestNetwork } from './network.ts'
+export { type StartPdsOptions, startPds, type TestAccount, type TestPds } from './pds.ts'
+export { startPlc, type TestPlc } from './plc.ts'
+export { bindToLoopback, freePort, LOOPBACK, portOf } from './ports.ts'
+export { startS3, type TestS3 } from './s3.ts'

@@ -1,0 +1,16 @@
+# Sourced by scripts/test: the Debian packages the end-to-end tests drive (real OCI
+# clients and a real browser). Installed on first run when missing, as root.
+apt_packages=(skopeo podman buildah chromium)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages ${missing[*]}: install them (apt-get install ${missing[*]})" >&2
+    exit 2
+  fi
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
