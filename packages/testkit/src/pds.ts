@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { AtpAgent } from '@atproto/api'
@@ -21,23 +21,35 @@ export interface TestPds {
   /** The PDS's own service DID (did:web). */
   did: string
   pds: PDS
-  createAccount(handle: string): Promise<TestAccount>
+  createAccount(handle: string, options?: { password?: string }): Promise<TestAccount>
   close(): Promise<void>
 }
 
 export interface StartPdsOptions {
   plcUrl: string
+  /** Keep state here across restarts (the local stack); a temporary folder when omitted. */
+  dataDir?: string
+  /** Fixed port (the local stack keeps its URLs stable); a free one when omitted. */
+  port?: number
   /** Largest blob the PDS accepts; raised well above the 5 MB default for manifests. */
   blobUploadLimit?: number
 }
 
-const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex')
+async function loadOrCreateRotationKey(path: string): Promise<string> {
+  const existing = await readFile(path, 'utf8').catch(() => null)
+  if (existing) return existing.trim()
+  const key = await Secp256k1Keypair.create({ exportable: true })
+  const hex = Buffer.from(await key.export()).toString('hex')
+  await writeFile(path, hex, { mode: 0o600 })
+  return hex
+}
 
 /** A real @atproto/pds in dev mode on loopback, storing everything in a temporary folder. */
 export async function startPds(options: StartPdsOptions): Promise<TestPds> {
-  const port = await freePort()
-  const dataDir = await mkdtemp(join(tmpdir(), 'atcr-pds-'))
-  const rotationKey = await Secp256k1Keypair.create({ exportable: true })
+  const port = options.port ?? (await freePort())
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'atcr-pds-')))
+  await mkdir(dataDir, { recursive: true })
+  const rotationKeyHex = await loadOrCreateRotationKey(join(dataDir, 'plc-rotation.key'))
   const url = `http://localhost:${port}`
   const env = {
     devMode: true,
@@ -51,7 +63,7 @@ export async function startPds(options: StartPdsOptions): Promise<TestPds> {
     blobUploadLimit: options.blobUploadLimit ?? 64 * 1024 * 1024,
     jwtSecret: 'testkit-jwt-secret',
     adminPassword: 'testkit-admin',
-    plcRotationKeyK256PrivateKeyHex: hex(await rotationKey.export()),
+    plcRotationKeyK256PrivateKeyHex: rotationKeyHex,
     bskyAppViewUrl: 'https://appview.invalid',
     bskyAppViewDid: 'did:example:appview',
     modServiceUrl: 'https://moderation.invalid',
@@ -64,9 +76,12 @@ export async function startPds(options: StartPdsOptions): Promise<TestPds> {
   await pds.start()
 
   let accounts = 0
-  const createAccount = async (handle: string): Promise<TestAccount> => {
+  const createAccount = async (
+    handle: string,
+    options: { password?: string } = {},
+  ): Promise<TestAccount> => {
     const agent = new AtpAgent({ service: url })
-    const password = `password-${++accounts}-${handle}`
+    const password = options.password ?? `password-${++accounts}-${handle}`
     const created = await agent.createAccount({
       handle,
       email: `${handle.replace(/\W/g, '-')}@example.com`,
@@ -89,7 +104,7 @@ export async function startPds(options: StartPdsOptions): Promise<TestPds> {
     createAccount,
     close: async () => {
       await pds.destroy()
-      await rm(dataDir, { recursive: true, force: true })
+      if (!options.dataDir) await rm(dataDir, { recursive: true, force: true })
     },
   }
 }
