@@ -2,7 +2,9 @@
 # shellcheck source=env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$project_root"
-if [ ! -f node_modules/.modules.yaml ] || [ pnpm-lock.yaml -nt node_modules/.modules.yaml ]; then
+install_stamp=node_modules/.atcr-installed
+if [ ! -f "$install_stamp" ] || [ pnpm-lock.yaml -nt "$install_stamp" ]; then
   echo "setup: installing the workspace's npm packages" >&2
   pnpm install --frozen-lockfile --reporter=append-only >&2
+  touch "$install_stamp"
 fi
