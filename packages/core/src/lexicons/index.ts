@@ -1,0 +1,27 @@
+// Record shapes and NSIDs of ATCR: constants and types generated from lexicons/ (generated.ts),
+// runtime validation on @atproto/lexicon, and the deterministic record keys.
+export { BlobRef } from '@atproto/lexicon'
+export { lexiconDocuments, lexicons, serverLexiconDocuments } from './documents.ts'
+export * from './generated.ts'
+export {
+  digestFromManifestRkey,
+  manifestRkey,
+  parseRepoPageRkey,
+  parseTagRkey,
+  RecordKeyError,
+  repoPageRkey,
+  SELF_RKEY,
+  scanRkey,
+  statsRkey,
+  tagRkey,
+} from './rkeys.ts'
+export {
+  LexiconValidationError,
+  type ValidationTarget,
+  validateInput,
+  validateMessage,
+  validateOutput,
+  validateParams,
+  validateRecord,
+  validateRecordJson,
+} from './validate.ts'

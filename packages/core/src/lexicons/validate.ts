@@ -1,0 +1,78 @@
+import { jsonToLex, ValidationError } from '@atproto/lexicon'
+import { lexicons } from './documents.ts'
+import type {
+  InputNsid,
+  InputTypes,
+  MessageNsid,
+  MessageTypes,
+  OutputNsid,
+  OutputTypes,
+  ParamsNsid,
+  ParamsTypes,
+  RecordNsid,
+  RecordTypes,
+} from './generated.ts'
+
+export type ValidationTarget = 'record' | 'params' | 'input' | 'output' | 'message'
+
+/**
+ * A value does not match its lexicon. The message starts with the path of the failing field,
+ * for example `Record/repository must not be longer than 255 characters` or
+ * `Input must have the property "digest"`.
+ */
+export class LexiconValidationError extends Error {
+  readonly nsid: string
+  readonly target: ValidationTarget
+
+  constructor(nsid: string, target: ValidationTarget, message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'LexiconValidationError'
+    this.nsid = nsid
+    this.target = target
+  }
+}
+
+function check<T>(nsid: string, target: ValidationTarget, run: () => unknown): T {
+  try {
+    return run() as T
+  } catch (err) {
+    if (err instanceof ValidationError) {
+      throw new LexiconValidationError(nsid, target, err.message, { cause: err })
+    }
+    throw err
+  }
+}
+
+/**
+ * Checks a record (with `$type`) against its lexicon and returns it typed, with lexicon defaults
+ * applied. Blob fields must be `BlobRef` instances, as in records decoded from CBOR; for records
+ * in their JSON form use `validateRecordJson`.
+ */
+export function validateRecord<N extends RecordNsid>(nsid: N, value: unknown): RecordTypes[N] {
+  return check(nsid, 'record', () => lexicons.assertValidRecord(nsid, value))
+}
+
+/** Like `validateRecord`, for a record in atproto JSON form (e.g. from com.atproto.repo.getRecord). */
+export function validateRecordJson<N extends RecordNsid>(nsid: N, json: unknown): RecordTypes[N] {
+  return validateRecord(nsid, jsonToLex(json))
+}
+
+/** Checks already-decoded query parameters (numbers as numbers) of a method. */
+export function validateParams<N extends ParamsNsid>(nsid: N, value: unknown): ParamsTypes[N] {
+  return check(nsid, 'params', () => lexicons.assertValidXrpcParams(nsid, value))
+}
+
+/** Checks the JSON request body of a procedure. */
+export function validateInput<N extends InputNsid>(nsid: N, value: unknown): InputTypes[N] {
+  return check(nsid, 'input', () => lexicons.assertValidXrpcInput(nsid, value))
+}
+
+/** Checks the JSON response body of a method. */
+export function validateOutput<N extends OutputNsid>(nsid: N, value: unknown): OutputTypes[N] {
+  return check(nsid, 'output', () => lexicons.assertValidXrpcOutput(nsid, value))
+}
+
+/** Checks one message of a subscription (a member of its union, with `$type`). */
+export function validateMessage<N extends MessageNsid>(nsid: N, value: unknown): MessageTypes[N] {
+  return check(nsid, 'message', () => lexicons.assertValidXrpcMessage(nsid, value))
+}
