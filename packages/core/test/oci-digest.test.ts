@@ -8,7 +8,7 @@ import {
   createDigestStream,
   DigestMismatchError,
   digestOf,
-  digestStream,
+  digestOfStream,
   InvalidDigestError,
   isDigest,
   matchesDigest,
@@ -255,9 +255,9 @@ describe('streaming digests', () => {
     assert.throws(() => createDigestStream({ expected: 'sha256:nope' }), InvalidDigestError)
   })
 
-  test('digestStream hashes a Readable to its end', async () => {
+  test('digestOfStream hashes a Readable to its end', async () => {
     const bytes = randomBytes(2 * 1024 * 1024 + 5)
-    const result = await digestStream(Readable.from(chunksOf(bytes, [12_345])), 'sha512')
+    const result = await digestOfStream(Readable.from(chunksOf(bytes, [12_345])), 'sha512')
     assert.equal(result.digest, digestOf(bytes, 'sha512'))
     assert.equal(result.size, bytes.length)
   })

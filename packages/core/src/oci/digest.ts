@@ -277,7 +277,7 @@ export function createDigestStream(options: DigestStreamOptions = {}): DigestStr
 }
 
 /** Hashes a byte source (a Readable, or any async or sync iterable of chunks) to its end. */
-export async function digestStream(
+export async function digestOfStream(
   source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>,
   algorithm: DigestAlgorithm = 'sha256',
 ): Promise<DigestResult> {
