@@ -1,4 +1,4 @@
-import { jsonToLex, ValidationError } from '@atproto/lexicon'
+import { BlobRef, jsonToLex, type LexBlob, ValidationError } from '@atproto/lexicon'
 import { lexicons } from './documents.ts'
 import type {
   InputNsid,
@@ -43,13 +43,42 @@ function check<T>(nsid: string, target: ValidationTarget, run: () => unknown): T
   }
 }
 
+const mimeMatches = (pattern: string, mime: string): boolean =>
+  pattern === '*/*' ||
+  pattern === mime ||
+  (pattern.endsWith('/*') && mime.startsWith(pattern.slice(0, -1)))
+
+// @atproto/lexicon only checks that a blob field holds a BlobRef; the `accept` and `maxSize`
+// constraints (repo page avatar, scan blobs) are checked here. All our blob fields are top level.
+function assertBlobConstraints(nsid: RecordNsid, record: Record<string, unknown>): void {
+  const def = lexicons.getDefOrThrow(nsid, ['record'])
+  for (const [key, prop] of Object.entries(def.record.properties ?? {})) {
+    if (prop.type !== 'blob') continue
+    const blob = record[key]
+    if (!(blob instanceof BlobRef)) continue
+    const { accept, maxSize } = prop as LexBlob
+    if (accept && !accept.some((pattern) => mimeMatches(pattern, blob.mimeType))) {
+      throw new ValidationError(
+        `Record/${key} mimeType must be one of ${accept.join(', ')}, not ${blob.mimeType}`,
+      )
+    }
+    if (maxSize !== undefined && blob.size > maxSize) {
+      throw new ValidationError(`Record/${key} must not be larger than ${maxSize} bytes`)
+    }
+  }
+}
+
 /**
  * Checks a record (with `$type`) against its lexicon and returns it typed, with lexicon defaults
  * applied. Blob fields must be `BlobRef` instances, as in records decoded from CBOR; for records
  * in their JSON form use `validateRecordJson`.
  */
 export function validateRecord<N extends RecordNsid>(nsid: N, value: unknown): RecordTypes[N] {
-  return check(nsid, 'record', () => lexicons.assertValidRecord(nsid, value))
+  return check(nsid, 'record', () => {
+    const record = lexicons.assertValidRecord(nsid, value) as Record<string, unknown>
+    assertBlobConstraints(nsid, record)
+    return record
+  })
 }
 
 /** Like `validateRecord`, for a record in atproto JSON form (e.g. from com.atproto.repo.getRecord). */
