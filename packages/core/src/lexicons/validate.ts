@@ -70,8 +70,8 @@ function assertBlobConstraints(nsid: RecordNsid, record: Record<string, unknown>
 
 /**
  * Checks a record (with `$type`) against its lexicon and returns it typed, with lexicon defaults
- * applied. Blob fields must be `BlobRef` instances, as in records decoded from CBOR; for records
- * in their JSON form use `validateRecordJson`.
+ * applied. Blob fields must be `BlobRef` instances, as `@atproto/repo`'s record readers and
+ * `jsonToLex` produce them; for records in their JSON form use `validateRecordJson`.
  */
 export function validateRecord<N extends RecordNsid>(nsid: N, value: unknown): RecordTypes[N] {
   return check(nsid, 'record', () => {
