@@ -1,0 +1,83 @@
+export { ResponseTooLargeError, readBoundedJson, readBoundedText } from './body.ts'
+export { TtlCache, type TtlCacheOptions } from './cache.ts'
+export {
+  type AtprotoDocumentData,
+  type DidDocument,
+  extractAtprotoDocumentData,
+  getServiceEndpoint,
+  parseDidDocument,
+} from './did-document.ts'
+export {
+  type DidWebUrlOptions,
+  didWebDocumentUrl,
+  didWebFromUrl,
+  didWebHasPath,
+  didWebToUrl,
+} from './did-web.ts'
+export {
+  DidDocumentInvalidError,
+  HandleMismatchError,
+  IdentityError,
+  type IdentityErrorCode,
+  IdentityIncompleteError,
+  IdentityNotFoundError,
+  IdentityUnavailableError,
+  InvalidDidError,
+  InvalidHandleError,
+} from './errors.ts'
+export {
+  type HandleLookupOptions,
+  lookupHandleDid,
+  normalizeHandle,
+  type ResolveTxt,
+} from './handle.ts'
+export {
+  KeyFileError,
+  type KeyFileOptions,
+  KeyFilePermissionsError,
+  loadKeypair,
+  loadOrCreateKeypair,
+  loadRotationKey,
+} from './keys.ts'
+export { IDENTITY_MODES, type IdentityMode, isIdentityMode } from './mode.ts'
+export {
+  type CreatedPlcIdentity,
+  type CreatePlcIdentityOptions,
+  createPlcIdentity,
+  DidFileError,
+  DidTombstonedError,
+  type EnsurePlcCurrentOptions,
+  type EnsurePlcCurrentResult,
+  ensurePlcCurrent,
+  type LoadedDid,
+  type LoadOrCreateDidOptions,
+  loadOrCreateDid,
+  type PlcChange,
+  type PlcClientOptions,
+  type PlcIdentityState,
+  PlcRequestError,
+  type PlcService,
+  type PlcSigner,
+  type PublicKeyRef,
+  RotationKeyMissingError,
+  RotationKeyNotAuthorizedError,
+} from './plc.ts'
+export {
+  createIdentityResolver,
+  DEFAULT_PLC_URL,
+  type IdentityResolver,
+  type IdentityResolverOptions,
+  type ResolvedDid,
+  type ResolvedIdentity,
+  type ResolveOptions,
+} from './resolver.ts'
+export {
+  addressBlockReason,
+  createGuardedFetch,
+  type FetchLike,
+  type GuardedFetch,
+  type GuardedFetchOptions,
+  type LookupAll,
+  SsrfBlockedError,
+  type SsrfBlockReason,
+} from './ssrf.ts'

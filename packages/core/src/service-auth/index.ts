@@ -1,0 +1,20 @@
+export {
+  BadJwtAudienceError,
+  BadJwtError,
+  BadJwtIatError,
+  BadJwtIssuerError,
+  BadJwtLexiconMethodError,
+  BadJwtSignatureError,
+  BadJwtTypeError,
+  IssuerUnavailableError,
+  JwtExpiredError,
+  ServiceAuthError,
+  type ServiceAuthErrorCode,
+} from './errors.ts'
+export { type JwtSigner, type MintServiceAuthTokenOptions, mintServiceAuthToken } from './mint.ts'
+export {
+  type SigningKeyResolver,
+  type VerifiedServiceAuth,
+  type VerifyServiceAuthOptions,
+  verifyServiceAuthToken,
+} from './verify.ts'
