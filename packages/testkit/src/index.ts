@@ -1,3 +1,4 @@
+export { type DidWebServer, startDidWebServer } from './did-web-server.ts'
 export { startNetwork, type TestNetwork } from './network.ts'
 export { type StartPdsOptions, startPds, type TestAccount, type TestPds } from './pds.ts'
 export { startPlc, type TestPlc } from './plc.ts'
