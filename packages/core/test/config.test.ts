@@ -187,6 +187,22 @@ describe('loading', () => {
   })
 })
 
+test('the config type comes from the schema', () => {
+  const config = example.load({ env: {}, overrides: { server: { port_limit: 6000 } } })
+  const port: number = config.server.port_limit
+  const driver: 'filesystem' | 's3' = config.storage.driver
+  const url: string | null = config.server.public_url
+  const tiers: { name: string; limit: number; description: string }[] = config.quota.tiers
+  // @ts-expect-error: no such key in the schema
+  config.server.nope
+  assert.throws(
+    // @ts-expect-error: overrides are checked against the schema's input type
+    () => example.load({ env: {}, overrides: { server: { port_limit: 'high' } } }),
+    ConfigError,
+  )
+  assert.deepEqual([port, driver, url, tiers.length], [6000, 'filesystem', null, 1])
+})
+
 describe('environment', () => {
   test('variables are named after the YAML path with the prefix', () => {
     assert.equal(example.envVarFor('storage.s3.bucket'), 'ATCR_EXAMPLE_STORAGE_S3_BUCKET')
@@ -361,10 +377,9 @@ describe('errors', () => {
   })
 
   test('a bad secret value is not echoed', () => {
-    const err = configError(() =>
-      example.load({ env: {}, overrides: { storage: { s3: { secret_access_key: 12345 } } } }),
-    )
-    assert.deepEqual(messages(err), ['storage.s3.secret_access_key: expected a string'])
+    const file = yamlFile('storage:\n  s3:\n    secret_access_key: 12345\n')
+    const err = configError(() => example.load({ file, env: {} }))
+    assert.deepEqual(messages(err), [`storage.s3.secret_access_key: expected a string (${file}:3)`])
   })
 })
 
@@ -408,11 +423,33 @@ describe('schema declaration', () => {
         defineConfig({
           envPrefix: 'X',
           schema: z.object({
-            a_b: z.string().default(''),
-            a: z.object({ b: z.string().default('') }),
+            a_b: z.string().default('').describe('A b.'),
+            a: z.object({ b: z.string().default('').describe('B.') }).describe('A.'),
           }),
         }),
       /a_b and a\.b both map to X_A_B/,
+    )
+    assert.throws(
+      () => defineConfig({ envPrefix: 'X', schema: z.object({ a: z.string().default('') }) }),
+      /a has no description/,
+    )
+    assert.throws(
+      () =>
+        defineConfig({
+          envPrefix: 'X',
+          schema: z.object({ s: z.object({ a: z.string().default('').describe('A.') }) }),
+        }),
+      /section s has no description/,
+    )
+    assert.throws(
+      () =>
+        defineConfig({
+          envPrefix: 'X',
+          schema: z.object({
+            s: z.object({ a: z.string().default('').describe('A.') }).optional(),
+          }),
+        }),
+      /s is a wrapped object; declare sections as a plain z.object\(\)/,
     )
     assert.throws(() => defineConfig({ envPrefix: 'x', schema: z.object({}) }), /envPrefix/)
   })

@@ -8,7 +8,7 @@
  * `storage.s3.bucket` with prefix `ATCR_HOLD` is `ATCR_HOLD_STORAGE_S3_BUCKET`.
  */
 import { z } from 'zod'
-import { type Env, type LoadOptions, loadConfig } from './load.ts'
+import { type DeepPartial, type Env, type LoadOptions, loadConfig } from './load.ts'
 import { buildSection, type ConfigField, ENV_PREFIX_RE, fieldsOf } from './schema.ts'
 import { writeYaml } from './write-yaml.ts'
 
@@ -21,7 +21,7 @@ export {
   parseDuration,
   secret,
 } from './schema.ts'
-export type { Env, LoadOptions }
+export type { DeepPartial, Env, LoadOptions }
 export { z }
 
 /** The root of a config schema: a z.object whose keys are sections (z.object) or fields. */
@@ -39,7 +39,7 @@ export interface ConfigDefinition<S extends ConfigSchema> {
   readonly schema: S
   readonly envPrefix: string
   /** Defaults, then the file, the environment and overrides; throws ConfigError. */
-  load(options?: LoadOptions): z.output<S>
+  load(options?: LoadOptions<z.input<S>>): z.output<S>
   /** The config when nothing is set (throws ConfigError if the schema's own checks reject it). */
   defaults(): z.output<S>
   /** Every section and key with its description, default and environment variable. */
@@ -57,9 +57,9 @@ export type InferConfig<D> = D extends ConfigDefinition<infer S> ? z.output<S> :
 const REDACTED = '[redacted]'
 
 /**
- * Declares an app's config. Mistakes in the schema itself (a field without default, a
- * secret with a default, a key that is not snake_case, two keys with one env name) throw
- * here, when the module is loaded.
+ * Declares an app's config. Mistakes in the schema itself (a field without default or
+ * description, a secret with a default, a key that is not snake_case, two keys with one env
+ * name) throw here, when the module is loaded.
  */
 export function defineConfig<S extends ConfigSchema>(
   options: ConfigDefinitionOptions<S>,
@@ -86,7 +86,7 @@ export function defineConfig<S extends ConfigSchema>(
   return {
     schema,
     envPrefix,
-    load(opts: LoadOptions = {}): Config {
+    load(opts: LoadOptions<z.input<S>> = {}): Config {
       return loadConfig(root, schema, opts) as Config
     },
     defaults(): Config {

@@ -14,13 +14,20 @@ import { type ConfigField, type ConfigSection, fieldsOf, skeletonOf } from './sc
 
 export type Env = Readonly<Record<string, string | undefined>>
 
-export interface LoadOptions {
+/** Any part of a config's input: sections and keys may be left out at every level. */
+export type DeepPartial<T> = T extends readonly unknown[]
+  ? T
+  : T extends object
+    ? { [K in keyof T]?: DeepPartial<T[K]> }
+    : T
+
+export interface LoadOptions<Input = Record<string, unknown>> {
   /** YAML file to read. Omitted: defaults and environment only. Named but missing: an error. */
   file?: string
   /** Environment to read overrides from; process.env when omitted. */
   env?: Env
   /** Values merged last, over file and environment (tests, command-line flags). */
-  overrides?: Record<string, unknown>
+  overrides?: DeepPartial<Input>
 }
 
 type Origin = { kind: 'file' } | { kind: 'env'; name: string } | { kind: 'overrides' }
@@ -268,7 +275,7 @@ function dedupe(issues: readonly ConfigIssue[]): ConfigIssue[] {
 export function loadConfig(
   root: ConfigSection,
   schema: z.ZodObject,
-  options: LoadOptions,
+  options: LoadOptions<unknown>,
 ): unknown {
   const loader = new Loader(root)
   const input = skeletonOf(root)
@@ -277,7 +284,8 @@ export function loadConfig(
     if (value) loader.merge(root, value, input, [], { kind: 'file' })
   }
   loader.applyEnv(options.env ?? process.env, input)
-  if (options.overrides) loader.merge(root, options.overrides, input, [], { kind: 'overrides' })
+  const { overrides } = options
+  if (isPlainObject(overrides)) loader.merge(root, overrides, input, [], { kind: 'overrides' })
 
   const result = schema.safeParse(input, { reportInput: true, error: zodMessage })
   if (!result.success) loader.addZodIssues(result.error.issues)

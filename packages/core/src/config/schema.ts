@@ -177,6 +177,10 @@ function buildField(prefix: string, path: string[], schema: z.ZodType): ConfigFi
     envKind = 'raw'
   }
 
+  if (!meta.description) {
+    throw new TypeError(`config schema: ${where} has no description; add .describe('...')`)
+  }
+
   let min: number | undefined
   let max: number | undefined
   let integer = false
@@ -227,7 +231,14 @@ export function buildSection(
       )
     }
     if (child instanceof z.ZodObject) {
-      children.push(buildSection(prefix, childPath, child, unwrap(child).meta.description))
+      const { description } = unwrap(child).meta
+      const section = buildSection(prefix, childPath, child, description)
+      if (!description) {
+        throw new TypeError(
+          `config schema: section ${childPath.join('.')} has no description; add .describe('...')`,
+        )
+      }
+      children.push(section)
     } else {
       children.push(buildField(prefix, childPath, child))
     }
