@@ -488,6 +488,24 @@ describe('config init YAML', () => {
     assert.deepEqual(config, example.defaults())
   })
 
+  test('awkward values still parse back to the defaults', () => {
+    const awkward = defineConfig({
+      envPrefix: 'AWK',
+      schema: z.object({
+        motd: z.string().default('hello\nworld: #1').describe('Multi-line, with # and :.'),
+        indented: z.string().default('  lead\nx').describe('Leading spaces.'),
+        quoted: z.string().default('true').describe('Looks like a boolean.'),
+        labels: z.record(z.string(), z.string()).default({ 'x y': 'z' }).describe('A map.'),
+        nested: z
+          .object({ empty: z.object({}).describe('Nothing yet.') })
+          .describe('Sections in sections.'),
+      }),
+    })
+    const config = awkward.load({ file: yamlFile(awkward.toYaml()), env: {} })
+    assert.deepEqual(config, awkward.defaults())
+    assert.equal(config.quoted, 'true')
+  })
+
   test('gives no value to secrets', () => {
     const doc = parse(text) as { storage: { s3: Record<string, unknown> } }
     assert.equal('secret_access_key' in doc.storage.s3, false)

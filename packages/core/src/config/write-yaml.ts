@@ -36,14 +36,10 @@ function isEmpty(v: unknown): boolean {
   return v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0)
 }
 
-/** `key: value` lines; collections go on the following lines, indented under the key. */
+/** `key: value` lines, as the yaml library writes a one-key mapping, indented by `pad`. */
 function entry(pad: string, key: string, value: unknown): string[] {
-  const text = stringify(value, { lineWidth: 0 }).trimEnd()
-  const lines = text.split('\n')
-  const collection =
-    value !== null && typeof value === 'object' && Object.keys(value as object).length > 0
-  if (collection) return [`${pad}${key}:`, ...lines.map((l) => `${pad}  ${l}`)]
-  return [`${pad}${key}: ${lines[0]}`, ...lines.slice(1).map((l) => `${pad}${l}`)]
+  const text = stringify({ [key]: value }, { lineWidth: 0 }).trimEnd()
+  return text.split('\n').map((l) => `${pad}${l}`)
 }
 
 function showValue(field: ConfigField, v: unknown): unknown {
