@@ -1,0 +1,13 @@
+import type { Migration } from 'kysely/migration'
+import * as m001 from './001-repo.ts'
+import * as m002 from './002-blob.ts'
+
+/**
+ * Every migration, run in the order of their names at open and recorded in the
+ * `kysely_migration` table. To add one: write `NNN-name.ts` exporting `up` (and `down`),
+ * and list it here with the next number.
+ */
+export const migrations: Record<string, Migration> = {
+  '001-repo': m001,
+  '002-blob': m002,
+}

@@ -1,0 +1,57 @@
+import type { Generated } from 'kysely'
+
+/**
+ * The hold's SQLite schema, one interface per table. A migration that adds a table adds
+ * its interface here and a key to {@link HoldSchema}.
+ */
+
+/** The repo's current head: one row, for the hold's own DID. */
+export interface RepoRootTable {
+  did: string
+  cid: string
+  rev: string
+  indexed_at: string
+}
+
+/** Every block of the current repo (commits, MST nodes, records), with the rev that added it. */
+export interface RepoBlockTable {
+  cid: string
+  repo_rev: string
+  size: number
+  content: Uint8Array
+}
+
+/** The current records, for getRecord/listRecords; `value` is the record in JSON form. */
+export interface RecordTable {
+  collection: string
+  rkey: string
+  cid: string
+  value: string
+  repo_rev: string
+  indexed_at: string
+}
+
+/** The firehose: one encoded `subscribeRepos` frame per event, in sequence order. */
+export interface RepoSeqTable {
+  seq: Generated<number>
+  event_type: string
+  frame: Uint8Array
+  sequenced_at: string
+}
+
+/** Ordinary atproto blobs (e.g. a profile avatar), by CID. */
+export interface BlobTable {
+  cid: string
+  mime_type: string
+  size: number
+  content: Uint8Array
+  created_at: string
+}
+
+export interface HoldSchema {
+  repo_root: RepoRootTable
+  repo_block: RepoBlockTable
+  record: RecordTable
+  repo_seq: RepoSeqTable
+  blob: BlobTable
+}
