@@ -1,5 +1,29 @@
 export { type DidWebServer, startDidWebServer } from './did-web-server.ts'
+export { type StaticDns, type StaticDnsTable, staticDns } from './dns.ts'
 export { startNetwork, type TestNetwork } from './network.ts'
+export {
+  type ArtifactBlob,
+  type ArtifactSpec,
+  type BuiltArtifact,
+  type BuiltImage,
+  type BuiltIndex,
+  type ContainerConfig,
+  createOciLayout,
+  type Descriptor,
+  type FilesLayer,
+  type ImageSpec,
+  type IndexJson,
+  type IndexSpec,
+  type LayerFile,
+  type LayerInfo,
+  type LayerSpec,
+  type OciLayout,
+  type OciLayoutOptions,
+  type Platform,
+  type RandomLayer,
+  REF_NAME_ANNOTATION,
+  writeOciImage,
+} from './oci-layout.ts'
 export { type StartPdsOptions, startPds, type TestAccount, type TestPds } from './pds.ts'
 export { startPlc, type TestPlc } from './plc.ts'
 export { bindToLoopback, freePort, LOOPBACK, portOf } from './ports.ts'

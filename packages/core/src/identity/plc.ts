@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { isAtprotoDid } from '@atproto/did'
+import { isAtprotoDid, isDidPlc } from '@atproto/did'
 import {
   type CompatibleOpOrTombstone,
   createUpdateOp,
@@ -13,7 +13,7 @@ import {
   type UnsignedOperation,
 } from '@did-plc/lib'
 import { readBoundedJson, readBoundedText } from './body.ts'
-import { IdentityError, IdentityNotFoundError } from './errors.ts'
+import { IdentityError, IdentityNotFoundError, InvalidDidError } from './errors.ts'
 import type { IdentityMode } from './mode.ts'
 import { DEFAULT_PLC_URL } from './resolver.ts'
 import { createGuardedFetch, type FetchLike } from './ssrf.ts'
@@ -225,6 +225,7 @@ export async function ensurePlcCurrent(
   options: EnsurePlcCurrentOptions,
 ): Promise<EnsurePlcCurrentResult> {
   const { did } = options
+  if (!isDidPlc(did)) throw new InvalidDidError(did, 'not a did:plc')
   return withPlc(options, async (plc) => {
     const lastOp = await plc.lastOp(did)
     if (lastOp.type === 'plc_tombstone') throw new DidTombstonedError(did)

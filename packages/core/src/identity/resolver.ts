@@ -173,7 +173,11 @@ export function createIdentityResolver(options: IdentityResolverOptions): Identi
       handle,
       async () => {
         const did = await lookupHandleDid(handle, handleLookup)
-        const resolved = await resolveDid(did, resolveOptions)
+        let resolved = await resolveDid(did, resolveOptions)
+        if (!claimsHandle(resolved.document, handle) && !force) {
+          // A cached document may predate a handle change: look again before refusing.
+          resolved = await resolveDid(did, { forceRefresh: true })
+        }
         if (!claimsHandle(resolved.document, handle)) throw new HandleMismatchError(handle, did)
         return did
       },

@@ -1,0 +1,286 @@
+import assert from 'node:assert/strict'
+import diagnosticsChannel from 'node:diagnostics_channel'
+import { after, before, describe, it } from 'node:test'
+import {
+  addressBlockReason,
+  createGuardedFetch,
+  type LookupAll,
+  SsrfBlockedError,
+} from '@atcr/core/identity'
+import { type DidWebServer, startDidWebServer, staticDns } from '@atcr/testkit'
+
+// Every connection the guarded fetch's agent attempts or makes, seen through undici's
+// diagnostics channels: a refusal "before connecting" must leave these at zero.
+interface ConnectWatch {
+  attempts: string[]
+  connected: string[]
+  stop(): void
+}
+
+function watchConnections(): ConnectWatch {
+  const attempts: string[] = []
+  const connected: string[] = []
+  type ConnectMessage = { connectParams: { hostname: string; port: string } }
+  const onAttempt = (message: unknown) => {
+    const { hostname, port } = (message as ConnectMessage).connectParams
+    attempts.push(`${hostname}:${port}`)
+  }
+  const onConnected = (message: unknown) => {
+    const { hostname, port } = (message as ConnectMessage).connectParams
+    connected.push(`${hostname}:${port}`)
+  }
+  diagnosticsChannel.subscribe('undici:client:beforeConnect', onAttempt)
+  diagnosticsChannel.subscribe('undici:client:connected', onConnected)
+  return {
+    attempts,
+    connected,
+    stop: () => {
+      diagnosticsChannel.unsubscribe('undici:client:beforeConnect', onAttempt)
+      diagnosticsChannel.unsubscribe('undici:client:connected', onConnected)
+    },
+  }
+}
+
+/** A resolver that never asks real DNS: answers from a table, records what was asked. */
+function tableLookup(table: Record<string, string[]>): LookupAll & { asked: string[] } {
+  const asked: string[] = []
+  const lookup = (hostname: string, callback: Parameters<LookupAll>[1]) => {
+    asked.push(hostname)
+    const addresses = table[hostname]
+    if (!addresses) {
+      const error: NodeJS.ErrnoException = new Error(`ENOTFOUND ${hostname}`)
+      error.code = 'ENOTFOUND'
+      return callback(error, [])
+    }
+    callback(
+      null,
+      addresses.map((address) => ({ address, family: address.includes(':') ? 6 : 4 })),
+    )
+  }
+  return Object.assign(lookup, { asked })
+}
+
+async function refused(promise: Promise<unknown>, reason?: string): Promise<SsrfBlockedError> {
+  const error = await promise.then(
+    () => assert.fail('the request was not refused'),
+    (e: unknown) => e,
+  )
+  assert.ok(error instanceof SsrfBlockedError, `expected SsrfBlockedError, got ${error}`)
+  if (reason) assert.equal(error.reason, reason)
+  return error
+}
+
+describe('SSRF guard: which addresses are refused', () => {
+  it('allows only public unicast in production, IPv4 and IPv6', () => {
+    const cases: Array<[string, string | null]> = [
+      ['8.8.8.8', null],
+      ['2606:4700:4700::1111', null],
+      ['127.0.0.1', 'loopback'],
+      ['127.1.2.3', 'loopback'],
+      ['::1', 'loopback'],
+      ['10.1.2.3', 'private'],
+      ['172.16.5.4', 'private'],
+      ['192.168.1.1', 'private'],
+      ['169.254.169.254', 'linkLocal'],
+      ['fe80::1', 'linkLocal'],
+      ['fc00::1', 'uniqueLocal'],
+      ['fd12:3456::1', 'uniqueLocal'],
+      ['100.64.0.1', 'carrierGradeNat'],
+      ['224.0.0.1', 'multicast'],
+      ['ff02::1', 'multicast'],
+      ['0.0.0.0', 'unspecified'],
+      ['::', 'unspecified'],
+      ['::ffff:127.0.0.1', 'loopback'],
+      ['::ffff:10.0.0.1', 'private'],
+      ['::ffff:169.254.169.254', 'linkLocal'],
+      ['64:ff9b::a00:1', 'reserved'],
+      ['not-an-ip', 'invalidAddress'],
+    ]
+    for (const [ip, reason] of cases) {
+      assert.equal(addressBlockReason(ip, 'production'), reason, ip)
+    }
+  })
+
+  it('allows loopback and private networks in dev mode, but never link-local', () => {
+    assert.equal(addressBlockReason('127.0.0.1', 'dev'), null)
+    assert.equal(addressBlockReason('::1', 'dev'), null)
+    assert.equal(addressBlockReason('172.28.0.3', 'dev'), null)
+    assert.equal(addressBlockReason('169.254.169.254', 'dev'), 'linkLocal')
+  })
+})
+
+describe('SSRF guard: guarded fetch', () => {
+  let server: DidWebServer
+  let other: DidWebServer
+  let watch: ConnectWatch
+
+  before(async () => {
+    server = await startDidWebServer()
+    other = await startDidWebServer()
+    server.setAtprotoDid('did:plc:ssrftestaaaaaaaaaaaaaaaa')
+    other.setAtprotoDid('did:plc:othertestaaaaaaaaaaaaaaa')
+    watch = watchConnections()
+  })
+  after(async () => {
+    watch.stop()
+    await server.close()
+    await other.close()
+  })
+
+  const counts = () => ({ attempts: watch.attempts.length, connected: watch.connected.length })
+
+  it('production refuses http before any connection is attempted', async () => {
+    const fetch = createGuardedFetch({ mode: 'production', lookup: staticDns().lookup })
+    try {
+      const before = counts()
+      await refused(fetch(`${server.url}/.well-known/atproto-did`), 'protocol')
+      assert.deepEqual(counts(), before)
+      assert.equal(server.requests.length, 0)
+    } finally {
+      await fetch.close()
+    }
+  })
+
+  it('production refuses loopback: IP literals, localhost and [::1]', async () => {
+    const fetch = createGuardedFetch({ mode: 'production', lookup: staticDns().lookup })
+    const port = new URL(server.url).port
+    try {
+      const before = counts()
+      const v4 = await refused(fetch(`https://127.0.0.1:${port}/`), 'loopback')
+      assert.equal(v4.address, '127.0.0.1')
+      await refused(fetch(`https://[::1]:${port}/`), 'loopback')
+      await refused(fetch(`https://[::ffff:127.0.0.1]:${port}/`), 'loopback')
+      // IP literals are refused before undici is even asked to connect.
+      assert.deepEqual(counts(), before)
+      // A name is refused on the address it resolves to.
+      const named = await refused(fetch(`https://localhost:${port}/`), 'loopback')
+      assert.match(named.address ?? '', /^(127\.|::1$)/)
+      assert.equal(watch.connected.length, before.connected)
+      assert.equal(server.requests.length, 0)
+    } finally {
+      await fetch.close()
+    }
+  })
+
+  it('production refuses private and link-local IP literals before connecting', async () => {
+    const fetch = createGuardedFetch({ mode: 'production', lookup: staticDns().lookup })
+    try {
+      const before = counts()
+      await refused(fetch('https://10.0.0.5/'), 'private')
+      await refused(fetch('https://192.168.1.1/admin'), 'private')
+      await refused(fetch('https://169.254.169.254/latest/meta-data/'), 'linkLocal')
+      await refused(fetch('https://[fd00::1]/'), 'uniqueLocal')
+      assert.deepEqual(counts(), before)
+    } finally {
+      await fetch.close()
+    }
+  })
+
+  it('production refuses a name that resolves to a private address, at lookup time', async () => {
+    const lookup = tableLookup({
+      'intranet.example': ['10.1.2.3'],
+      'metadata.example': ['169.254.169.254'],
+      // One bad answer among good ones refuses the name (DNS rebinding).
+      'mixed.example': ['93.184.216.34', '192.168.0.10'],
+    })
+    const fetch = createGuardedFetch({ mode: 'production', lookup })
+    try {
+      const before = counts()
+      const error = await refused(fetch('https://intranet.example/'), 'private')
+      assert.equal(error.address, '10.1.2.3')
+      await refused(fetch('https://metadata.example/'), 'linkLocal')
+      const mixed = await refused(fetch('https://mixed.example/'), 'private')
+      assert.equal(mixed.address, '192.168.0.10')
+      assert.deepEqual(lookup.asked, ['intranet.example', 'metadata.example', 'mixed.example'])
+      // The connector was reached, but no connection was ever made.
+      assert.equal(watch.connected.length, before.connected)
+    } finally {
+      await fetch.close()
+    }
+  })
+
+  it('checks every redirect hop: a trusted origin cannot bounce us to loopback', async () => {
+    const otherPort = new URL(other.url).port
+    server.route('/bounce', (_req, res) => {
+      res.writeHead(302, { location: `http://127.0.0.1:${otherPort}/.well-known/atproto-did` })
+      res.end()
+    })
+    server.route('/inside', (_req, res) => {
+      res.writeHead(301, { location: '/.well-known/atproto-did' })
+      res.end()
+    })
+    // Production mode, with only the first server's origin exempted (as an operator would
+    // exempt an internal service): the first hop is allowed, the second must not be.
+    const fetch = createGuardedFetch({
+      mode: 'production',
+      trustedOrigins: [server.url],
+      lookup: staticDns().lookup,
+    })
+    try {
+      const inside = await fetch(`${server.url}/inside`)
+      assert.equal(inside.status, 200)
+      assert.equal(await inside.text(), 'did:plc:ssrftestaaaaaaaaaaaaaaaa')
+
+      const before = counts()
+      const error = await refused(fetch(`${server.url}/bounce`), 'protocol')
+      assert.match(error.url, /127\.0\.0\.1/)
+      assert.equal(other.requests.length, 0)
+      assert.equal(watch.connected.length, before.connected)
+    } finally {
+      await fetch.close()
+    }
+  })
+
+  it('a redirect to loopback over https is refused for the address', async () => {
+    server.route('/bounce-https', (_req, res) => {
+      res.writeHead(307, { location: 'https://127.0.0.1/' })
+      res.end()
+    })
+    const fetch = createGuardedFetch({
+      mode: 'production',
+      trustedOrigins: [server.url],
+      lookup: staticDns().lookup,
+    })
+    try {
+      await refused(fetch(`${server.url}/bounce-https`), 'loopback')
+    } finally {
+      await fetch.close()
+    }
+  })
+
+  it('dev mode allows http and loopback, follows redirects, and drops credentials across origins', async () => {
+    const otherPort = new URL(other.url).port
+    let seenAuthorization: string | undefined = 'unset'
+    other.route('/whoami', (req, res) => {
+      seenAuthorization = req.headers.authorization
+      res.end('ok')
+    })
+    server.route('/to-other', (_req, res) => {
+      res.writeHead(302, { location: `http://127.0.0.1:${otherPort}/whoami` })
+      res.end()
+    })
+    const fetch = createGuardedFetch({ mode: 'dev', lookup: staticDns().lookup })
+    try {
+      const direct = await fetch(`${server.url}/.well-known/atproto-did`)
+      assert.equal(await direct.text(), 'did:plc:ssrftestaaaaaaaaaaaaaaaa')
+      const redirected = await fetch(`${server.url}/to-other`, {
+        headers: { authorization: 'Bearer secret' },
+      })
+      assert.equal(await redirected.text(), 'ok')
+      assert.equal(seenAuthorization, undefined)
+      // Cloud metadata stays out of reach even in dev mode.
+      await refused(fetch('http://169.254.169.254/latest/meta-data/'), 'linkLocal')
+    } finally {
+      await fetch.close()
+    }
+  })
+
+  it('refuses schemes other than http(s) in every mode', async () => {
+    const fetch = createGuardedFetch({ mode: 'dev', lookup: staticDns().lookup })
+    try {
+      await refused(fetch('file:///etc/passwd'), 'protocol')
+    } finally {
+      await fetch.close()
+    }
+  })
+})
