@@ -1,4 +1,4 @@
-import { resolveTxt as dnsResolveTxt } from 'node:dns/promises'
+import { Resolver } from 'node:dns/promises'
 import { isAtprotoDid } from '@atproto/did'
 import { ensureValidHandle, isValidTld } from '@atproto/syntax'
 import { readBoundedText } from './body.ts'
@@ -53,7 +53,7 @@ export async function lookupHandleDid(
   )
   let dnsError: unknown
   try {
-    const did = await lookupDns(handle, options.resolveTxt ?? dnsResolveTxt)
+    const did = await lookupDns(handle, options.resolveTxt ?? systemResolveTxt(timeoutMs))
     if (did) {
       abortHttp.abort()
       await httpAttempt
@@ -70,6 +70,11 @@ export async function lookupHandleDid(
     })
   }
   throw new IdentityNotFoundError(handle, 'no _atproto TXT record and no /.well-known/atproto-did')
+}
+
+function systemResolveTxt(timeoutMs: number): ResolveTxt {
+  const resolver = new Resolver({ timeout: timeoutMs, tries: 2 })
+  return (hostname) => resolver.resolveTxt(hostname)
 }
 
 async function lookupDns(handle: string, resolveTxt: ResolveTxt): Promise<string | undefined> {
