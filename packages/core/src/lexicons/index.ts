@@ -4,6 +4,7 @@ export { BlobRef } from '@atproto/lexicon'
 export { lexiconDocuments, lexicons, serverLexiconDocuments } from './documents.ts'
 export * from './generated.ts'
 export {
+  crewRkey,
   digestFromManifestRkey,
   manifestRkey,
   parseRepoPageRkey,

@@ -114,6 +114,18 @@ function base32(bytes: Uint8Array): string {
 
 /** io.atcr.hold.stats key: 26 base32 characters from the owner DID and repository name. */
 export function statsRkey(ownerDid: string, repository: string): string {
-  const digest = createHash('sha256').update(`${ownerDid}/${repository}`).digest()
-  return base32(digest.subarray(0, 16))
+  return hashKey(`${ownerDid}/${repository}`)
+}
+
+/**
+ * io.atcr.hold.crew key: derived from the member DID (the lexicon leaves it open), so a
+ * member has at most one crew record and joining twice overwrites. Readers must still
+ * match on the record's `member` field: other implementations may use other keys.
+ */
+export function crewRkey(memberDid: string): string {
+  return hashKey(memberDid)
+}
+
+function hashKey(text: string): string {
+  return base32(createHash('sha256').update(text).digest().subarray(0, 16))
 }

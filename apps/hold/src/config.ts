@@ -1,0 +1,180 @@
+// The hold's one config schema: the typed config, env overrides (ATCR_HOLD_<YAML_PATH>)
+// and the commented YAML of `atcr-hold config init` all come from it.
+import { defineConfig, duration, httpUrl, type InferConfig, secret, z } from '@atcr/core/config'
+import { LOG_LEVELS } from '@atcr/core/log'
+
+const did = () => z.string().regex(/^did:[a-z]+:[a-zA-Z0-9._:%-]+$/, 'expected a DID')
+
+const tier = z.object({
+  name: z.string().min(1).max(64).describe('Tier name, shown to users (e.g. deckhand).'),
+  limit: z
+    .number()
+    .int()
+    .min(0)
+    .nullable()
+    .default(null)
+    .describe('Storage limit in bytes; null means unlimited.'),
+  description: z.string().max(1024).default('').describe('What the tier is for.'),
+})
+
+export const holdConfig = defineConfig({
+  envPrefix: 'ATCR_HOLD',
+  title: 'ATCR hold configuration (atcr-hold serve --config FILE).',
+  schema: z.object({
+    server: z
+      .object({
+        public_url: httpUrl()
+          .default('http://localhost:8080')
+          .describe(
+            'URL at which clients and AppViews reach this hold. The did:web identity is derived from it.',
+          ),
+        host: z.string().default('0.0.0.0').describe('Address to listen on.'),
+        port: z.number().int().min(0).max(65535).default(8080).describe('Port to listen on.'),
+        data_dir: z
+          .string()
+          .min(1)
+          .default('/var/lib/atcr-hold')
+          .describe('Where the hold keeps its database, keys, did.txt and (filesystem) blobs.'),
+        mode: z
+          .enum(['production', 'dev'])
+          .default('production')
+          .describe(
+            'production refuses http and private or loopback addresses when fetching identities; dev allows them (local networks and tests only).',
+          ),
+      })
+      .describe('HTTP server and data directory.'),
+    identity: z
+      .object({
+        did_method: z
+          .enum(['web', 'plc'])
+          .default('web')
+          .describe('web derives did:web from public_url; plc creates and maintains a did:plc.'),
+        did: did()
+          .nullable()
+          .default(null)
+          .describe('Use this DID instead of did.txt in the data dir or a new one.'),
+        plc_directory_url: httpUrl()
+          .default('https://plc.directory')
+          .describe('PLC directory for did:plc identities.'),
+        rotation_key_path: z
+          .string()
+          .nullable()
+          .default(null)
+          .describe(
+            'File with the did:plc rotation key (hex secp256k1). Needed to create the DID and to update it when public_url or the signing key changes.',
+          ),
+      })
+      .describe('The hold identity.'),
+    registration: z
+      .object({
+        owner_did: did()
+          .nullable()
+          .default(null)
+          .describe('DID of the hold owner (captain). Required.')
+          .meta({ examples: ['did:plc:abcdefghijklmnopqrstuvwx'] }),
+        public: z.boolean().default(false).describe('Allow anonymous blob reads (pulls).'),
+        allow_all_crew: z
+          .boolean()
+          .default(false)
+          .describe('Let any authenticated user join the crew with requestCrew.'),
+        enable_bluesky_posts: z
+          .boolean()
+          .default(false)
+          .describe('Announce pushes as Bluesky posts (recorded in the captain record).'),
+        region: z.string().max(64).default('').describe('Region shown in the captain record.'),
+        display_name: z
+          .string()
+          .max(64)
+          .default('')
+          .describe('Display name of the hold profile (default: the hostname).'),
+      })
+      .describe('Ownership and who may join.'),
+    storage: z
+      .object({
+        driver: z
+          .enum(['filesystem', 's3'])
+          .default('filesystem')
+          .describe('Where blobs are kept.'),
+        filesystem: z
+          .object({
+            root_dir: z
+              .string()
+              .nullable()
+              .default(null)
+              .describe('Blob directory (default: <data_dir>/blobs).'),
+          })
+          .describe('Filesystem driver.'),
+        s3: z
+          .object({
+            endpoint: z
+              .string()
+              .nullable()
+              .default(null)
+              .describe('S3 API URL as the hold reaches it (omit for AWS).'),
+            public_endpoint: z
+              .string()
+              .nullable()
+              .default(null)
+              .describe('S3 API URL as clients reach it, used to presign (default: endpoint).'),
+            region: z.string().default('us-east-1').describe('S3 region.'),
+            bucket: z.string().default('').describe('S3 bucket.'),
+            prefix: z.string().default('').describe('Key prefix inside the bucket.'),
+            force_path_style: z
+              .boolean()
+              .default(true)
+              .describe('Path-style S3 URLs (most non-AWS servers need them).'),
+            access_key_id: z.string().nullable().default(null).describe('S3 access key id.'),
+            secret_access_key: secret(z.string().nullable().default(null)).describe(
+              'S3 secret access key.',
+            ),
+          })
+          .describe('S3 driver (any S3-compatible service).'),
+        presigned_redirects: z
+          .boolean()
+          .default(true)
+          .describe('Send clients to presigned S3 URLs instead of streaming through the hold.'),
+        presign_ttl: duration().default(900).describe('Lifetime of presigned URLs.'),
+        cdn_base_url: z
+          .string()
+          .nullable()
+          .default(null)
+          .describe('Optional CDN base URL for blob downloads.'),
+      })
+      .describe('Blob storage.'),
+    uploads: z
+      .object({
+        expiry: duration().default(86400).describe('Abandoned uploads are removed after this.'),
+      })
+      .describe('Multipart uploads.'),
+    quota: z
+      .object({
+        tiers: z.array(tier).default([]).describe('Storage tiers; none means no limits.'),
+        default_tier: z
+          .string()
+          .nullable()
+          .default(null)
+          .describe('Tier of new crew members (default: the first tier).'),
+      })
+      .describe('Quotas.'),
+    auth: z
+      .object({
+        trusted_appview_did: did()
+          .nullable()
+          .default(null)
+          .describe('DID of the AppView allowed to call as itself (e.g. updateCrewTier).'),
+      })
+      .describe('Who the hold trusts.'),
+    gc: z
+      .object({
+        grace_period: duration()
+          .default(86400)
+          .describe('Unreferenced blobs younger than this are kept (pushes in flight).'),
+      })
+      .describe('Garbage collection.'),
+    log: z
+      .object({ level: z.enum(LOG_LEVELS).default('info').describe('Log level.') })
+      .describe('Logging.'),
+  }),
+})
+
+export type HoldConfig = InferConfig<typeof holdConfig>

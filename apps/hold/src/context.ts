@@ -1,0 +1,65 @@
+import { join } from 'node:path'
+import type { Logger } from '@atcr/core/log'
+import type { HoldConfig } from './config.ts'
+import { type HoldDatabase, openDatabase } from './db/index.ts'
+import { type HoldIdentity, loadHoldIdentity } from './identity.ts'
+import { type HoldRepo, openHoldRepo } from './pds/index.ts'
+import { createStorageDriver, type StorageConfig, type StorageDriver } from './storage/index.ts'
+
+/** Everything the hold's routes and commands share, built once from config. */
+export interface HoldContext {
+  config: HoldConfig
+  logger: Logger
+  identity: HoldIdentity
+  db: HoldDatabase
+  repo: HoldRepo
+  storage: StorageDriver
+}
+
+export async function createHoldContext(config: HoldConfig, logger: Logger): Promise<HoldContext> {
+  const identity = await loadHoldIdentity(config, logger)
+  const db = await openDatabase(join(config.server.data_dir, 'hold.sqlite'))
+  try {
+    const repo = await openHoldRepo({
+      db,
+      did: identity.did,
+      signingKey: identity.signingKey,
+      logger: logger.child({ subsystem: 'pds' }),
+    })
+    const storage = await createStorageDriver(storageConfig(config))
+    return { config, logger, identity, db, repo, storage }
+  } catch (error) {
+    await db.close()
+    throw error
+  }
+}
+
+export async function closeHoldContext(ctx: HoldContext): Promise<void> {
+  await ctx.repo.close()
+  await ctx.db.close()
+}
+
+function storageConfig(config: HoldConfig): StorageConfig {
+  const { storage } = config
+  if (storage.driver === 'filesystem') {
+    return {
+      driver: 'filesystem',
+      root: storage.filesystem.root_dir ?? join(config.server.data_dir, 'blobs'),
+    }
+  }
+  const { s3 } = storage
+  return {
+    driver: 's3',
+    bucket: s3.bucket,
+    region: s3.region,
+    endpoint: s3.endpoint ?? undefined,
+    publicEndpoint: s3.public_endpoint ?? undefined,
+    forcePathStyle: s3.force_path_style,
+    credentials:
+      s3.access_key_id && s3.secret_access_key
+        ? { accessKeyId: s3.access_key_id, secretAccessKey: s3.secret_access_key }
+        : undefined,
+    prefix: s3.prefix || undefined,
+    presignTtl: storage.presign_ttl,
+  }
+}

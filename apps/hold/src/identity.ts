@@ -1,0 +1,171 @@
+// The hold's identity at boot: its signing key, its DID (did:web from the public URL, or
+// a did:plc created once and kept current), and the DID document it publishes.
+import { access, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import {
+  createPlcIdentity,
+  type DidDocument,
+  didWebFromUrl,
+  ensurePlcCurrent,
+  loadKeypair,
+  loadOrCreateDid,
+  loadOrCreateKeypair,
+  loadRotationKey,
+  type PlcService,
+} from '@atcr/core/identity'
+import type { Logger } from '@atcr/core/log'
+import type { Secp256k1Keypair } from '@atproto/crypto'
+import type { HoldConfig } from './config.ts'
+
+/** The DID document service ids a hold publishes, both at its public URL. */
+export const PDS_SERVICE_ID = 'atproto_pds'
+export const HOLD_SERVICE_ID = 'atcr_hold'
+export const HOLD_SERVICE_TYPE = 'AtcrHoldService'
+const PDS_SERVICE_TYPE = 'AtprotoPersonalDataServer'
+
+export interface HoldIdentity {
+  did: string
+  signingKey: Secp256k1Keypair
+  /** The hold's handle: the host of its public URL (also its `alsoKnownAs`). */
+  handle: string
+  publicUrl: string
+  /** The DID document this hold's identity should resolve to. */
+  document: DidDocument
+}
+
+export class HoldConfigError extends Error {
+  override name = 'HoldConfigError'
+}
+
+/** The files the hold keeps its identity in, inside the data dir. */
+export function identityFiles(dataDir: string) {
+  return { signingKey: join(dataDir, 'signing.key'), didFile: join(dataDir, 'did.txt') }
+}
+
+/**
+ * Loads or creates the hold's identity. did:web: the configured DID or the one derived
+ * from public_url. did:plc: the configured DID, else did.txt, else a new DID registered
+ * with the PLC directory; then, on every boot, the PLC document is brought up to date with
+ * the signing key and public URL (signed by the rotation key when something drifted).
+ */
+export async function loadHoldIdentity(config: HoldConfig, logger: Logger): Promise<HoldIdentity> {
+  const files = identityFiles(config.server.data_dir)
+  const signingKey = await loadOrCreateKeypair(files.signingKey)
+  const publicUrl = config.server.public_url.replace(/\/+$/, '')
+  const handle = new URL(publicUrl).hostname
+  const services: Record<string, PlcService> = {
+    [HOLD_SERVICE_ID]: { type: HOLD_SERVICE_TYPE, endpoint: publicUrl },
+  }
+
+  let did: string
+  if (config.identity.did_method === 'web') {
+    did = config.identity.did ?? didWebFromUrl(publicUrl)
+  } else {
+    const plc = {
+      plcUrl: config.identity.plc_directory_url,
+      mode: config.server.mode,
+      signingKey,
+      handle,
+      serviceEndpoint: publicUrl,
+      services,
+    }
+    const loaded = await loadOrCreateDid({
+      configDid: config.identity.did ?? undefined,
+      didFile: files.didFile,
+      create: async () => {
+        const rotationKey = await firstBootRotationKey(config.identity.rotation_key_path, logger)
+        return (await createPlcIdentity({ ...plc, rotationKey })).did
+      },
+    })
+    did = loaded.did
+    if (loaded.source === 'created') logger.info({ did }, 'created did:plc identity')
+    const rotationKey = config.identity.rotation_key_path
+      ? await loadRotationKey(config.identity.rotation_key_path)
+      : undefined
+    const result = await ensurePlcCurrent({ ...plc, did, rotationKey })
+    if (result.updated) logger.info({ did, changes: result.changes }, 'updated the PLC document')
+  }
+
+  return {
+    did,
+    signingKey,
+    handle,
+    publicUrl,
+    document: didDocument(did, signingKey, handle, publicUrl),
+  }
+}
+
+/**
+ * The identity as stored in the data dir, without creating anything or contacting the
+ * PLC directory: for offline commands (`repo export`, `repo import`) on an existing hold.
+ */
+export async function loadStoredIdentity(config: HoldConfig): Promise<HoldIdentity> {
+  const files = identityFiles(config.server.data_dir)
+  const signingKey = await loadKeypair(files.signingKey)
+  const publicUrl = config.server.public_url.replace(/\/+$/, '')
+  const handle = new URL(publicUrl).hostname
+  let did = config.identity.did
+  if (!did && config.identity.did_method === 'web') did = didWebFromUrl(publicUrl)
+  if (!did) {
+    did = (await readFile(files.didFile, 'utf8').catch(() => '')).trim()
+    if (!did)
+      throw new HoldConfigError(
+        `no did.txt in ${config.server.data_dir}: start the hold once first`,
+      )
+  }
+  return {
+    did,
+    signingKey,
+    handle,
+    publicUrl,
+    document: didDocument(did, signingKey, handle, publicUrl),
+  }
+}
+
+/**
+ * Creating a did:plc needs a rotation key. When its configured file does not exist yet,
+ * it is generated there (0600): the operator must back it up, it is the DID's recovery key.
+ */
+async function firstBootRotationKey(path: string | null, logger: Logger) {
+  if (!path) {
+    throw new HoldConfigError(
+      'identity.rotation_key_path: did:plc needs a rotation key file to create the DID',
+    )
+  }
+  const exists = await access(path).then(
+    () => true,
+    () => false,
+  )
+  const key = exists ? await loadRotationKey(path) : await loadOrCreateKeypair(path)
+  if (!exists) logger.warn({ path }, 'generated a new PLC rotation key: back it up')
+  return key
+}
+
+function didDocument(
+  did: string,
+  signingKey: Secp256k1Keypair,
+  handle: string,
+  publicUrl: string,
+): DidDocument {
+  return {
+    '@context': [
+      'https://www.w3.org/ns/did/v1',
+      'https://w3id.org/security/multikey/v1',
+      'https://w3id.org/security/suites/secp256k1-2019/v1',
+    ],
+    id: did,
+    alsoKnownAs: [`at://${handle}`],
+    verificationMethod: [
+      {
+        id: `${did}#atproto`,
+        type: 'Multikey',
+        controller: did,
+        publicKeyMultibase: signingKey.did().slice('did:key:'.length),
+      },
+    ],
+    service: [
+      { id: `#${PDS_SERVICE_ID}`, type: PDS_SERVICE_TYPE, serviceEndpoint: publicUrl },
+      { id: `#${HOLD_SERVICE_ID}`, type: HOLD_SERVICE_TYPE, serviceEndpoint: publicUrl },
+    ],
+  } as DidDocument
+}

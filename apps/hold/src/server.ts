@@ -1,0 +1,30 @@
+// The hold's HTTP surface: identity documents, the embedded PDS's XRPC routes and the
+// io.atcr.hold methods, all under one XRPC error envelope.
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { HoldContext } from './context.ts'
+import { registerRepoRoutes } from './pds/index.ts'
+import { xrpcErrorHandler, xrpcNotFoundHandler } from './xrpc/error.ts'
+
+export async function buildServer(ctx: HoldContext): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: ctx.logger.child({ subsystem: 'http' }) as FastifyBaseLogger,
+    trustProxy: true,
+  })
+  app.setErrorHandler(xrpcErrorHandler)
+  app.setNotFoundHandler(xrpcNotFoundHandler)
+
+  const { identity } = ctx
+  if (identity.did.startsWith('did:web:')) {
+    app.get('/.well-known/did.json', async () => identity.document)
+  }
+  app.get('/.well-known/atproto-did', async (_request, reply) =>
+    reply.type('text/plain; charset=utf-8').send(identity.did),
+  )
+
+  await registerRepoRoutes(app, {
+    repo: ctx.repo,
+    handle: identity.handle,
+    getDidDocument: () => identity.document as unknown as Record<string, unknown>,
+  })
+  return app
+}
