@@ -12,7 +12,7 @@ import {
 } from '@atcr/core/lexicons'
 import type { LexMap } from '@atproto/lex-data'
 import type { HoldConfig } from './config.ts'
-import type { HoldIdentity } from './identity.ts'
+import { HoldConfigError, type HoldIdentity } from './identity.ts'
 import type { HoldRepo } from './pds/index.ts'
 
 /** A validated record is a plain JSON map; its interface type just lacks an index signature. */

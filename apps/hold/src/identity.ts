@@ -2,6 +2,7 @@
 // a did:plc created once and kept current), and the DID document it publishes.
 import { access, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { UsageError } from '@atcr/core/cli'
 import {
   createPlcIdentity,
   type DidDocument,
@@ -33,7 +34,8 @@ export interface HoldIdentity {
   document: DidDocument
 }
 
-export class HoldConfigError extends Error {
+/** The hold's config cannot work as given (exit code 2 on the command line). */
+export class HoldConfigError extends UsageError {
   override name = 'HoldConfigError'
 }
 

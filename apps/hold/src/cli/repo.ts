@@ -3,19 +3,20 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { readRepoCar } from '@atcr/core/car'
+import { loadConfigFile } from '@atcr/core/cli'
 import type { HoldConfig } from '../config.ts'
+import { holdConfig } from '../config.ts'
 import { lockDataDir } from '../data-dir-lock.ts'
 import { openDatabase } from '../db/index.ts'
 import { loadStoredIdentity } from '../identity.ts'
 import { type ImportRecord, openHoldRepo } from '../pds/index.ts'
 import { RepoReader } from '../pds/reader.ts'
-import { loadHoldConfig } from './load-config.ts'
 
 const databasePath = (config: HoldConfig) => join(config.server.data_dir, 'hold.sqlite')
 
 /** Streams the repo to stdout as a CAR; reads a consistent snapshot, so the hold may run. */
 export async function repoExport(configFile: string | undefined): Promise<void> {
-  const config = await loadHoldConfig(configFile)
+  const config = await loadConfigFile(holdConfig, configFile)
   const identity = await loadStoredIdentity(config)
   const db = await openDatabase(databasePath(config))
   try {
@@ -39,7 +40,7 @@ export async function repoExport(configFile: string | undefined): Promise<void> 
  * every file verifies; the server must be stopped.
  */
 export async function repoImport(files: string[], configFile: string | undefined): Promise<void> {
-  const config = await loadHoldConfig(configFile)
+  const config = await loadConfigFile(holdConfig, configFile)
   const identity = await loadStoredIdentity(config)
   const records = new Map<string, ImportRecord>()
   for (const file of files) {

@@ -1,0 +1,85 @@
+// The AppView's one config schema: the typed config, env overrides (ATCR_APPVIEW_<PATH>)
+// and the commented YAML of `atcr-appview config init` all come from it.
+import { defineConfig, duration, httpUrl, type InferConfig, z } from '@atcr/core/config'
+import { LOG_LEVELS } from '@atcr/core/log'
+
+const did = () => z.string().regex(/^did:[a-z]+:[a-zA-Z0-9._:%-]+$/, 'expected a DID')
+
+export const appviewConfig = defineConfig({
+  envPrefix: 'ATCR_APPVIEW',
+  title: 'ATCR AppView configuration (atcr-appview serve --config FILE).',
+  schema: z.object({
+    server: z
+      .object({
+        base_url: httpUrl()
+          .default('http://localhost:5000')
+          .describe(
+            'Public URL of the registry: image names start with its host, and token auth realms and OAuth redirects use it.',
+          ),
+        host: z.string().default('0.0.0.0').describe('Address to listen on.'),
+        port: z.number().int().min(0).max(65535).default(5000).describe('Port to listen on.'),
+        data_dir: z
+          .string()
+          .min(1)
+          .default('/var/lib/atcr')
+          .describe('Where the AppView keeps its database and keys.'),
+        mode: z
+          .enum(['production', 'dev'])
+          .default('production')
+          .describe(
+            'production refuses http and private or loopback addresses when fetching identities, PDSes and holds; dev allows them (local networks and tests only).',
+          ),
+        service_name: z
+          .string()
+          .nullable()
+          .default(null)
+          .describe('Token service name and issuer (default: the host of base_url).'),
+      })
+      .describe('HTTP server and data directory.'),
+    identity: z
+      .object({
+        plc_directory_url: httpUrl()
+          .default('https://plc.directory')
+          .describe('PLC directory used to resolve did:plc identities.'),
+      })
+      .describe('Identity resolution.'),
+    registry: z
+      .object({
+        default_hold_did: did()
+          .nullable()
+          .default(null)
+          .describe(
+            'Hold for users whose io.atcr.sailor.profile names no defaultHold. Required for pushes.',
+          )
+          .meta({ examples: ['did:web:hold01.atcr.io'] }),
+        token_expiration: duration()
+          .default(300)
+          .describe('Lifetime of the registry tokens issued at /auth/token.'),
+        max_manifest_size: z
+          .number()
+          .int()
+          .min(1024)
+          .default(4 * 1024 * 1024)
+          .describe('Largest manifest accepted, in bytes.'),
+        upload_part_size: z
+          .number()
+          .int()
+          .min(5 * 1024 * 1024)
+          .default(16 * 1024 * 1024)
+          .describe(
+            'Blob uploads are sent to the hold in parts of this size (S3 needs at least 5 MiB); one part per upload is buffered in memory.',
+          ),
+      })
+      .describe('The OCI registry.'),
+    log: z
+      .object({ level: z.enum(LOG_LEVELS).default('info').describe('Log level.') })
+      .describe('Logging.'),
+  }),
+})
+
+export type AppViewConfig = InferConfig<typeof appviewConfig>
+
+/** The token service name: configured, else the host (and port) of the base URL. */
+export function serviceName(config: AppViewConfig): string {
+  return config.server.service_name ?? new URL(config.server.base_url).host
+}

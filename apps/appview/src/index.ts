@@ -1,0 +1,51 @@
+import type { AddressInfo } from 'node:net'
+import { createLogger, type Logger } from '@atcr/core/log'
+import type { FastifyInstance } from 'fastify'
+import { createAuthServices } from './auth/index.ts'
+import type { AppViewConfig } from './config.ts'
+import { type AppViewContext, closeBase, createBase } from './context.ts'
+import { buildServer } from './server.ts'
+
+export { type AppViewConfig, appviewConfig } from './config.ts'
+export type { AppViewContext } from './context.ts'
+
+export interface AppViewOptions {
+  logger?: Logger
+}
+
+/** The AppView service: create (database, keys, services), start (listen), destroy. */
+export class AppView {
+  readonly ctx: AppViewContext
+  readonly app: FastifyInstance
+
+  private constructor(ctx: AppViewContext, app: FastifyInstance) {
+    this.ctx = ctx
+    this.app = app
+  }
+
+  static async create(config: AppViewConfig, options: AppViewOptions = {}): Promise<AppView> {
+    const logger = options.logger ?? createLogger({ level: config.log.level, name: 'atcr-appview' })
+    const base = await createBase(config, logger)
+    try {
+      const ctx: AppViewContext = { ...base, ...(await createAuthServices(base)) }
+      return new AppView(ctx, await buildServer(ctx))
+    } catch (error) {
+      await closeBase(base)
+      throw error
+    }
+  }
+
+  /** Listens on the configured host and port; returns the bound address as a URL. */
+  async start(): Promise<string> {
+    const { host, port } = this.ctx.config.server
+    await this.app.listen({ host, port })
+    const { address, port: bound } = this.app.server.address() as AddressInfo
+    this.ctx.logger.info({ url: this.ctx.config.server.base_url }, 'appview started')
+    return `http://${address.includes(':') ? `[${address}]` : address}:${bound}`
+  }
+
+  async destroy(): Promise<void> {
+    await this.app.close()
+    await closeBase(this.ctx)
+  }
+}
