@@ -1,4 +1,5 @@
 import { join } from 'node:path'
+import { createIdentityResolver, type IdentityResolver } from '@atcr/core/identity'
 import type { Logger } from '@atcr/core/log'
 import type { HoldConfig } from './config.ts'
 import { type HoldDatabase, openDatabase } from './db/index.ts'
@@ -14,6 +15,8 @@ export interface HoldContext {
   db: HoldDatabase
   repo: HoldRepo
   storage: StorageDriver
+  /** Resolves the DIDs of callers (service-token issuers) to their signing keys. */
+  resolver: IdentityResolver
 }
 
 export async function createHoldContext(config: HoldConfig, logger: Logger): Promise<HoldContext> {
@@ -27,7 +30,11 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
       logger: logger.child({ subsystem: 'pds' }),
     })
     const storage = await createStorageDriver(storageConfig(config))
-    return { config, logger, identity, db, repo, storage }
+    const resolver = createIdentityResolver({
+      mode: config.server.mode,
+      plcUrl: config.identity.plc_directory_url,
+    })
+    return { config, logger, identity, db, repo, storage, resolver }
   } catch (error) {
     await db.close()
     throw error
@@ -35,6 +42,7 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
 }
 
 export async function closeHoldContext(ctx: HoldContext): Promise<void> {
+  await ctx.resolver.close()
   await ctx.repo.close()
   await ctx.db.close()
 }
