@@ -213,6 +213,9 @@ describe('hold PDS firehose', () => {
     const bad = rawSubscribe(hold, '?cursor=abc')
     await bad.closed
     assert.equal(bad.frames[0]?.body.error, 'InvalidRequest')
+    const plain = await fetch(`${hold.url}/xrpc/com.atproto.sync.subscribeRepos`)
+    assert.equal(plain.status, 400)
+    assert.equal(((await plain.json()) as { error: string }).error, 'InvalidRequest')
   })
 
   it('replays exactly the missed events after a restart, then continues live', async () => {

@@ -251,6 +251,30 @@ describe('hold repo writer', () => {
     assert.equal(verified.creates.filter((c) => c.rkey.startsWith('parallel')).length, 10)
   })
 
+  it('announces a commit too big for one #commit event as a #sync event', async () => {
+    const before = repo.sequencer.head
+    const result = await repo.writer.importRecords(
+      Array.from({ length: 250 }, (_, i) => ({
+        collection: CREW,
+        rkey: `bulk${i}`,
+        value: crew(`did:plc:bulk${i}`),
+      })),
+    )
+    assert.equal(result?.seq, before + 1)
+    assert.equal(result?.writes.length, 250)
+    const events = await database.db
+      .selectFrom('repo_seq')
+      .select('event_type')
+      .where('seq', '>', before)
+      .execute()
+    assert.deepEqual(
+      events.map((e) => e.event_type),
+      ['sync'],
+    )
+    const verified = await exportedRepo(repo, keypair)
+    assert.equal(verified.creates.filter((c) => c.rkey.startsWith('bulk')).length, 250)
+  })
+
   it('refuses to open a database that holds another DID’s repo', async () => {
     await assert.rejects(
       openHoldRepo({ db: database, did: 'did:web:other.example.com', signingKey: keypair }),

@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { invalidRequest } from '../../xrpc/error.ts'
 import { RepoNotFoundError } from '../errors.ts'
 import type { OutboxOptions } from '../firehose/outbox.ts'
-import type { HoldRepo } from '../index.ts'
+import type { HoldRepo } from '../hold-repo.ts'
 
 /** A DID document as JSON (served as is by describeRepo). */
 export type DidDocumentJson = Record<string, unknown>
