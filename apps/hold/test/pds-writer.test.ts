@@ -84,6 +84,15 @@ describe('hold repo writer', () => {
       ['identity', 'account', 'commit', 'sync'],
     )
     assert.equal(repo.sequencer.head, 4)
+    // Pages of the log are bounded by count and by bytes (but always make progress).
+    assert.deepEqual(
+      (await repo.sequencer.eventsAfter(1, 2)).map((e) => e.seq),
+      [2, 3],
+    )
+    assert.deepEqual(
+      (await repo.sequencer.eventsAfter(0, 100, 1)).map((e) => e.seq),
+      [1],
+    )
   })
 
   it('records the migrations it ran, and runs none twice', async () => {

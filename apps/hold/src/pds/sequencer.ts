@@ -79,14 +79,32 @@ export class Sequencer {
     this.emitter.emit('event', this.headSeq)
   }
 
-  /** Up to `limit` events after `seq`, oldest first. */
-  async eventsAfter(seq: number, limit: number): Promise<SeqEvent[]> {
+  /**
+   * Events after `seq`, oldest first: at most `limit` of them and, beyond the first, no
+   * more than `maxBytes` of frames, so that a page of large commits stays small in memory.
+   */
+  async eventsAfter(seq: number, limit: number, maxBytes = 8 * 1024 * 1024): Promise<SeqEvent[]> {
+    const sizes = await this.db
+      .selectFrom('repo_seq')
+      .select((eb) => ['seq', eb.fn<number>('length', ['frame']).as('size')])
+      .where('seq', '>', seq)
+      .orderBy('seq', 'asc')
+      .limit(limit)
+      .execute()
+    let bytes = 0
+    let through = seq
+    for (const row of sizes) {
+      if (through > seq && bytes + row.size > maxBytes) break
+      bytes += row.size
+      through = row.seq
+    }
+    if (through === seq) return []
     const rows = await this.db
       .selectFrom('repo_seq')
       .select(['seq', 'event_type', 'sequenced_at', 'frame'])
       .where('seq', '>', seq)
+      .where('seq', '<=', through)
       .orderBy('seq', 'asc')
-      .limit(limit)
       .execute()
     return rows.map((r) => ({
       seq: r.seq,
