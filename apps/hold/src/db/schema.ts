@@ -48,10 +48,25 @@ export interface BlobTable {
   created_at: string
 }
 
+/** A multipart blob upload in progress (see `uploads/`); times are Unix milliseconds. */
+export interface HoldUploadTable {
+  id: string
+  /** The digest declared at initiateUpload (completeUpload's digest is the one checked). */
+  digest: string
+  uploader_did: string
+  /** The storage driver's multipart id: never shown to clients. */
+  driver_upload_id: string
+  state: 'open' | 'completing' | 'aborting'
+  created_at: number
+  /** Last activity (a part, a part URL); the sweeper removes uploads idle past the expiry. */
+  updated_at: number
+}
+
 export interface HoldSchema {
   repo_root: RepoRootTable
   repo_block: RepoBlockTable
   record: RecordTable
   repo_seq: RepoSeqTable
   blob: BlobTable
+  hold_upload: HoldUploadTable
 }
