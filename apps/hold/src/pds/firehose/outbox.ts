@@ -71,8 +71,11 @@ export async function serveSubscription(
       }
     }
   } catch (err) {
-    if (!signal.aborted) log.warn({ err }, 'subscribeRepos connection failed')
-    socket.terminate()
+    // After fail() the close handshake (with its grace period) is already under way.
+    if (!signal.aborted) {
+      log.warn({ err }, 'subscribeRepos connection failed')
+      socket.terminate()
+    }
   } finally {
     stopLagWatch()
     stopHeartbeat()
