@@ -2,6 +2,7 @@ import type { Migration } from 'kysely/migration'
 import * as m001 from './001-repo.ts'
 import * as m002 from './002-blob.ts'
 import * as m003 from './003-uploads.ts'
+import * as m004 from './004-record-fields.ts'
 
 /**
  * Every migration, run in the order of their names at open and recorded in the
@@ -12,4 +13,5 @@ export const migrations: Record<string, Migration> = {
   '001-repo': m001,
   '002-blob': m002,
   '003-uploads': m003,
+  '004-record-fields': m004,
 }
