@@ -1,0 +1,238 @@
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { copyFile, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { NSID } from '@atcr/core/lexicons'
+import { freePort, startNetwork, type TestNetwork } from '@atcr/testkit'
+import { readCarWithRoot, verifyRepo } from '@atproto/repo'
+import { holdConfig } from '../src/config.ts'
+import { openDatabase } from '../src/db/index.ts'
+import { RepoReader } from '../src/pds/reader.ts'
+import { makeTempDir, removeTempDir, startHold } from './hold-harness.ts'
+
+const BIN = new URL('../bin/atcr-hold', import.meta.url).pathname
+const EXAMPLE = new URL('../../../config-hold.example.yaml', import.meta.url).pathname
+const OWNER = 'did:plc:ownerownerownerownerowne'
+
+interface RunResult {
+  code: number | null
+  stdout: Buffer
+  stderr: string
+}
+
+function run(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd,
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    const out: Buffer[] = []
+    let stderr = ''
+    child.stdout.on('data', (chunk: Buffer) => out.push(chunk))
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk
+    })
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr }))
+  })
+}
+
+/** Environment for the CLI to open the data dir of a hold at `port`. */
+const holdEnv = (dataDir: string, port: number) => ({
+  ATCR_HOLD_SERVER_DATA_DIR: dataDir,
+  ATCR_HOLD_SERVER_PUBLIC_URL: `http://localhost:${port}`,
+  ATCR_HOLD_SERVER_MODE: 'dev',
+  ATCR_HOLD_REGISTRATION_OWNER_DID: OWNER,
+})
+
+async function recordsOf(dataDir: string, did: string) {
+  const db = await openDatabase(join(dataDir, 'hold.sqlite'))
+  try {
+    const reader = new RepoReader(db, did)
+    const all: { uri: string; cid: string }[] = []
+    for (const collection of await reader.listCollections()) {
+      const page = await reader.listRecords({ collection, limit: 100 })
+      all.push(...page.map(({ uri, cid }) => ({ uri, cid })))
+    }
+    return { head: await reader.getHead(), records: all.sort((a, b) => a.uri.localeCompare(b.uri)) }
+  } finally {
+    await db.close()
+  }
+}
+
+describe('atcr-hold CLI', () => {
+  let net: TestNetwork
+  const dirs: string[] = []
+  const tempDir = async () => {
+    const dir = await makeTempDir()
+    dirs.push(dir)
+    return dir
+  }
+  /** A hold that ran once at `port` with a few extra crew records, then stopped. */
+  async function preparedHold(port: number, members: string[]) {
+    const dataDir = await tempDir()
+    const running = await startHold({ plcUrl: net.plc.url, ownerDid: OWNER, dataDir, port })
+    for (const member of members) {
+      await running.hold.ctx.repo.writer.upsertRecord(NSID.holdCrew, member.replaceAll(':', '-'), {
+        $type: NSID.holdCrew,
+        member,
+        role: 'write',
+        permissions: ['blob:read', 'blob:write'],
+        addedAt: new Date().toISOString(),
+      })
+    }
+    const did = running.hold.did
+    const signingKey = running.hold.ctx.identity.signingKey.did()
+    await running.stop()
+    return { dataDir, did, signingKey }
+  }
+
+  before(async () => {
+    net = await startNetwork()
+  })
+  after(async () => {
+    await net?.close()
+    for (const dir of dirs) await removeTempDir(dir)
+  })
+
+  it('config init writes every option with its default, as config-hold.example.yaml', async () => {
+    const dir = await tempDir()
+    const printed = await run(['config', 'init'])
+    assert.equal(printed.code, 0)
+    assert.equal(printed.stdout.toString(), await readFile(EXAMPLE, 'utf8'))
+    const file = join(dir, 'hold.yaml')
+    assert.equal((await run(['config', 'init', file])).code, 0)
+    assert.deepEqual(holdConfig.load({ file, env: {} }), holdConfig.defaults())
+    const again = await run(['config', 'init', file])
+    assert.equal(again.code, 2)
+    assert.match(again.stderr, /exists; use --force/)
+    assert.equal((await run(['config', 'init', file, '--force'])).code, 0)
+  })
+
+  it('a bad config value exits 2 naming its YAML path', async () => {
+    const dir = await tempDir()
+    const file = join(dir, 'hold.yaml')
+    await writeFile(file, 'server:\n  port: eighty\nstorage:\n  driver: floppy\n')
+    const result = await run(['serve', '--config', file])
+    assert.equal(result.code, 2)
+    assert.match(result.stderr, /server\.port/)
+    assert.match(result.stderr, /storage\.driver/)
+    const unknownCommand = await run(['launch'])
+    assert.equal(unknownCommand.code, 2)
+  })
+
+  it('repo export writes a CAR that verifies against the hold key', async () => {
+    const port = await freePort()
+    const hold = await preparedHold(port, ['did:plc:crewcrewcrewcrewcrewcrew'])
+    const result = await run(['repo', 'export'], holdEnv(hold.dataDir, port))
+    assert.equal(result.code, 0, result.stderr)
+    assert.equal(result.stderr, '', 'nothing but the CAR, and no progress when not a TTY')
+    const car = await readCarWithRoot(result.stdout)
+    const verified = await verifyRepo(car.blocks, car.root, hold.did, hold.signingKey)
+    const collections = new Set(verified.creates.map((op) => op.collection))
+    assert.ok(collections.has(NSID.holdCaptain) && collections.has(NSID.holdCrew))
+    assert.equal(verified.creates.filter((op) => op.collection === NSID.holdCrew).length, 2)
+  })
+
+  it('export then import into a fresh data dir with the same keys gives identical records', async () => {
+    const port = await freePort()
+    const source = await preparedHold(port, ['did:plc:aaaaaaaaaaaaaaaaaaaaaaaa'])
+    const exported = await run(['repo', 'export'], holdEnv(source.dataDir, port))
+    const carFile = join(source.dataDir, 'backup.car')
+    await writeFile(carFile, exported.stdout)
+
+    const target = await tempDir()
+    await copyFile(join(source.dataDir, 'signing.key'), join(target, 'signing.key'))
+    const imported = await run(['repo', 'import', carFile], holdEnv(target, port))
+    assert.equal(imported.code, 0, imported.stderr)
+    const before = await recordsOf(source.dataDir, source.did)
+    const after = await recordsOf(target, source.did)
+    assert.deepEqual(after.records, before.records)
+
+    // Importing the same file again changes nothing.
+    const again = await run(['repo', 'import', carFile], holdEnv(target, port))
+    assert.equal(again.code, 0, again.stderr)
+    assert.deepEqual((await recordsOf(target, source.did)).head, after.head)
+  })
+
+  it('a corrupted, truncated or foreign-signed CAR fails and changes nothing', async () => {
+    const port = await freePort()
+    const hold = await preparedHold(port, [])
+    const env = holdEnv(hold.dataDir, port)
+    const car = (await run(['repo', 'export'], env)).stdout
+    const before = await recordsOf(hold.dataDir, hold.did)
+
+    const truncated = join(hold.dataDir, 'truncated.car')
+    await writeFile(truncated, car.subarray(0, car.length - 10))
+    const corrupted = join(hold.dataDir, 'corrupted.car')
+    const flipped = Buffer.from(car)
+    flipped[flipped.length - 20] = (flipped[flipped.length - 20] ?? 0) ^ 0xff
+    await writeFile(corrupted, flipped)
+
+    // The same DID (same public URL) with another signing key: a forged repo.
+    const impostor = await preparedHold(port, ['did:plc:impostorimpostorimpostor'])
+    const forged = join(hold.dataDir, 'forged.car')
+    await writeFile(forged, (await run(['repo', 'export'], holdEnv(impostor.dataDir, port))).stdout)
+
+    for (const file of [truncated, corrupted, forged]) {
+      const result = await run(['repo', 'import', file], env)
+      assert.equal(result.code, 1, `${file} must fail`)
+      assert.match(result.stderr, new RegExp(file.replaceAll('.', '\\.')))
+      assert.deepEqual(await recordsOf(hold.dataDir, hold.did), before, `${file} changed nothing`)
+    }
+    const forgedResult = await run(['repo', 'import', forged], env)
+    assert.match(forgedResult.stderr, /signature/i)
+  })
+
+  it('imports two CAR files in one commit, and refuses while the hold runs', async () => {
+    const portA = await freePort()
+    const portB = await freePort()
+    const a = await preparedHold(portA, ['did:plc:aaaaaaaaaaaaaaaaaaaaaaaa'])
+    const b = await preparedHold(portB, ['did:plc:bbbbbbbbbbbbbbbbbbbbbbbb'])
+    const fileA = join(a.dataDir, 'a.car')
+    const fileB = join(b.dataDir, 'b.car')
+    await writeFile(fileA, (await run(['repo', 'export'], holdEnv(a.dataDir, portA))).stdout)
+    await writeFile(fileB, (await run(['repo', 'export'], holdEnv(b.dataDir, portB))).stdout)
+
+    const port = await freePort()
+    const target = await preparedHold(port, [])
+    const env = holdEnv(target.dataDir, port)
+    const seqBefore = await lastSeq(target.dataDir)
+    const result = await run(['repo', 'import', fileA, fileB], env)
+    assert.equal(result.code, 0, result.stderr)
+    assert.equal(await lastSeq(target.dataDir), seqBefore + 1, 'exactly one commit')
+    const members = (await recordsOf(target.dataDir, target.did)).records
+      .map((r) => r.uri)
+      .filter((uri) => uri.includes(`/${NSID.holdCrew}/did-plc-`))
+    assert.equal(members.length, 2)
+
+    const running = await startHold({
+      plcUrl: net.plc.url,
+      ownerDid: OWNER,
+      dataDir: target.dataDir,
+      port,
+    })
+    try {
+      const refused = await run(['repo', 'import', fileA], env)
+      assert.equal(refused.code, 1)
+      assert.match(refused.stderr, /in use by a running hold/)
+    } finally {
+      await running.stop()
+    }
+  })
+})
+
+async function lastSeq(dataDir: string): Promise<number> {
+  const db = await openDatabase(join(dataDir, 'hold.sqlite'))
+  try {
+    const row = await db.db
+      .selectFrom('repo_seq')
+      .select((eb) => eb.fn.max('seq').as('seq'))
+      .executeTakeFirst()
+    return Number(row?.seq ?? 0)
+  } finally {
+    await db.close()
+  }
+}
