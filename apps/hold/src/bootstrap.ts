@@ -31,7 +31,7 @@ export async function bootstrapRecords(
 ): Promise<void> {
   const owner = config.registration.owner_did
   if (!owner) {
-    throw new Error('registration.owner_did: the hold needs an owner DID (the captain)')
+    throw new HoldConfigError('registration.owner_did: the hold needs an owner DID (the captain)')
   }
   const stored = await repo.reader.getRecord(NSID.holdCaptain, SELF_RKEY)
   const previous = stored?.value as Partial<CaptainRecord> | undefined
