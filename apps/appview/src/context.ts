@@ -4,6 +4,8 @@ import {
   createIdentityResolver,
   type GuardedFetch,
   type IdentityResolver,
+  type LookupAll,
+  type ResolveTxt,
 } from '@atcr/core/identity'
 import type { Logger } from '@atcr/core/log'
 import type { RegistryAuth, UserSessions } from './auth/types.ts'
@@ -25,13 +27,24 @@ export interface AppViewContext extends AppViewBase {
   sessions: UserSessions
 }
 
-export async function createBase(config: AppViewConfig, logger: Logger): Promise<AppViewBase> {
+/** Name resolution in place of the system's (tests: `@atcr/testkit` staticDns). */
+export interface DnsOverrides {
+  lookup?: LookupAll
+  resolveTxt?: ResolveTxt
+}
+
+export async function createBase(
+  config: AppViewConfig,
+  logger: Logger,
+  dns: DnsOverrides = {},
+): Promise<AppViewBase> {
   const mode = config.server.mode
-  const fetch = createGuardedFetch({ mode })
+  const fetch = createGuardedFetch({ mode, lookup: dns.lookup })
   const identity = createIdentityResolver({
     mode,
     plcUrl: config.identity.plc_directory_url,
     fetch,
+    resolveTxt: dns.resolveTxt,
   })
   const db = await openAppViewDatabase(join(config.server.data_dir, 'appview.sqlite'))
   return { config, logger, db, fetch, identity }

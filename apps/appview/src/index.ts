@@ -3,7 +3,7 @@ import { createLogger, type Logger } from '@atcr/core/log'
 import type { FastifyInstance } from 'fastify'
 import { createAuthServices } from './auth/index.ts'
 import type { AppViewConfig } from './config.ts'
-import { type AppViewContext, closeBase, createBase } from './context.ts'
+import { type AppViewContext, closeBase, createBase, type DnsOverrides } from './context.ts'
 import { buildServer } from './server.ts'
 
 export { type AppViewConfig, appviewConfig } from './config.ts'
@@ -11,6 +11,8 @@ export type { AppViewContext } from './context.ts'
 
 export interface AppViewOptions {
   logger?: Logger
+  /** Tests: answer DNS (addresses, handle TXT records) without asking a name server. */
+  dns?: DnsOverrides
 }
 
 /** The AppView service: create (database, keys, services), start (listen), destroy. */
@@ -25,7 +27,7 @@ export class AppView {
 
   static async create(config: AppViewConfig, options: AppViewOptions = {}): Promise<AppView> {
     const logger = options.logger ?? createLogger({ level: config.log.level, name: 'atcr-appview' })
-    const base = await createBase(config, logger)
+    const base = await createBase(config, logger, options.dns)
     try {
       const ctx: AppViewContext = { ...base, ...(await createAuthServices(base)) }
       return new AppView(ctx, await buildServer(ctx))
