@@ -1,0 +1,131 @@
+// Who is asking for a registry token: the username (a handle or a DID) and password of HTTP
+// Basic auth or of the OAuth2 password grant, checked against the account's own PDS.
+import {
+  IdentityError,
+  type IdentityResolver,
+  IdentityUnavailableError,
+  SsrfBlockedError,
+} from '@atcr/core/identity'
+import type { Logger } from '@atcr/core/log'
+import { OciError } from '@atcr/core/oci'
+import { ensureSailorProfile } from './profile.ts'
+import type { SessionStore } from './session-store.ts'
+import {
+  AccountPasswordError,
+  PdsLoginRefusedError,
+  PdsRateLimitedError,
+  type PdsSessions,
+  PdsUnavailableError,
+} from './sessions.ts'
+
+export interface Credentials {
+  username: string
+  password: string
+}
+
+/**
+ * Device secrets, issued to the credential helper by the device flow (a later issue),
+ * are checked before app passwords. Answers whether `secret` is a live device secret of
+ * `did`; such a login uses the session the user approved the device with, so no PDS
+ * session is created for it here.
+ */
+export interface DeviceSecretVerifier {
+  verify(did: string, secret: string): Promise<boolean>
+}
+
+/** Until the device flow exists: no password is a device secret. */
+export const noDeviceSecrets: DeviceSecretVerifier = { verify: async () => false }
+
+/** Reads `Authorization: Basic base64(username:password)`; null when absent or malformed. */
+export function parseBasicAuthorization(header: string | undefined): Credentials | null {
+  const match = header === undefined ? null : /^Basic[ \t]+([A-Za-z0-9+/=]+)[ \t]*$/i.exec(header)
+  if (!match) return null
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8')
+  const colon = decoded.indexOf(':')
+  if (colon <= 0) return null
+  return { username: decoded.slice(0, colon).trim(), password: decoded.slice(colon + 1) }
+}
+
+export interface CredentialCheckerOptions {
+  identity: IdentityResolver
+  sessions: PdsSessions
+  store: SessionStore
+  deviceSecrets: DeviceSecretVerifier
+  defaultHoldDid: string | null
+  logger: Logger
+  /** The 401 every refused login answers with (it carries the Basic challenge). */
+  unauthorized: (message: string) => OciError
+}
+
+/**
+ * Checks credentials and returns the caller's DID. An app password is exchanged for a PDS
+ * session (com.atproto.server.createSession), which is kept for the registry's later
+ * writes; on the first such login the user's io.atcr.sailor.profile is made sure of.
+ */
+export class CredentialChecker {
+  private readonly options: CredentialCheckerOptions
+
+  constructor(options: CredentialCheckerOptions) {
+    this.options = options
+  }
+
+  async check(credentials: Credentials): Promise<string> {
+    const { identity, sessions, deviceSecrets, unauthorized } = this.options
+    const { username, password } = credentials
+    const refused = `sign-in as ${JSON.stringify(username)} failed: check the username (your handle or DID) and the app password`
+    if (username === '' || password === '') throw unauthorized(refused)
+
+    let resolved: { did: string; pdsEndpoint: string }
+    try {
+      resolved = await identity.resolveIdentity(username)
+    } catch (error) {
+      // A DID whose directory is down is not the user's fault; an unknown handle is.
+      if (error instanceof IdentityUnavailableError && username.startsWith('did:')) {
+        throw new OciError('UNAVAILABLE', {
+          message: `could not resolve ${username}; try again later`,
+          cause: error,
+        })
+      }
+      if (error instanceof IdentityError || error instanceof SsrfBlockedError) {
+        throw unauthorized(refused)
+      }
+      throw error
+    }
+
+    if (await deviceSecrets.verify(resolved.did, password)) return resolved.did
+
+    let login: Awaited<ReturnType<PdsSessions['login']>>
+    try {
+      login = await sessions.login(resolved, password)
+    } catch (error) {
+      if (error instanceof PdsLoginRefusedError) throw unauthorized(refused)
+      if (error instanceof AccountPasswordError) throw unauthorized(error.message)
+      if (error instanceof PdsRateLimitedError) {
+        throw new OciError('TOOMANYREQUESTS', { message: error.message, cause: error })
+      }
+      if (error instanceof PdsUnavailableError) {
+        throw new OciError('UNAVAILABLE', { message: error.message, cause: error })
+      }
+      throw error
+    }
+    await this.ensureProfileOnce(resolved.did, login.agent)
+    return resolved.did
+  }
+
+  private async ensureProfileOnce(
+    did: string,
+    agent: Parameters<typeof ensureSailorProfile>[0],
+  ): Promise<void> {
+    const { store, defaultHoldDid, logger } = this.options
+    try {
+      const row = await store.load(did)
+      if (row?.profileCheckedAt) return
+      const outcome = await ensureSailorProfile(agent, did, defaultHoldDid)
+      await store.markProfileChecked(did)
+      if (outcome === 'created') logger.info({ did }, 'created io.atcr.sailor.profile')
+    } catch (error) {
+      // The token is still good; the next login tries again.
+      logger.warn({ did, err: error }, 'could not make sure of the sailor profile')
+    }
+  }
+}
