@@ -1,0 +1,235 @@
+// io.atcr.hold.notifyManifest: a manifest was pushed (write layer records, count the push)
+// or pulled (count the pull).
+//
+// Who may call: the user named by `userDid` with their own service token (a push needs
+// blob:write, a pull read access), or the hold's trusted AppView as itself on behalf of
+// any user (a push still needs `userDid` to hold blob:write: layers are accounted to them).
+//
+// A push writes one layer record per layer and one for the config blob (layer records are
+// the hold's references to its blobs: without one, garbage collection would take the
+// config of every image), none for an index (its child manifests are records, not blobs
+// of the hold), and skips digests already recorded for the same manifest, so a re-push
+// writes only the counter. The quota check, the layer records and the counter are one
+// commit under the record lock: a push over quota writes nothing at all.
+import {
+  type LayerRecord,
+  type ManifestInfo,
+  manifestRkey,
+  type NotifyManifestInput,
+  type NotifyManifestOutput,
+  NSID,
+  RecordKeyError,
+  validateRecord,
+} from '@atcr/core/lexicons'
+import {
+  DOCKER_CONTAINER_CONFIG,
+  DOCKER_MANIFEST_V2,
+  isDigest,
+  mediaTypeEssence,
+  OCI_IMAGE_CONFIG,
+} from '@atcr/core/oci'
+import { TID } from '@atproto/common'
+import type { LexMap } from '@atproto/lex-data'
+import type { FastifyInstance } from 'fastify'
+import {
+  authenticate,
+  type HoldCaller,
+  PERMISSION,
+  permissionsOf,
+  requireRead,
+  requireWrite,
+} from '../../../../access/index.ts'
+import type { HoldContext } from '../../../../context.ts'
+import { layersOfManifest } from '../../../../layers/index.ts'
+import { checkQuota } from '../../../../quota/index.ts'
+import { withRecordLock } from '../../../../record-lock.ts'
+import { countOne, getStats, statsWrite } from '../../../../stats/index.ts'
+import { authRequired, forbidden, invalidRequest, XrpcError } from '../../../error.ts'
+import { output, parseInput } from '../../../lexicon.ts'
+
+type Operation = 'push' | 'pull'
+
+/** A blob a pushed manifest uses, as its layer record will describe it. */
+interface ManifestBlob {
+  digest: string
+  size: number
+  mediaType: string
+}
+
+export function register(app: FastifyInstance, ctx: HoldContext): void {
+  app.post(`/xrpc/${NSID.holdNotifyManifest}`, async (request) => {
+    const caller = await authenticate(ctx, request, NSID.holdNotifyManifest)
+    if (caller.did === null) throw authRequired()
+    const input = parseInput(NSID.holdNotifyManifest, request.body)
+    return output(NSID.holdNotifyManifest, await notifyManifest(ctx, caller, input))
+  })
+}
+
+export async function notifyManifest(
+  ctx: HoldContext,
+  caller: HoldCaller,
+  input: NotifyManifestInput,
+): Promise<NotifyManifestOutput> {
+  const operation = parseOperation(input.operation)
+  await authorize(ctx, caller, input.userDid, operation)
+  const manifestUri = manifestAtUri(input.userDid, input.manifestDigest)
+  const blobs = operation === 'push' ? manifestBlobs(input.manifest) : []
+
+  return withRecordLock(ctx, async () => {
+    const now = new Date().toISOString()
+    const stats = await getStats(ctx, input.userDid, input.repository)
+    const counter = statsWrite(
+      input.userDid,
+      input.repository,
+      stats,
+      countOne(stats, operation, now),
+      now,
+    )
+    if (operation === 'pull') {
+      await ctx.repo.writer.applyWrites([counter])
+      return { success: true, operation, statsUpdated: true }
+    }
+
+    const recorded = await layersOfManifest(ctx.db.db, ctx.identity.did, manifestUri)
+    const known = new Set(recorded.map((layer) => layer.value.digest))
+    const fresh = blobs.filter((blob) => !known.has(blob.digest))
+
+    const quota = await checkQuota(
+      ctx,
+      input.userDid,
+      new Map(blobs.map((b) => [b.digest, b.size])),
+    )
+    if (!quota.allowed) {
+      const { limit, tier } = quota.policy
+      throw new XrpcError(
+        403,
+        'QuotaExceeded',
+        `Storage quota exceeded: ${quota.usage.totalSize} bytes stored plus ${quota.addedBytes} new would pass the limit of ${limit} bytes${tier ? ` of tier ${tier.name}` : ''}`,
+      )
+    }
+
+    const layerWrites = fresh.map((blob) => {
+      const record: LayerRecord = validateRecord(NSID.holdLayer, {
+        $type: NSID.holdLayer,
+        digest: blob.digest,
+        size: blob.size,
+        mediaType: blob.mediaType,
+        manifest: manifestUri,
+        userDid: input.userDid,
+        createdAt: now,
+      })
+      return {
+        action: 'create' as const,
+        collection: NSID.holdLayer,
+        rkey: TID.nextStr(),
+        record: record as unknown as LexMap,
+      }
+    })
+    await ctx.repo.writer.applyWrites([...layerWrites, counter])
+    return {
+      success: true,
+      operation,
+      statsUpdated: true,
+      layersCreated: layerWrites.length,
+      postCreated: false,
+    }
+  })
+}
+
+function parseOperation(operation: string | undefined): Operation {
+  const value = operation ?? 'push'
+  if (value === 'push' || value === 'pull') return value
+  throw invalidRequest(`operation must be push or pull, not ${value}`, 'InvalidOperation')
+}
+
+async function authorize(
+  ctx: HoldContext,
+  caller: HoldCaller,
+  userDid: string,
+  operation: Operation,
+): Promise<void> {
+  if (caller.trustedAppView) {
+    if (operation === 'push' && !(await permissionsOf(ctx, userDid)).has(PERMISSION.blobWrite)) {
+      throw forbidden(
+        `${userDid} may not write to this hold (needs crew membership with blob:write)`,
+      )
+    }
+    return
+  }
+  if (caller.did !== userDid) {
+    throw new XrpcError(
+      403,
+      'UserMismatch',
+      `The token is for ${caller.did}, the notification for ${userDid}`,
+    )
+  }
+  if (operation === 'push') await requireWrite(ctx, caller)
+  else await requireRead(ctx, caller)
+}
+
+function manifestAtUri(userDid: string, manifestDigest: string): string {
+  try {
+    return `at://${userDid}/${NSID.manifest}/${manifestRkey(manifestDigest)}`
+  } catch (err) {
+    if (err instanceof RecordKeyError) throw invalidRequest(`manifestDigest: ${err.message}`)
+    throw err
+  }
+}
+
+/**
+ * The blobs of a pushed manifest, each digest once: its layers and its config. An index
+ * (child manifests, no layers) stores no blobs of its own on the hold.
+ */
+function manifestBlobs(manifest: ManifestInfo): ManifestBlob[] {
+  const layers = manifest.layers ?? []
+  if (layers.length === 0 && (manifest.manifests?.length ?? 0) > 0) return []
+  const blobs = new Map<string, ManifestBlob>()
+  layers.forEach((layer, i) => {
+    const where = `manifest.layers[${i}]`
+    const digest = checkedDigest(layer.digest, where)
+    if (typeof layer.mediaType !== 'string' || layer.mediaType === '') {
+      throw invalidRequest(`${where}.mediaType is missing`)
+    }
+    if (!blobs.has(digest)) {
+      blobs.set(digest, {
+        digest,
+        size: checkedSize(layer.size, where),
+        mediaType: layer.mediaType,
+      })
+    }
+  })
+  if (manifest.config) {
+    const digest = checkedDigest(manifest.config.digest, 'manifest.config')
+    if (!blobs.has(digest)) {
+      blobs.set(digest, {
+        digest,
+        size: checkedSize(manifest.config.size, 'manifest.config'),
+        mediaType: configMediaType(manifest),
+      })
+    }
+  }
+  return [...blobs.values()]
+}
+
+/**
+ * The config's media type: the lexicon's blobInfo carries none, so a `mediaType` a client
+ * sends anyway is used, else the one its manifest type implies.
+ */
+function configMediaType(manifest: ManifestInfo): string {
+  const given = (manifest.config as { mediaType?: unknown } | undefined)?.mediaType
+  if (typeof given === 'string' && given !== '' && given.length <= 128) return given
+  const type = manifest.mediaType ? mediaTypeEssence(manifest.mediaType) : ''
+  return type === DOCKER_MANIFEST_V2 ? DOCKER_CONTAINER_CONFIG : OCI_IMAGE_CONFIG
+}
+
+function checkedDigest(value: unknown, where: string): string {
+  if (!isDigest(value)) throw invalidRequest(`${where}.digest is not a valid digest`)
+  return value
+}
+
+function checkedSize(value: unknown, where: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw invalidRequest(`${where}.size must be a non-negative integer`)
+  }
+  return value
+}
