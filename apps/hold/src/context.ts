@@ -47,7 +47,8 @@ export async function closeHoldContext(ctx: HoldContext): Promise<void> {
   await ctx.db.close()
 }
 
-function storageConfig(config: HoldConfig): StorageConfig {
+/** The storage driver settings of a config (the server and offline commands such as gc). */
+export function storageConfig(config: HoldConfig): StorageConfig {
   const { storage } = config
   if (storage.driver === 'filesystem') {
     return {

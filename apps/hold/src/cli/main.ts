@@ -1,7 +1,8 @@
-// atcr-hold: run a hold, write its config, back up and restore its repo.
+// atcr-hold: run a hold, write its config, back up and restore its repo, collect garbage.
 import { addConfigInitCommand, runCli } from '@atcr/core/cli'
 import { Command } from 'commander'
 import { holdConfig } from '../config.ts'
+import { gcCommand } from './gc.ts'
 import { repoExport, repoImport } from './repo.ts'
 import { serve } from './serve.ts'
 
@@ -30,6 +31,16 @@ export function buildCli(): Command {
     .argument('<files...>', 'CAR files, e.g. from repo export')
     .option('-c, --config <file>', 'YAML config file')
     .action((files: string[], options: { config?: string }) => repoImport(files, options.config))
+
+  program
+    .command('gc')
+    .description(
+      'delete blobs no layer record references, older than gc.grace_period (hold stopped or running)',
+    )
+    .option('-c, --config <file>', 'YAML config file')
+    .option('-n, --dry-run', 'list what would be deleted and the bytes reclaimed; delete nothing')
+    .option('--json', 'print the report as JSON')
+    .action((options: { config?: string; dryRun?: boolean; json?: boolean }) => gcCommand(options))
   return program
 }
 
