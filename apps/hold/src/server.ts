@@ -1,8 +1,10 @@
 // The hold's HTTP surface: identity documents, the embedded PDS's XRPC routes and the
 // io.atcr.hold methods, all under one XRPC error envelope.
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { createOciBlobHandler } from './blobs/download.ts'
 import type { HoldContext } from './context.ts'
 import { registerRepoRoutes } from './pds/index.ts'
+import { registerUploadRoutes } from './uploads/index.ts'
 import { xrpcErrorHandler, xrpcNotFoundHandler } from './xrpc/error.ts'
 
 export async function buildServer(ctx: HoldContext): Promise<FastifyInstance> {
@@ -25,6 +27,8 @@ export async function buildServer(ctx: HoldContext): Promise<FastifyInstance> {
     repo: ctx.repo,
     handle: identity.handle,
     getDidDocument: () => identity.document as unknown as Record<string, unknown>,
+    ociBlob: createOciBlobHandler(ctx),
   })
+  await registerUploadRoutes(app, ctx)
   return app
 }

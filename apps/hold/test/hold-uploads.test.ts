@@ -1,0 +1,412 @@
+/**
+ * The multipart upload methods (initiateUpload, getPartUploadUrl, uploadPart,
+ * completeUpload, abortUpload) on a real Hold, with real service tokens from the test
+ * PDS, on the filesystem driver and on S3. S3 is s3rver behind the storage tests' gap
+ * proxy (storage-s3-gaps.ts), which supplies what s3rver lacks (AbortMultipartUpload,
+ * part etag checks on completion) as AWS documents them.
+ */
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { NSID, validateOutput } from '@atcr/core/lexicons'
+import {
+  startNetwork,
+  startS3,
+  type TestAccount,
+  type TestNetwork,
+  type TestS3,
+} from '@atcr/testkit'
+import { sweepExpiredUploads } from '../src/uploads/index.ts'
+import {
+  complete,
+  getBlob,
+  MiB,
+  procedure,
+  putPartToHold,
+  type S3Endpoint,
+  sendPart,
+  TestHold,
+  type TestStorage,
+  uploadParts,
+} from './hold-blob-harness.ts'
+import { type S3GapProxy, startS3GapProxy } from './storage-s3-gaps.ts'
+
+const sha256 = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`
+
+let net: TestNetwork
+let owner: TestAccount
+let other: TestAccount
+let s3: TestS3
+let proxy: S3GapProxy
+let s3Endpoint: S3Endpoint
+
+before(async () => {
+  net = await startNetwork()
+  owner = await net.pds.createAccount('hold-captain.test')
+  other = await net.pds.createAccount('hold-sailor.test')
+  s3 = await startS3()
+  proxy = await startS3GapProxy(s3.endpoint)
+  s3Endpoint = { s3, endpoint: proxy.endpoint, publicEndpoint: proxy.publicEndpoint }
+})
+after(async () => {
+  await proxy?.close()
+  await s3?.close()
+  await net?.close()
+})
+
+/** Everything under the hold's storage prefix `uploads/` (assembled data in flight). */
+async function uploadLeftovers(hold: TestHold): Promise<string[]> {
+  const paths: string[] = []
+  for await (const object of hold.ctx.storage.list('uploads')) paths.push(object.path)
+  return paths
+}
+
+async function uploadRows(hold: TestHold): Promise<string[]> {
+  const rows = await hold.ctx.db.db.selectFrom('hold_upload').select('id').execute()
+  return rows.map((row) => row.id)
+}
+
+/** The bytes of a blob as a client gets them (following a presigned redirect). */
+async function download(hold: TestHold, digest: string): Promise<Buffer> {
+  let response = await getBlob(hold, digest, { credential: owner })
+  if (response.status === 307) response = await fetch(response.headers.get('location') ?? '')
+  assert.equal(response.status, 200, `download of ${digest}`)
+  return Buffer.from(await response.arrayBuffer())
+}
+
+function blob(parts: number[]): { parts: Buffer[]; whole: Buffer; digest: string } {
+  const chunks = parts.map((size) => randomBytes(size))
+  const whole = Buffer.concat(chunks)
+  return { parts: chunks, whole, digest: sha256(whole) }
+}
+
+function uploadSuite(name: string, storage: () => TestStorage): void {
+  describe(`uploads (${name})`, () => {
+    let hold: TestHold
+
+    before(async () => {
+      hold = await TestHold.start({ plcUrl: net.plc.url, ownerDid: owner.did, storage: storage() })
+    })
+    after(async () => {
+      await hold?.close()
+    })
+
+    it('uploads a blob in several parts; it is readable under its digest afterwards', async () => {
+      const { parts, whole, digest } = blob([5 * MiB, 5 * MiB, 1234])
+      const upload = await uploadParts(hold, digest, parts, owner)
+      const done = await complete(hold, upload, digest, owner)
+      assert.equal(done.status, 200, JSON.stringify(done.body))
+      assert.deepEqual(done.body, { status: 'completed', digest })
+      validateOutput(NSID.holdCompleteUpload, done.body)
+      assert.ok((await download(hold, digest)).equals(whole))
+      const head = await getBlob(hold, digest, { method: 'HEAD', credential: owner })
+      assert.equal(head.status, 200)
+      assert.equal(head.headers.get('content-length'), String(whole.length))
+      // Nothing of the upload is left behind, and its id is spent.
+      assert.deepEqual(await uploadLeftovers(hold), [])
+      assert.ok(!(await uploadRows(hold)).includes(upload.uploadId))
+      const again = await complete(hold, upload, digest, owner)
+      assert.equal(again.status, 400)
+      assert.equal(again.body.error, 'InvalidUploadId')
+    })
+
+    it('refuses bytes that do not hash to the digest: InvalidDigest, nothing visible', async () => {
+      const { parts, digest: actual } = blob([5 * MiB, 10])
+      const claimed = sha256(Buffer.from('something else'))
+      const upload = await uploadParts(hold, claimed, parts, owner)
+      const done = await complete(hold, upload, claimed, owner)
+      assert.equal(done.status, 400)
+      assert.equal(done.body.error, 'InvalidDigest')
+      assert.match(String(done.body.message), new RegExp(actual))
+      for (const digest of [claimed, actual]) {
+        const response = await getBlob(hold, digest, { credential: owner })
+        assert.equal(response.status, 404)
+        assert.equal(((await response.json()) as { error: string }).error, 'BlobNotFound')
+      }
+      assert.deepEqual(await uploadLeftovers(hold), [])
+      assert.ok(!(await uploadRows(hold)).includes(upload.uploadId))
+    })
+
+    it('refuses malformed digests at initiate and complete', async () => {
+      const initiated = await procedure(
+        hold,
+        NSID.holdInitiateUpload,
+        { digest: 'sha256:xyz' },
+        owner,
+      )
+      assert.equal(initiated.status, 400)
+      assert.equal(initiated.body.error, 'InvalidDigest')
+      const { parts, digest } = blob([100])
+      const upload = await uploadParts(hold, digest, parts, owner)
+      const done = await complete(hold, upload, 'md5:abc', owner)
+      assert.equal(done.body.error, 'InvalidDigest')
+      // The upload is still open: the right digest completes it.
+      assert.equal((await complete(hold, upload, digest, owner)).status, 200)
+    })
+
+    it('answers MissingParts for parts never sent or with a wrong etag; the upload stays open', async () => {
+      const { parts, whole, digest } = blob([5 * MiB, 77])
+      const upload = await uploadParts(hold, digest, parts, owner)
+      const [first, second] = upload.parts as [(typeof upload.parts)[0], (typeof upload.parts)[0]]
+      const cases = [
+        [first, { partNumber: 3, etag: second.etag }],
+        [first, { partNumber: 2, etag: '"0123456789abcdef0123456789abcdef"' }],
+        [],
+      ]
+      for (const list of cases) {
+        const done = await procedure(
+          hold,
+          NSID.holdCompleteUpload,
+          { uploadId: upload.uploadId, digest, parts: list },
+          owner,
+        )
+        assert.equal(done.status, 400, JSON.stringify(list))
+        assert.equal(done.body.error, 'MissingParts', JSON.stringify(done.body))
+      }
+      // Parts may be listed in any order.
+      const done = await complete(hold, { ...upload, parts: [second, first] }, digest, owner)
+      assert.equal(done.status, 200, JSON.stringify(done.body))
+      assert.ok((await download(hold, digest)).equals(whole))
+    })
+
+    it('answers InvalidUploadId for unknown ids and for another account’s upload', async () => {
+      const { parts, digest } = blob([10])
+      const upload = await uploadParts(hold, digest, parts, owner)
+      // `other` is made a writer, so only the ownership of the upload is in question.
+      await hold.ctx.repo.writer.upsertRecord(NSID.holdCrew, 'other-writer', {
+        $type: NSID.holdCrew,
+        member: other.did,
+        role: 'write',
+        permissions: ['blob:read', 'blob:write'],
+        addedAt: new Date().toISOString(),
+      })
+      for (const [uploadId, who] of [
+        ['no-such-upload', owner],
+        [upload.uploadId, other],
+      ] as const) {
+        const calls = [
+          procedure(hold, NSID.holdGetPartUploadUrl, { uploadId, partNumber: 1 }, who),
+          complete(hold, { uploadId, parts: upload.parts }, digest, who),
+          procedure(hold, NSID.holdAbortUpload, { uploadId }, who),
+          putPartToHold(hold, uploadId, 1, Buffer.from('x'), who),
+        ]
+        for (const result of await Promise.all(calls)) {
+          assert.equal(result.status, 400)
+          assert.equal(result.body.error, 'InvalidUploadId')
+        }
+      }
+      await hold.ctx.repo.writer.deleteRecord(NSID.holdCrew, 'other-writer')
+      assert.equal((await complete(hold, upload, digest, owner)).status, 200)
+    })
+
+    it('answers InvalidPartNumber for part numbers outside 1..10000', async () => {
+      const { parts, digest } = blob([10])
+      const upload = await uploadParts(hold, digest, parts, owner)
+      for (const partNumber of [0, 10001]) {
+        const url = await procedure(
+          hold,
+          NSID.holdGetPartUploadUrl,
+          { uploadId: upload.uploadId, partNumber },
+          owner,
+        )
+        assert.equal(url.body.error, 'InvalidPartNumber')
+      }
+      for (const partNumber of ['0', '10001', 'one', '']) {
+        const put = await putPartToHold(hold, upload.uploadId, partNumber, Buffer.from('x'), owner)
+        assert.equal(put.status, 400)
+        assert.equal(put.body.error, 'InvalidPartNumber')
+      }
+      await procedure(hold, NSID.holdAbortUpload, { uploadId: upload.uploadId }, owner)
+    })
+
+    it('aborts an upload: parts and state are dropped, the id is spent', async () => {
+      const { parts, digest } = blob([5 * MiB, 10])
+      const upload = await uploadParts(hold, digest, parts, owner)
+      const aborted = await procedure(
+        hold,
+        NSID.holdAbortUpload,
+        { uploadId: upload.uploadId },
+        owner,
+      )
+      assert.deepEqual(aborted.body, { status: 'aborted' })
+      validateOutput(NSID.holdAbortUpload, aborted.body)
+      assert.ok(!(await uploadRows(hold)).includes(upload.uploadId))
+      assert.deepEqual(await uploadLeftovers(hold), [])
+      const put = await putPartToHold(hold, upload.uploadId, 3, Buffer.from('x'), owner)
+      assert.equal(put.body.error, 'InvalidUploadId')
+      const done = await complete(hold, upload, digest, owner)
+      assert.equal(done.body.error, 'InvalidUploadId')
+      assert.equal((await getBlob(hold, digest, { credential: owner })).status, 404)
+    })
+
+    it('finishes an upload begun before a restart of the hold', async () => {
+      const { parts, whole, digest } = blob([5 * MiB, 5 * MiB, 99])
+      const firstTwo = await uploadParts(hold, digest, parts.slice(0, 2), owner)
+      await hold.restart()
+      const url = await procedure<{ url: string; headers?: Record<string, string> }>(
+        hold,
+        NSID.holdGetPartUploadUrl,
+        { uploadId: firstTwo.uploadId, partNumber: 3 },
+        owner,
+      )
+      assert.equal(url.status, 200)
+      const third = await sendPart(hold, url.body, parts[2] ?? Buffer.alloc(0), owner)
+      assert.equal(third.status, 200, third.body)
+      const done = await complete(
+        hold,
+        {
+          uploadId: firstTwo.uploadId,
+          parts: [...firstTwo.parts, { partNumber: 3, etag: third.etag ?? '' }],
+        },
+        digest,
+        owner,
+      )
+      assert.equal(done.status, 200, JSON.stringify(done.body))
+      assert.ok((await download(hold, digest)).equals(whole))
+    })
+
+    it('sweeps uploads idle for longer than uploads.expiry', async () => {
+      const { parts, digest } = blob([5 * MiB, 10])
+      const idle = await uploadParts(hold, digest, parts, owner)
+      const expiry = hold.config.uploads.expiry * 1000
+      const lateUrl = await procedure<{ url: string }>(
+        hold,
+        NSID.holdGetPartUploadUrl,
+        { uploadId: idle.uploadId, partNumber: 3 },
+        owner,
+      )
+      // Not yet expired: kept.
+      const early = await sweepExpiredUploads(hold.ctx, { now: Date.now() + expiry / 2 })
+      assert.equal(early.aborted, 0)
+      assert.ok((await uploadRows(hold)).includes(idle.uploadId))
+      const swept = await sweepExpiredUploads(hold.ctx, { now: Date.now() + expiry + 1000 })
+      assert.ok(swept.aborted >= 1)
+      assert.ok(!(await uploadRows(hold)).includes(idle.uploadId))
+      const url = await procedure(
+        hold,
+        NSID.holdGetPartUploadUrl,
+        { uploadId: idle.uploadId, partNumber: 3 },
+        owner,
+      )
+      assert.equal(url.body.error, 'InvalidUploadId')
+      const done = await complete(hold, idle, digest, owner)
+      assert.equal(done.body.error, 'InvalidUploadId')
+      if (hold.config.storage.driver === 'filesystem') {
+        // The filesystem driver's parts are gone too.
+        assert.deepEqual(await readdir(join(hold.dataDir, 'blobs', '.multipart')), [])
+      } else {
+        // The S3 multipart upload was aborted: its presigned part URL no longer works.
+        const late = await fetch(lateUrl.body.url, { method: 'PUT', body: 'late' })
+        assert.equal(late.status, 404)
+        assert.match(await late.text(), /NoSuchUpload/)
+      }
+    })
+  })
+}
+
+uploadSuite('filesystem', () => ({ driver: 'filesystem' }))
+uploadSuite('s3, presigned part URLs', () => ({ driver: 's3', s3: s3Endpoint }))
+
+describe('uploads (s3, parts through the hold)', () => {
+  it('sends parts to uploadPart when presigned redirects are off', async () => {
+    const hold = await TestHold.start({
+      plcUrl: net.plc.url,
+      ownerDid: owner.did,
+      storage: { driver: 's3', s3: s3Endpoint },
+      overrides: { storage: { presigned_redirects: false } },
+    })
+    try {
+      const { parts, whole, digest } = blob([5 * MiB, 321])
+      const initiated = await procedure<{ uploadId: string }>(
+        hold,
+        NSID.holdInitiateUpload,
+        { digest },
+        owner,
+      )
+      const url = await procedure(
+        hold,
+        NSID.holdGetPartUploadUrl,
+        { uploadId: initiated.body.uploadId, partNumber: 1 },
+        owner,
+      )
+      validateOutput(NSID.holdGetPartUploadUrl, url.body)
+      assert.deepEqual(url.body, {
+        url: `${hold.url}/xrpc/io.atcr.hold.uploadPart`,
+        method: 'PUT',
+        headers: { 'X-Upload-Id': initiated.body.uploadId, 'X-Part-Number': '1' },
+      })
+      await procedure(hold, NSID.holdAbortUpload, { uploadId: initiated.body.uploadId }, owner)
+      const upload = await uploadParts(hold, digest, parts, owner)
+      assert.equal((await complete(hold, upload, digest, owner)).status, 200)
+      let response = await getBlob(hold, digest, { credential: owner })
+      assert.equal(response.status, 200, 'streamed, not redirected')
+      assert.ok(Buffer.from(await response.arrayBuffer()).equals(whole))
+      response = await getBlob(hold, digest, {
+        credential: owner,
+        headers: { range: 'bytes=5242880-' },
+      })
+      assert.equal(response.status, 206)
+      assert.ok(Buffer.from(await response.arrayBuffer()).equals(whole.subarray(5 * MiB)))
+    } finally {
+      await hold.close()
+    }
+  })
+
+  it('hands out presigned S3 part URLs when it can', async () => {
+    const hold = await TestHold.start({
+      plcUrl: net.plc.url,
+      ownerDid: owner.did,
+      storage: { driver: 's3', s3: s3Endpoint },
+    })
+    try {
+      const initiated = await procedure<{ uploadId: string }>(
+        hold,
+        NSID.holdInitiateUpload,
+        { digest: sha256(Buffer.from('x')) },
+        owner,
+      )
+      const url = await procedure<{ url: string; method: string }>(
+        hold,
+        NSID.holdGetPartUploadUrl,
+        { uploadId: initiated.body.uploadId, partNumber: 2 },
+        owner,
+      )
+      const parsed = new URL(url.body.url)
+      assert.equal(parsed.origin, proxy.publicEndpoint)
+      assert.equal(parsed.searchParams.get('partNumber'), '2')
+      assert.ok(parsed.searchParams.get('X-Amz-Signature'))
+      assert.equal(url.body.method, 'PUT')
+    } finally {
+      await hold.close()
+    }
+  })
+})
+
+describe('the periodic sweeper', () => {
+  it('removes abandoned uploads on its own when the expiry is tiny', async () => {
+    const hold = await TestHold.start({
+      plcUrl: net.plc.url,
+      ownerDid: owner.did,
+      overrides: { uploads: { expiry: 1 } },
+    })
+    try {
+      const initiated = await procedure<{ uploadId: string }>(
+        hold,
+        NSID.holdInitiateUpload,
+        { digest: sha256(Buffer.from('x')) },
+        owner,
+      )
+      assert.equal(initiated.status, 200)
+      const deadline = Date.now() + 10_000
+      while ((await uploadRows(hold)).length > 0) {
+        assert.ok(Date.now() < deadline, 'the sweeper did not remove the upload')
+        await new Promise((resolve) => setTimeout(resolve, 200))
+      }
+      assert.deepEqual(await readdir(join(hold.dataDir, 'blobs', '.multipart')), [])
+    } finally {
+      await hold.close()
+    }
+  })
+})
