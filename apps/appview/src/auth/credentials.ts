@@ -41,10 +41,16 @@ export function parseBasicAuthorization(header: string | undefined): Credentials
   const match = header === undefined ? null : /^Basic[ \t]+([A-Za-z0-9+/=]+)[ \t]*$/i.exec(header)
   if (!match) return null
   const decoded = Buffer.from(match[1]!, 'base64').toString('utf8')
+  // A DID username holds colons itself (RFC 7617 forbids them, docker sends them anyway):
+  // the password starts after the DID's method-specific id.
+  const did = DID_USERNAME.exec(decoded)
+  if (did) return { username: did[1]!, password: did[2]! }
   const colon = decoded.indexOf(':')
   if (colon <= 0) return null
   return { username: decoded.slice(0, colon).trim(), password: decoded.slice(colon + 1) }
 }
+
+const DID_USERNAME = /^(did:[a-z]+:[a-zA-Z0-9._%-]+):(.*)$/s
 
 export interface CredentialCheckerOptions {
   identity: IdentityResolver
@@ -118,8 +124,7 @@ export class CredentialChecker {
   ): Promise<void> {
     const { store, defaultHoldDid, logger } = this.options
     try {
-      const row = await store.load(did)
-      if (row?.profileCheckedAt) return
+      if (await store.isProfileChecked(did)) return
       const outcome = await ensureSailorProfile(agent, did, defaultHoldDid)
       await store.markProfileChecked(did)
       if (outcome === 'created') logger.info({ did }, 'created io.atcr.sailor.profile')

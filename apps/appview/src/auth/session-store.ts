@@ -100,6 +100,16 @@ export class SessionStore {
     await query.execute()
   }
 
+  /** Whether the user's sailor profile was found or made since their session was first stored. */
+  async isProfileChecked(did: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('pds_session')
+      .select('profile_checked_at')
+      .where('did', '=', did)
+      .executeTakeFirst()
+    return row?.profile_checked_at != null
+  }
+
   async markProfileChecked(did: string): Promise<void> {
     await this.db
       .updateTable('pds_session')
