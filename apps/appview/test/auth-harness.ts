@@ -1,12 +1,10 @@
-// An AppView's auth surface on loopback for the auth tests: the real services and /auth
-// routes built from a real config, on a data directory that survives restarts.
-import type { AddressInfo } from 'node:net'
+// A real AppView on loopback for the auth tests, on a data directory that survives restarts.
 import type { CapturedLogs } from '@atcr/core/log'
 import type { StaticDns } from '@atcr/testkit'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify'
-import { createAuthServices, registerAuthRoutes } from '../src/auth/index.ts'
+import type { FastifyRequest } from 'fastify'
 import { type AppViewConfig, appviewConfig } from '../src/config.ts'
-import { type AppViewContext, closeBase, createBase } from '../src/context.ts'
+import type { AppViewContext } from '../src/context.ts'
+import { AppView } from '../src/index.ts'
 
 export interface AuthAppView {
   url: string
@@ -42,27 +40,12 @@ export async function startAuthAppView(options: AuthAppViewOptions): Promise<Aut
       },
     },
   })
-  const base = await createBase(config, options.logs.logger, options.dns)
-  let app: FastifyInstance | undefined
+  const appview = await AppView.create(config, { logger: options.logs.logger, dns: options.dns })
   try {
-    const ctx: AppViewContext = { ...base, ...(await createAuthServices(base)) }
-    app = Fastify({ loggerInstance: ctx.logger.child({ subsystem: 'http' }) as FastifyBaseLogger })
-    await registerAuthRoutes(app, ctx)
-    await app.listen({ host: '127.0.0.1', port: 0 })
-    const { port } = app.server.address() as AddressInfo
-    const server = app
-    return {
-      url: `http://127.0.0.1:${port}`,
-      ctx,
-      config,
-      close: async () => {
-        await server.close()
-        await closeBase(base)
-      },
-    }
+    const url = await appview.start()
+    return { url, ctx: appview.ctx, config, close: () => appview.destroy() }
   } catch (error) {
-    await app?.close()
-    await closeBase(base)
+    await appview.destroy()
     throw error
   }
 }

@@ -84,7 +84,7 @@ export class PdsSessions implements UserSessions {
     if (data.did !== did) {
       throw new PdsLoginRefusedError(`the PDS at ${pdsEndpoint} answered for another account`)
     }
-    if (decodeJwt(data.accessJwt).scope === 'com.atproto.access') {
+    if (accessScope(data.accessJwt) === 'com.atproto.access') {
       await agent.logout()
       throw new AccountPasswordError(
         'that is the account password: create an app password in your account settings and use it instead',
@@ -313,13 +313,27 @@ function nowSeconds(): number {
   return Math.floor(Date.now() / 1000)
 }
 
-function expiresWithin(jwt: string, seconds: number): boolean {
+/** The `scope` claim of a PDS access token (the reference PDS issues JWTs); else undefined. */
+function accessScope(accessJwt: string): unknown {
   try {
-    const { exp } = decodeJwt(jwt)
-    return typeof exp !== 'number' || exp - seconds <= nowSeconds()
+    return decodeJwt(accessJwt).scope
   } catch {
-    return true
+    return undefined
   }
+}
+
+/**
+ * Whether a JWT access token runs out within `seconds`. A token that is not a JWT or has no
+ * `exp` is used as it is: the agent refreshes it when the PDS answers ExpiredToken.
+ */
+function expiresWithin(jwt: string, seconds: number): boolean {
+  let exp: unknown
+  try {
+    exp = decodeJwt(jwt).exp
+  } catch {
+    return false
+  }
+  return typeof exp === 'number' && exp - seconds <= nowSeconds()
 }
 
 function loginError(error: unknown, pdsEndpoint: string): Error {
