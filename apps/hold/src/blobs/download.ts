@@ -133,7 +133,7 @@ export function parseRange(header: string | undefined, size: number): RangeReque
     return { kind: 'partial', first: Math.max(0, size - suffix), last: size - 1 }
   }
   const first = Number(startText)
-  const last = endText === '' ? size - 1 : Number(endText)
+  const last = endText === '' ? Number.MAX_SAFE_INTEGER : Number(endText)
   if (!Number.isSafeInteger(first) || !Number.isSafeInteger(last) || last < first) {
     return { kind: 'whole' }
   }

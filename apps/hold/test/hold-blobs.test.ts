@@ -1,0 +1,237 @@
+/**
+ * com.atproto.sync.getBlob with an OCI digest as `cid`: streamed by the hold (filesystem)
+ * with Range support, or a 307 to a presigned S3 URL (or the CDN) that a client follows.
+ * S3 is s3rver behind the storage tests' gap proxy (storage-s3-gaps.ts); s3rver does not
+ * check signatures, so a presigned URL is shown to work, not shown to be unforgeable.
+ */
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { Readable } from 'node:stream'
+import { after, before, describe, it } from 'node:test'
+import {
+  startNetwork,
+  startS3,
+  type TestAccount,
+  type TestNetwork,
+  type TestS3,
+} from '@atcr/testkit'
+import { blobPath } from '../src/storage/index.ts'
+import { getBlob, getBlobUrl, MiB, type S3Endpoint, TestHold } from './hold-blob-harness.ts'
+import { type S3GapProxy, startS3GapProxy } from './storage-s3-gaps.ts'
+
+let net: TestNetwork
+let owner: TestAccount
+let s3: TestS3
+let proxy: S3GapProxy
+let s3Endpoint: S3Endpoint
+
+before(async () => {
+  net = await startNetwork()
+  owner = await net.pds.createAccount('blob-captain.test')
+  s3 = await startS3()
+  proxy = await startS3GapProxy(s3.endpoint)
+  s3Endpoint = { s3, endpoint: proxy.endpoint, publicEndpoint: proxy.publicEndpoint }
+})
+after(async () => {
+  await proxy?.close()
+  await s3?.close()
+  await net?.close()
+})
+
+/** Stores a blob directly under its digest's path (as a completed upload leaves it). */
+async function storeBlob(hold: TestHold, bytes: Buffer): Promise<string> {
+  const hex = createHash('sha256').update(bytes).digest('hex')
+  await hold.ctx.storage.write(blobPath('sha256', hex), Readable.from([bytes]))
+  return `sha256:${hex}`
+}
+
+const unknownDigest = `sha256:${'0'.repeat(64)}`
+
+describe('getBlob streamed by the hold (filesystem)', () => {
+  let hold: TestHold
+  let bytes: Buffer
+  let digest: string
+
+  before(async () => {
+    hold = await TestHold.start({
+      plcUrl: net.plc.url,
+      ownerDid: owner.did,
+      overrides: { registration: { public: true } },
+    })
+    bytes = randomBytes(3 * MiB + 17)
+    digest = await storeBlob(hold, bytes)
+  })
+  after(async () => {
+    await hold?.close()
+  })
+
+  it('streams the whole blob with its size, type, etag and range support', async () => {
+    const response = await getBlob(hold, digest)
+    assert.equal(response.status, 200)
+    assert.equal(response.headers.get('content-type'), 'application/octet-stream')
+    assert.equal(response.headers.get('content-length'), String(bytes.length))
+    assert.equal(response.headers.get('accept-ranges'), 'bytes')
+    assert.equal(response.headers.get('etag'), `"${digest}"`)
+    assert.ok(Buffer.from(await response.arrayBuffer()).equals(bytes))
+  })
+
+  it('answers HEAD with the size and no body', async () => {
+    const response = await getBlob(hold, digest, { method: 'HEAD' })
+    assert.equal(response.status, 200)
+    assert.equal(response.headers.get('content-length'), String(bytes.length))
+    assert.equal(response.headers.get('etag'), `"${digest}"`)
+    assert.equal((await response.arrayBuffer()).byteLength, 0)
+  })
+
+  it('serves single byte ranges as 206 with Content-Range', async () => {
+    const size = bytes.length
+    const cases: [string, number, number][] = [
+      ['bytes=0-0', 0, 0],
+      ['bytes=10-19', 10, 19],
+      ['bytes=1048576-', 1048576, size - 1],
+      ['bytes=-100', size - 100, size - 1],
+      [`bytes=${size - 5}-${size + 1000}`, size - 5, size - 1],
+      [`bytes=-${size * 2}`, 0, size - 1],
+    ]
+    for (const [range, first, last] of cases) {
+      const response = await getBlob(hold, digest, { headers: { range } })
+      assert.equal(response.status, 206, range)
+      assert.equal(response.headers.get('content-range'), `bytes ${first}-${last}/${size}`, range)
+      assert.equal(response.headers.get('content-length'), String(last - first + 1), range)
+      const body = Buffer.from(await response.arrayBuffer())
+      assert.ok(body.equals(bytes.subarray(first, last + 1)), range)
+    }
+  })
+
+  it('answers 416 with the size for a range past the end', async () => {
+    for (const range of [
+      `bytes=${bytes.length}-`,
+      `bytes=${bytes.length + 10}-${bytes.length + 20}`,
+      'bytes=-0',
+    ]) {
+      const response = await getBlob(hold, digest, { headers: { range } })
+      assert.equal(response.status, 416, range)
+      assert.equal(response.headers.get('content-range'), `bytes */${bytes.length}`, range)
+      await response.arrayBuffer()
+    }
+  })
+
+  it('sends the whole blob for ranges it does not honour (several, reversed, other units)', async () => {
+    for (const range of ['bytes=0-1,5-6', 'bytes=20-10', 'items=0-5', 'bytes=abc', 'bytes=-']) {
+      const response = await getBlob(hold, digest, { headers: { range } })
+      assert.equal(response.status, 200, range)
+      assert.equal((await response.arrayBuffer()).byteLength, bytes.length, range)
+    }
+  })
+
+  it('answers 304 to a matching If-None-Match', async () => {
+    const response = await getBlob(hold, digest, { headers: { 'if-none-match': `"${digest}"` } })
+    assert.equal(response.status, 304)
+  })
+
+  it('answers 404 BlobNotFound for unknown digests, 400 for malformed ones', async () => {
+    const missing = await getBlob(hold, unknownDigest)
+    assert.equal(missing.status, 404)
+    assert.deepEqual(await missing.json(), {
+      error: 'BlobNotFound',
+      message: `Blob not found: ${unknownDigest}`,
+    })
+    assert.equal((await getBlob(hold, unknownDigest, { method: 'HEAD' })).status, 404)
+    const malformed = await getBlob(hold, 'sha256:XYZ')
+    assert.equal(malformed.status, 400)
+    assert.equal(((await malformed.json()) as { error: string }).error, 'InvalidRequest')
+  })
+
+  it('keeps serving ordinary atproto blobs by CID', async () => {
+    const ref = await hold.ctx.repo.blobs.put(Buffer.from('avatar bytes'), 'image/png')
+    const url = `${hold.url}/xrpc/com.atproto.sync.getBlob?did=${encodeURIComponent(hold.did)}&cid=${ref.ref.$link}`
+    const response = await fetch(url)
+    assert.equal(response.status, 200)
+    assert.equal(response.headers.get('content-type'), 'image/png')
+    assert.equal(await response.text(), 'avatar bytes')
+  })
+})
+
+describe('getBlob with S3 storage', () => {
+  let bytes: Buffer
+
+  before(() => {
+    bytes = randomBytes(2 * MiB + 3)
+  })
+
+  it('redirects GET to a presigned URL that serves the bytes; HEAD answers the size', async () => {
+    const hold = await TestHold.start({
+      plcUrl: net.plc.url,
+      ownerDid: owner.did,
+      storage: { driver: 's3', s3: s3Endpoint },
+      overrides: { registration: { public: true }, storage: { presign_ttl: 120 } },
+    })
+    try {
+      const digest = await storeBlob(hold, bytes)
+      const response = await getBlob(hold, digest)
+      assert.equal(response.status, 307)
+      const location = new URL(response.headers.get('location') ?? '')
+      assert.equal(location.origin, proxy.publicEndpoint)
+      assert.equal(location.searchParams.get('X-Amz-Expires'), '120')
+      // What a client does: follow the redirect.
+      const followed = await fetch(getBlobUrl(hold, digest))
+      assert.equal(followed.status, 200)
+      assert.ok(Buffer.from(await followed.arrayBuffer()).equals(bytes))
+
+      const head = await getBlob(hold, digest, { method: 'HEAD' })
+      assert.equal(head.status, 200)
+      assert.equal(head.headers.get('content-length'), String(bytes.length))
+      assert.equal((await getBlob(hold, unknownDigest)).status, 404)
+    } finally {
+      await hold.close()
+    }
+  })
+
+  it('redirects to the CDN when cdn_base_url is set', async () => {
+    const hold = await TestHold.start({
+      plcUrl: net.plc.url,
+      ownerDid: owner.did,
+      storage: { driver: 's3', s3: s3Endpoint },
+      overrides: {
+        registration: { public: true },
+        storage: { cdn_base_url: 'https://cdn.example.com/atcr/' },
+      },
+    })
+    try {
+      const digest = await storeBlob(hold, bytes)
+      const response = await getBlob(hold, digest)
+      assert.equal(response.status, 307)
+      const hex = digest.slice('sha256:'.length)
+      assert.equal(
+        response.headers.get('location'),
+        `https://cdn.example.com/atcr/blobs/sha256/${hex.slice(0, 2)}/${hex}/data`,
+      )
+    } finally {
+      await hold.close()
+    }
+  })
+
+  it('streams from S3 through the hold when presigned redirects are off', async () => {
+    const hold = await TestHold.start({
+      plcUrl: net.plc.url,
+      ownerDid: owner.did,
+      storage: { driver: 's3', s3: s3Endpoint },
+      overrides: { registration: { public: true }, storage: { presigned_redirects: false } },
+    })
+    try {
+      const digest = await storeBlob(hold, bytes)
+      const whole = await getBlob(hold, digest)
+      assert.equal(whole.status, 200)
+      assert.ok(Buffer.from(await whole.arrayBuffer()).equals(bytes))
+      const part = await getBlob(hold, digest, { headers: { range: 'bytes=100-199' } })
+      assert.equal(part.status, 206)
+      assert.equal(part.headers.get('content-range'), `bytes 100-199/${bytes.length}`)
+      assert.ok(Buffer.from(await part.arrayBuffer()).equals(bytes.subarray(100, 200)))
+      const past = await getBlob(hold, digest, { headers: { range: `bytes=${bytes.length}-` } })
+      assert.equal(past.status, 416)
+      assert.equal(past.headers.get('content-range'), `bytes */${bytes.length}`)
+    } finally {
+      await hold.close()
+    }
+  })
+})
