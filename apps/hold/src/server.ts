@@ -3,9 +3,11 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { createOciBlobHandler } from './blobs/download.ts'
 import type { HoldContext } from './context.ts'
+import { registerGcRoute } from './gc/route.ts'
 import { registerRepoRoutes } from './pds/index.ts'
 import { registerUploadRoutes } from './uploads/index.ts'
 import { xrpcErrorHandler, xrpcNotFoundHandler } from './xrpc/error.ts'
+import { registerHoldMethods } from './xrpc/hold-methods.ts'
 
 export async function buildServer(ctx: HoldContext): Promise<FastifyInstance> {
   const app = Fastify({
@@ -30,5 +32,7 @@ export async function buildServer(ctx: HoldContext): Promise<FastifyInstance> {
     ociBlob: createOciBlobHandler(ctx),
   })
   await registerUploadRoutes(app, ctx)
+  await registerHoldMethods(app, ctx)
+  await registerGcRoute(app, ctx)
   return app
 }
