@@ -41,6 +41,12 @@ export const appviewConfig = defineConfig({
         plc_directory_url: httpUrl()
           .default('https://plc.directory')
           .describe('PLC directory used to resolve did:plc identities.'),
+        handle_resolver_url: httpUrl()
+          .nullable()
+          .default(null)
+          .describe(
+            "Resolve handles with this service's com.atproto.identity.resolveHandle (a PDS or handle resolver) instead of DNS and /.well-known; answers are still checked against the DID document. Useful for local networks whose handles have no DNS.",
+          ),
       })
       .describe('Identity resolution.'),
     registry: z

@@ -45,6 +45,7 @@ export async function createBase(
     plcUrl: config.identity.plc_directory_url,
     fetch,
     resolveTxt: dns.resolveTxt,
+    handleResolver: config.identity.handle_resolver_url ?? undefined,
   })
   const db = await openAppViewDatabase(join(config.server.data_dir, 'appview.sqlite'))
   return { config, logger, db, fetch, identity }

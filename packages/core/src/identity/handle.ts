@@ -1,7 +1,7 @@
 import { Resolver } from 'node:dns/promises'
 import { isAtprotoDid } from '@atproto/did'
 import { ensureValidHandle, isValidTld } from '@atproto/syntax'
-import { readBoundedText } from './body.ts'
+import { readBoundedJson, readBoundedText } from './body.ts'
 import { IdentityNotFoundError, IdentityUnavailableError, InvalidHandleError } from './errors.ts'
 import type { IdentityMode } from './mode.ts'
 import type { FetchLike } from './ssrf.ts'
@@ -31,6 +31,12 @@ export interface HandleLookupOptions {
    * stack, e.g. `{ protocol: 'http:', port: 2583 }` for a dev PDS. Ignored in production.
    */
   wellKnown?: { protocol?: 'http:' | 'https:'; port?: number }
+  /**
+   * An XRPC service answering `com.atproto.identity.resolveHandle` (a PDS, or a handle
+   * resolver service), asked instead of DNS and `/.well-known`. The answer is still checked
+   * both ways against the DID document by the resolver.
+   */
+  xrpcResolver?: string
 }
 
 const DNS_NOT_FOUND = new Set(['ENOTFOUND', 'ENODATA', 'NXDOMAIN', 'ENONAME'])
@@ -44,6 +50,7 @@ export async function lookupHandleDid(
   handle: string,
   options: HandleLookupOptions,
 ): Promise<string> {
+  if (options.xrpcResolver) return lookupViaXrpc(handle, options.xrpcResolver, options)
   const timeoutMs = options.timeoutMs ?? 5000
   const abortHttp = new AbortController()
   // Both lookups start together; DNS wins when it answers.
@@ -130,4 +137,32 @@ async function lookupWellKnown(
   const text = await readBoundedText(response, 2048).catch(() => '')
   const did = text.split('\n')[0]?.trim()
   return did && isAtprotoDid(did) ? did : undefined
+}
+
+async function lookupViaXrpc(
+  handle: string,
+  service: string,
+  options: HandleLookupOptions,
+): Promise<string> {
+  const url = new URL('/xrpc/com.atproto.identity.resolveHandle', service)
+  url.searchParams.set('handle', handle)
+  let response: Response
+  try {
+    response = await options.fetch(url, { signal: AbortSignal.timeout(options.timeoutMs ?? 5000) })
+  } catch (cause) {
+    throw new IdentityUnavailableError(handle, 'handle resolver unreachable', { cause })
+  }
+  if (response.status === 400 || response.status === 404) {
+    await response.body?.cancel()
+    throw new IdentityNotFoundError(handle, 'the handle resolver does not know this handle')
+  }
+  if (!response.ok) {
+    await response.body?.cancel()
+    throw new IdentityUnavailableError(handle, `handle resolver answered ${response.status}`)
+  }
+  const body = (await readBoundedJson(response, 4096)) as { did?: unknown }
+  if (typeof body.did !== 'string' || !isAtprotoDid(body.did)) {
+    throw new IdentityUnavailableError(handle, 'handle resolver answered no DID')
+  }
+  return body.did
 }

@@ -52,6 +52,8 @@ export interface IdentityResolverOptions {
   resolveTxt?: ResolveTxt
   /** Dev mode only: where to reach `/.well-known/atproto-did` (see `HandleLookupOptions`). */
   handleWellKnown?: HandleLookupOptions['wellKnown']
+  /** Resolve handles with this XRPC service's com.atproto.identity.resolveHandle. */
+  handleResolver?: string
 }
 
 /** A resolved DID document with what atproto reads from it (the handle is unverified). */
@@ -113,6 +115,7 @@ export function createIdentityResolver(options: IdentityResolverOptions): Identi
     resolveTxt: options.resolveTxt,
     timeoutMs,
     wellKnown: options.handleWellKnown,
+    xrpcResolver: options.handleResolver,
   }
 
   const fetchDocument = async (did: string): Promise<ResolvedDid> => {
