@@ -1,5 +1,6 @@
 export { type DidWebServer, startDidWebServer } from './did-web-server.ts'
 export { type StaticDns, type StaticDnsTable, staticDns } from './dns.ts'
+export { type HoldProcess, type StartHoldProcessOptions, startHoldProcess } from './hold-process.ts'
 export { startNetwork, type TestNetwork } from './network.ts'
 export {
   type ArtifactBlob,

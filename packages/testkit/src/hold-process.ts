@@ -1,0 +1,146 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { freePort, LOOPBACK } from './ports.ts'
+import type { TestS3 } from './s3.ts'
+
+export interface StartHoldProcessOptions {
+  /** The PLC directory the hold resolves callers' DIDs with (`http://localhost:PORT`). */
+  plcUrl: string
+  /** The captain: owner of the hold and its first crew member. */
+  ownerDid: string
+  /** 'filesystem' (default), or an s3rver from `startS3()`. */
+  storage?: 'filesystem' | { s3: TestS3 }
+  /** Anonymous blob reads (default true). */
+  public?: boolean
+  /** Any authenticated account may join the crew (default true). */
+  allowAllCrew?: boolean
+  /** Redirect reads and part uploads to presigned S3 URLs (default true; s3 only). */
+  presignedRedirects?: boolean
+  /** Extra config, merged over the generated one section by section. */
+  config?: Record<string, Record<string, unknown>>
+  /** The hold's log level (default warn; its output is kept and shown if it fails). */
+  logLevel?: string
+  /** Another `atcr-hold` executable; default the workspace's apps/hold/bin/atcr-hold. */
+  bin?: string
+}
+
+export interface HoldProcess {
+  /** `http://localhost:PORT`, the hold's public URL (the host of its did:web). */
+  url: string
+  did: string
+  port: number
+  dataDir: string
+  child: ChildProcess
+  /** What the hold has printed so far (bounded). */
+  output(): string
+  close(): Promise<void>
+}
+
+const DEFAULT_BIN = fileURLToPath(new URL('../../../apps/hold/bin/atcr-hold', import.meta.url))
+const OUTPUT_LIMIT = 64 * 1024
+const START_TIMEOUT_MS = 60_000
+
+/**
+ * A real hold (the `atcr-hold serve` executable) in a child process on a free loopback
+ * port, with a did:web of `localhost:PORT`, dev mode and a temporary data dir. Spawned by
+ * path with the running node, so tests exercise the hold exactly as deployed; killed and
+ * its data removed on close.
+ */
+export async function startHoldProcess(options: StartHoldProcessOptions): Promise<HoldProcess> {
+  const port = await freePort()
+  const url = `http://localhost:${port}`
+  const dataDir = await mkdtemp(join(tmpdir(), 'atcr-hold-'))
+  const storage = options.storage ?? 'filesystem'
+  const config: Record<string, Record<string, unknown>> = {
+    server: { public_url: url, host: LOOPBACK, port, data_dir: dataDir, mode: 'dev' },
+    identity: { did_method: 'web', plc_directory_url: options.plcUrl },
+    registration: {
+      owner_did: options.ownerDid,
+      public: options.public ?? true,
+      allow_all_crew: options.allowAllCrew ?? true,
+    },
+    storage:
+      storage === 'filesystem'
+        ? { driver: 'filesystem', presigned_redirects: options.presignedRedirects ?? true }
+        : {
+            driver: 's3',
+            presigned_redirects: options.presignedRedirects ?? true,
+            s3: {
+              endpoint: storage.s3.endpoint,
+              region: storage.s3.region,
+              bucket: storage.s3.bucket,
+              access_key_id: storage.s3.accessKeyId,
+              secret_access_key: storage.s3.secretAccessKey,
+              force_path_style: true,
+            },
+          },
+    log: { level: options.logLevel ?? 'warn' },
+  }
+  for (const [section, values] of Object.entries(options.config ?? {})) {
+    config[section] = { ...config[section], ...values }
+  }
+  const configFile = join(dataDir, 'hold.yaml')
+  // YAML is a superset of JSON.
+  await writeFile(configFile, JSON.stringify(config, null, 2), { mode: 0o600 })
+
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => !key.startsWith('ATCR_HOLD_')),
+  )
+  const child = spawn(
+    process.execPath,
+    [options.bin ?? DEFAULT_BIN, 'serve', '--config', configFile],
+    { env, stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  let output = ''
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString('utf8')).slice(-OUTPUT_LIMIT)
+  }
+  child.stdout?.on('data', keep)
+  child.stderr?.on('data', keep)
+  const exited = once(child, 'exit')
+
+  const close = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+      await exited.catch(() => {})
+      clearTimeout(timer)
+    }
+    await rm(dataDir, { recursive: true, force: true })
+  }
+
+  try {
+    await waitForHealth(`http://${LOOPBACK}:${port}`, child, () => output)
+    const response = await fetch(`http://${LOOPBACK}:${port}/.well-known/atproto-did`)
+    const did = (await response.text()).trim()
+    if (!response.ok || !did.startsWith('did:')) {
+      throw new Error(`the hold did not say its DID: ${response.status} ${did}`)
+    }
+    return { url, did, port, dataDir, child, output: () => output, close }
+  } catch (error) {
+    await close()
+    throw error
+  }
+}
+
+async function waitForHealth(base: string, child: ChildProcess, output: () => string) {
+  const deadline = Date.now() + START_TIMEOUT_MS
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`atcr-hold exited (${child.exitCode ?? child.signalCode}):\n${output()}`)
+    }
+    try {
+      const response = await fetch(`${base}/xrpc/_health`)
+      await response.body?.cancel()
+      if (response.ok) return
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`atcr-hold did not become healthy in ${START_TIMEOUT_MS} ms:\n${output()}`)
+}
