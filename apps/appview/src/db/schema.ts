@@ -16,6 +16,26 @@ export interface PdsSessionTable {
   updated_at: string
 }
 
+/** A repository pushed through this AppView (what `/v2/_catalog` lists). */
+export interface RegistryRepositoryTable {
+  did: string
+  repository: string
+  /** `did-plc-.../repository`, the name `/v2/_catalog` lists. */
+  name: string
+  created_at: string
+  updated_at: string
+}
+
+/** A sha512 blob stored on a hold under its sha256 digest (the hold API takes only sha256). */
+export interface RegistryBlobAliasTable {
+  hold_did: string
+  digest: string
+  stored_digest: string
+  created_at: string
+}
+
 export type AppViewSchema = {
   pds_session: PdsSessionTable
+  registry_repository: RegistryRepositoryTable
+  registry_blob_alias: RegistryBlobAliasTable
 }

@@ -1,0 +1,387 @@
+// Manifests and tags as records in the owner's PDS: io.atcr.manifest keyed by the digest's
+// hex (the raw manifest bytes kept as its manifestBlob), io.atcr.tag keyed by
+// repository and tag. Reads are public and cached; writes go through the owner's session.
+import {
+  digestFromManifestRkey,
+  LexiconValidationError,
+  type ManifestRecord,
+  manifestRkey,
+  NSID,
+  parseTagRkey,
+  RecordKeyError,
+  type TagRecord,
+  tagRkey,
+  validateRecordJson,
+} from '@atcr/core/lexicons'
+import { digestOf, OciError } from '@atcr/core/oci'
+import type { AtpAgent } from '@atproto/api'
+import type { ManifestDocument, OciDescriptor } from './manifest-document.ts'
+import type { PdsReader, StoredRecord } from './pds-reader.ts'
+
+/** Whose repository: the owner's DID and the PDS that hosts it. */
+export interface Owner {
+  did: string
+  pds: string
+}
+
+/** A manifest record in JSON form (blob refs as `{$type: 'blob', ref: {$link}}`). */
+export type ManifestRecordJson = Omit<ManifestRecord, 'manifestBlob'> & {
+  manifestBlob?: BlobJson
+}
+
+export interface BlobJson {
+  $type: 'blob'
+  ref: { $link: string }
+  mimeType: string
+  size: number
+}
+
+export interface StoredManifest {
+  uri: string
+  rkey: string
+  digest: string
+  value: ManifestRecordJson
+}
+
+export interface StoredTag {
+  uri: string
+  repository: string
+  tag: string
+  /** The digest of the manifest the tag points to. */
+  digest: string
+  value: TagRecord
+}
+
+export function manifestUri(did: string, digest: string): string {
+  return `at://${did}/${NSID.manifest}/${manifestRkey(digest)}`
+}
+
+/** The digest a tag points to: from its manifest AT-URI, else its manifestDigest. */
+function tagDigest(value: Record<string, unknown>): string | undefined {
+  const uri = value.manifest
+  if (typeof uri === 'string') {
+    const rkey = uri.slice(uri.lastIndexOf('/') + 1)
+    try {
+      return digestFromManifestRkey(rkey)
+    } catch (error) {
+      if (!(error instanceof RecordKeyError)) throw error
+    }
+  }
+  return typeof value.manifestDigest === 'string' ? value.manifestDigest : undefined
+}
+
+function asManifest(record: StoredRecord): StoredManifest | null {
+  const value = record.value as unknown as ManifestRecordJson
+  if (typeof value.digest !== 'string' || typeof value.repository !== 'string') return null
+  return { uri: record.uri, rkey: record.rkey, digest: value.digest, value }
+}
+
+function asTag(record: StoredRecord): StoredTag | null {
+  const value = record.value as unknown as TagRecord
+  const digest = tagDigest(record.value)
+  if (typeof value.repository !== 'string' || typeof value.tag !== 'string' || !digest) {
+    return null
+  }
+  return { uri: record.uri, repository: value.repository, tag: value.tag, digest, value }
+}
+
+/** Maps a failed write to the user's PDS onto an OCI error. */
+export function pdsWriteError(what: string, error: unknown): OciError {
+  if (error instanceof OciError) return error
+  const status = (error as { status?: unknown }).status
+  const message = error instanceof Error ? error.message : String(error)
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new OciError('DENIED', {
+      message: `your PDS refused to ${what}: ${message}`,
+      cause: error,
+    })
+  }
+  return new OciError('UNAVAILABLE', {
+    message: `your PDS failed to ${what}: ${message}`,
+    cause: error,
+  })
+}
+
+function blobReference(descriptor: OciDescriptor): Record<string, unknown> {
+  const ref: Record<string, unknown> = {
+    mediaType: descriptor.mediaType,
+    size: descriptor.size,
+    digest: descriptor.digest,
+  }
+  if (descriptor.annotations) ref.annotations = descriptor.annotations
+  if (descriptor.urls) ref.urls = descriptor.urls
+  return ref
+}
+
+function manifestReference(descriptor: OciDescriptor): Record<string, unknown> {
+  const ref = blobReference(descriptor)
+  delete ref.urls
+  const platform = descriptor.platform
+  if (platform) {
+    const p: Record<string, unknown> = { architecture: platform.architecture, os: platform.os }
+    if (platform.variant !== undefined) p.variant = platform.variant
+    if (platform['os.version'] !== undefined) p.osVersion = platform['os.version']
+    if (platform['os.features'] !== undefined) p.osFeatures = platform['os.features']
+    ref.platform = p
+  }
+  return ref
+}
+
+export interface ManifestRecordInput {
+  repository: string
+  digest: string
+  document: ManifestDocument
+  holdDid: string
+  createdAt: string
+  manifestBlob?: BlobJson
+}
+
+/**
+ * The io.atcr.manifest record for a manifest, checked against the lexicon. Throws
+ * MANIFEST_INVALID saying which field cannot be recorded.
+ */
+export function buildManifestRecord(input: ManifestRecordInput): ManifestRecordJson {
+  const { document } = input
+  const record: Record<string, unknown> = {
+    $type: NSID.manifest,
+    repository: input.repository,
+    digest: input.digest,
+    mediaType: document.mediaType,
+    schemaVersion: document.schemaVersion,
+    createdAt: input.createdAt,
+    holdDid: input.holdDid,
+  }
+  if (document.kind === 'image') {
+    if (document.config) record.config = blobReference(document.config)
+    record.layers = document.layers.map(blobReference)
+  } else {
+    record.manifests = document.manifests.map(manifestReference)
+  }
+  if (document.subject) record.subject = blobReference(document.subject)
+  if (document.annotations) record.annotations = document.annotations
+  if (input.manifestBlob) record.manifestBlob = input.manifestBlob
+  const sha512 = [document.config, document.subject, ...document.layers, ...document.manifests]
+    .map((d) => d?.digest)
+    .find((d) => d?.startsWith('sha512:'))
+  if (sha512 !== undefined || input.digest.startsWith('sha512:')) {
+    throw new OciError('MANIFEST_INVALID', {
+      message:
+        'sha512 digests cannot be recorded: the digest fields of io.atcr.manifest hold at most 128 characters. Push manifests that use sha256.',
+    })
+  }
+  try {
+    validateRecordJson(NSID.manifest, record)
+  } catch (error) {
+    if (error instanceof LexiconValidationError) {
+      throw new OciError('MANIFEST_INVALID', {
+        message: `the manifest cannot be recorded as ${NSID.manifest}: ${error.message}`,
+      })
+    }
+    throw error
+  }
+  return record as unknown as ManifestRecordJson
+}
+
+export class ManifestStore {
+  readonly #reader: PdsReader
+
+  constructor(reader: PdsReader) {
+    this.#reader = reader
+  }
+
+  async get(owner: Owner, digest: string): Promise<StoredManifest | null> {
+    let rkey: string
+    try {
+      rkey = manifestRkey(digest)
+    } catch {
+      return null
+    }
+    const record = await this.#reader.getRecord(owner.pds, owner.did, NSID.manifest, rkey)
+    return record ? asManifest(record) : null
+  }
+
+  /**
+   * The manifest's exact bytes, from its manifestBlob; checked against the record's digest
+   * so that a tampered or mismatched blob is never served.
+   */
+  async bytes(owner: Owner, manifest: StoredManifest): Promise<Uint8Array> {
+    const blob = manifest.value.manifestBlob
+    const cid = blob?.ref?.$link
+    if (typeof cid !== 'string') {
+      throw new OciError('MANIFEST_UNKNOWN', {
+        message: `the manifest record ${manifest.uri} carries no manifestBlob`,
+      })
+    }
+    const bytes = await this.#reader.getBlob(owner.pds, owner.did, cid)
+    if (!bytes) {
+      throw new OciError('MANIFEST_UNKNOWN', {
+        message: `the PDS no longer has the manifest blob of ${manifest.uri}`,
+      })
+    }
+    const algorithm = manifest.digest.startsWith('sha512:') ? 'sha512' : 'sha256'
+    if (digestOf(bytes, algorithm) !== manifest.digest) {
+      throw new OciError('MANIFEST_UNKNOWN', {
+        message: `the manifest blob of ${manifest.uri} does not match its digest`,
+      })
+    }
+    return bytes
+  }
+
+  async *list(owner: Owner): AsyncIterable<StoredManifest> {
+    for await (const record of this.#reader.listRecords(owner.pds, owner.did, NSID.manifest)) {
+      const manifest = asManifest(record)
+      if (manifest) yield manifest
+    }
+  }
+
+  /** Uploads the bytes as a blob, then writes the record that references them. */
+  async put(
+    agent: AtpAgent,
+    owner: Owner,
+    input: Omit<ManifestRecordInput, 'manifestBlob'>,
+    bytes: Uint8Array,
+  ): Promise<StoredManifest> {
+    // Checked before anything is written, so an unrecordable manifest leaves no blob.
+    buildManifestRecord(input)
+    let blob: BlobJson
+    try {
+      const uploaded = await agent.com.atproto.repo.uploadBlob(bytes, {
+        encoding: input.document.mediaType,
+      })
+      const ref = uploaded.data.blob
+      blob = {
+        $type: 'blob',
+        ref: { $link: ref.ref.toString() },
+        mimeType: ref.mimeType,
+        size: ref.size,
+      }
+    } catch (error) {
+      throw pdsWriteError('store the manifest blob', error)
+    }
+    const record = buildManifestRecord({ ...input, manifestBlob: blob })
+    const rkey = manifestRkey(input.digest)
+    let written: { uri: string; cid: string }
+    try {
+      const response = await agent.com.atproto.repo.putRecord({
+        repo: owner.did,
+        collection: NSID.manifest,
+        rkey,
+        record: record as unknown as Record<string, unknown>,
+      })
+      written = response.data
+    } catch (error) {
+      this.#reader.invalidate(owner.did, NSID.manifest, rkey)
+      throw pdsWriteError('write the manifest record', error)
+    }
+    const stored: StoredRecord = {
+      uri: written.uri,
+      cid: written.cid,
+      rkey,
+      value: record as unknown as Record<string, unknown>,
+    }
+    this.#reader.remember(owner.did, NSID.manifest, stored, rkey)
+    return { uri: written.uri, rkey, digest: input.digest, value: record }
+  }
+
+  async delete(agent: AtpAgent, owner: Owner, digest: string): Promise<void> {
+    const rkey = manifestRkey(digest)
+    try {
+      await agent.com.atproto.repo.deleteRecord({
+        repo: owner.did,
+        collection: NSID.manifest,
+        rkey,
+      })
+    } catch (error) {
+      throw pdsWriteError('delete the manifest record', error)
+    } finally {
+      this.#reader.invalidate(owner.did, NSID.manifest, rkey)
+    }
+    this.#reader.remember(owner.did, NSID.manifest, null, rkey)
+  }
+}
+
+export class TagStore {
+  readonly #reader: PdsReader
+
+  constructor(reader: PdsReader) {
+    this.#reader = reader
+  }
+
+  async get(owner: Owner, repository: string, tag: string): Promise<StoredTag | null> {
+    const record = await this.#reader.getRecord(
+      owner.pds,
+      owner.did,
+      NSID.tag,
+      tagRkey(repository, tag),
+    )
+    return record ? asTag(record) : null
+  }
+
+  /** Every tag of the owner, optionally only those of one repository. */
+  async *list(owner: Owner, repository?: string): AsyncIterable<StoredTag> {
+    for await (const record of this.#reader.listRecords(owner.pds, owner.did, NSID.tag)) {
+      const tag = asTag(record)
+      if (!tag) continue
+      if (repository !== undefined) {
+        // The key names the repository too; a record whose fields disagree with it is skipped.
+        let keyed: { repository: string; tag: string }
+        try {
+          keyed = parseTagRkey(record.rkey)
+        } catch {
+          continue
+        }
+        if (keyed.repository !== repository || tag.repository !== repository) continue
+      }
+      yield tag
+    }
+  }
+
+  async put(
+    agent: AtpAgent,
+    owner: Owner,
+    input: { repository: string; tag: string; digest: string; mediaType: string },
+  ): Promise<void> {
+    const rkey = tagRkey(input.repository, input.tag)
+    const record = {
+      $type: NSID.tag,
+      repository: input.repository,
+      tag: input.tag,
+      manifest: manifestUri(owner.did, input.digest),
+      manifestDigest: input.digest,
+      mediaType: input.mediaType,
+      updatedAt: new Date().toISOString(),
+    }
+    validateRecordJson(NSID.tag, record)
+    let written: { uri: string; cid: string }
+    try {
+      const response = await agent.com.atproto.repo.putRecord({
+        repo: owner.did,
+        collection: NSID.tag,
+        rkey,
+        record,
+      })
+      written = response.data
+    } catch (error) {
+      this.#reader.invalidate(owner.did, NSID.tag, rkey)
+      throw pdsWriteError('write the tag record', error)
+    }
+    this.#reader.remember(
+      owner.did,
+      NSID.tag,
+      { uri: written.uri, cid: written.cid, rkey, value: record },
+      rkey,
+    )
+  }
+
+  async delete(agent: AtpAgent, owner: Owner, repository: string, tag: string): Promise<void> {
+    const rkey = tagRkey(repository, tag)
+    try {
+      await agent.com.atproto.repo.deleteRecord({ repo: owner.did, collection: NSID.tag, rkey })
+    } catch (error) {
+      throw pdsWriteError('delete the tag record', error)
+    } finally {
+      this.#reader.invalidate(owner.did, NSID.tag, rkey)
+    }
+    this.#reader.remember(owner.did, NSID.tag, null, rkey)
+  }
+}

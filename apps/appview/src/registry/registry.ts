@@ -1,0 +1,178 @@
+// What the /v2 handlers share: the record stores, the hold client and hold selection, the
+// upload sessions; and the two steps every request takes: authorize, then resolve the name.
+import { IdentityError, TtlCache } from '@atcr/core/identity'
+import { OciError, repositoryScope, scopeAllows, type TokenScope } from '@atcr/core/oci'
+import type { FastifyRequest } from 'fastify'
+import { type Caller, NoSessionError } from '../auth/types.ts'
+import type { AppViewContext } from '../context.ts'
+import { type Hold, HoldClient } from '../holds/hold-client.ts'
+import { HoldSelection } from '../holds/hold-selection.ts'
+import { type ImageName, parseImageName } from '../names.ts'
+import { PdsReader } from '../records/pds-reader.ts'
+import { ManifestStore, type Owner, TagStore } from '../records/stores.ts'
+import { UploadSessions } from './upload-sessions.ts'
+
+/** A repository named in a request, its owner resolved. */
+export interface Target {
+  /** The name exactly as the client wrote it (what its token's scope names). */
+  name: string
+  repository: string
+  owner: Owner
+}
+
+export type Action = 'pull' | 'push' | 'delete'
+
+const PULL_HOLDS_TTL_MS = 60_000
+
+export class Registry {
+  readonly ctx: AppViewContext
+  readonly reader: PdsReader
+  readonly manifests: ManifestStore
+  readonly tags: TagStore
+  readonly holds: HoldClient
+  readonly selection: HoldSelection
+  readonly uploads: UploadSessions
+  // Holds a repository's blobs may be on, most recent manifest first.
+  readonly #pullHolds = new TtlCache<string[]>({ ttlMs: PULL_HOLDS_TTL_MS, maxEntries: 10_000 })
+
+  constructor(ctx: AppViewContext) {
+    this.ctx = ctx
+    this.reader = new PdsReader(ctx.fetch, { maxBlobBytes: ctx.config.registry.max_manifest_size })
+    this.manifests = new ManifestStore(this.reader)
+    this.tags = new TagStore(this.reader)
+    this.holds = new HoldClient(ctx)
+    this.selection = new HoldSelection(ctx, this.holds, this.reader)
+    this.uploads = new UploadSessions({
+      holds: this.holds,
+      partSize: ctx.config.registry.upload_part_size,
+      logger: ctx.logger.child({ subsystem: 'uploads' }),
+    })
+  }
+
+  close(): void {
+    this.uploads.close()
+  }
+
+  /**
+   * The caller, if their registry token grants `action` on `name`; otherwise the 401
+   * challenge naming the scope to ask for. Delete is also allowed by a push grant: both
+   * are writes to one's own repository.
+   */
+  async authorize(request: FastifyRequest, name: string, action: Action): Promise<Caller> {
+    const caller = await this.ctx.auth.authenticate(request)
+    const resource = { type: 'repository', name }
+    const allowed =
+      scopeAllows(caller.access, resource, action) ||
+      (action === 'delete' && scopeAllows(caller.access, resource, 'push'))
+    if (!allowed) {
+      const actions = action === 'push' ? ['pull', 'push'] : [action]
+      throw this.challenge(caller, [repositoryScope(name, actions)])
+    }
+    return caller
+  }
+
+  challenge(caller: Caller, scope?: TokenScope[]): OciError {
+    return this.ctx.auth.challenge(scope, caller.did ? 'insufficient_scope' : undefined)
+  }
+
+  /** Refuses writes into a namespace that is not the caller's own. */
+  assertOwner(caller: Caller, target: Target): string {
+    if (caller.did === null || caller.did !== target.owner.did) {
+      throw new OciError('DENIED', {
+        message: `only ${target.owner.did} may write to ${target.name}`,
+      })
+    }
+    return caller.did
+  }
+
+  parseName(name: string): ImageName {
+    return parseImageName(name)
+  }
+
+  /** The owner's DID and PDS; NAME_UNKNOWN when the handle or DID does not exist. */
+  async resolve(image: ImageName): Promise<Target> {
+    const subject = image.identity.kind === 'did' ? image.identity.did : image.identity.handle
+    try {
+      const identity = await this.ctx.identity.resolveIdentity(subject)
+      return {
+        name: image.name,
+        repository: image.repository,
+        owner: { did: identity.did, pds: identity.pdsEndpoint },
+      }
+    } catch (error) {
+      if (error instanceof IdentityError) {
+        if (error.code === 'IdentityUnavailable') {
+          throw new OciError('UNAVAILABLE', {
+            message: `${subject} could not be resolved right now: ${error.message}`,
+            cause: error,
+          })
+        }
+        throw new OciError('NAME_UNKNOWN', {
+          message: `${subject} is not a known identity: ${error.message}`,
+          detail: { name: image.name },
+        })
+      }
+      throw error
+    }
+  }
+
+  /** An agent on the caller's PDS; a missing session asks the client to log in again. */
+  async agentFor(caller: Caller, scope: TokenScope[]) {
+    try {
+      return await this.ctx.sessions.agentFor(caller.did!)
+    } catch (error) {
+      if (error instanceof NoSessionError) throw this.ctx.auth.challenge(scope, 'invalid_token')
+      throw error
+    }
+  }
+
+  /**
+   * The holds that may have a repository's blobs: the holdDid of its manifests, most
+   * recent first, then the owner's push hold.
+   */
+  async pullHolds(target: Target): Promise<string[]> {
+    const key = `${target.owner.did} ${target.repository}`
+    return this.#pullHolds.getOrLoad(key, async () => {
+      const seen: { did: string; createdAt: string }[] = []
+      for await (const manifest of this.manifests.list(target.owner)) {
+        if (manifest.value.repository !== target.repository) continue
+        const did = manifest.value.holdDid
+        if (typeof did === 'string') {
+          seen.push({ did, createdAt: String(manifest.value.createdAt ?? '') })
+        }
+      }
+      seen.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0))
+      const dids = [...new Set(seen.map((s) => s.did))]
+      try {
+        const push = await this.selection.pushHold(target.owner)
+        if (!dids.includes(push.did)) dids.push(push.did)
+      } catch (error) {
+        if (dids.length === 0) throw error
+      }
+      return dids
+    })
+  }
+
+  /** After a push: the hold just written to is where this repository's blobs are now. */
+  pushedTo(target: Target, hold: Hold): void {
+    const key = `${target.owner.did} ${target.repository}`
+    const known = this.#pullHolds.get(key) ?? []
+    this.#pullHolds.set(key, [hold.did, ...known.filter((did) => did !== hold.did)])
+  }
+
+  /** Records a repository in the local catalog. */
+  async remember(target: Target, name: string): Promise<void> {
+    const now = new Date().toISOString()
+    await this.ctx.db.db
+      .insertInto('registry_repository')
+      .values({
+        did: target.owner.did,
+        repository: target.repository,
+        name,
+        created_at: now,
+        updated_at: now,
+      })
+      .onConflict((c) => c.columns(['did', 'repository']).doUpdateSet({ updated_at: now }))
+      .execute()
+  }
+}

@@ -1,0 +1,93 @@
+// Raw distribution-API calls the /v2 tests share: push a blob, push a manifest, read the
+// OCI error envelope.
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import type { TestAccount } from '@atcr/testkit'
+import type { RegistryStack } from './registry-harness.ts'
+import { repoScope } from './registry-harness.ts'
+
+export function sha256(bytes: Uint8Array | string): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`
+}
+
+export interface OciErrorBody {
+  errors: { code: string; message: string; detail?: unknown }[]
+}
+
+/** The first error code of an OCI error answer (asserting the envelope's shape). */
+export async function errorCode(response: Response): Promise<string> {
+  const body = (await response.json()) as OciErrorBody
+  assert.ok(Array.isArray(body.errors) && body.errors.length > 0, JSON.stringify(body))
+  return body.errors[0]!.code
+}
+
+export class Pusher {
+  readonly stack: RegistryStack
+  readonly account: TestAccount
+  readonly name: string
+  #token: string | undefined
+
+  constructor(stack: RegistryStack, account: TestAccount, name: string) {
+    this.stack = stack
+    this.account = account
+    this.name = name
+  }
+
+  async token(): Promise<string> {
+    this.#token ??= await this.stack.token(this.account, [repoScope(this.name, 'pull,push,delete')])
+    return this.#token
+  }
+
+  async fetch(path: string, init: RequestInit = {}): Promise<Response> {
+    const headers = new Headers(init.headers)
+    headers.set('authorization', `Bearer ${await this.token()}`)
+    return fetch(`${this.stack.url}${path}`, { ...init, headers, redirect: 'manual' })
+  }
+
+  /** A monolithic upload: POST ?digest= with the bytes. */
+  async blob(bytes: Uint8Array | string): Promise<{ digest: string; size: number }> {
+    const data = typeof bytes === 'string' ? Buffer.from(bytes) : bytes
+    const digest = sha256(data)
+    const response = await this.fetch(`/v2/${this.name}/blobs/uploads/?digest=${digest}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: data,
+    })
+    assert.equal(response.status, 201, await response.text())
+    return { digest, size: data.byteLength }
+  }
+
+  /** A config and one layer, and an OCI image manifest over them (bytes not pushed). */
+  async image(label: string, extra: Record<string, unknown> = {}): Promise<ImageManifest> {
+    const config = await this.blob(JSON.stringify({ architecture: 'amd64', os: 'linux', label }))
+    const layer = await this.blob(`layer of ${label}`)
+    const manifest = {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer }],
+      ...extra,
+    }
+    const bytes = Buffer.from(JSON.stringify(manifest))
+    return { manifest, bytes, digest: sha256(bytes), mediaType: manifest.mediaType }
+  }
+
+  async putManifest(
+    reference: string,
+    bytes: Uint8Array,
+    mediaType = 'application/vnd.oci.image.manifest.v1+json',
+  ): Promise<Response> {
+    return this.fetch(`/v2/${this.name}/manifests/${reference}`, {
+      method: 'PUT',
+      headers: { 'content-type': mediaType },
+      body: bytes,
+    })
+  }
+}
+
+export interface ImageManifest {
+  manifest: Record<string, unknown>
+  bytes: Buffer
+  digest: string
+  mediaType: string
+}
