@@ -158,12 +158,11 @@ export async function completeUpload(
   try {
     await ctx.storage.completeMultipart(upload.driver_upload_id, sorted)
   } catch (err) {
-    if (err instanceof UploadNotFoundError && (await ctx.storage.stat(assembled))) {
-      // The driver finished the assembly before an interruption (a crash, a lost answer):
-      // the assembled bytes are there, so carry on with them.
-    } else {
-      await failCompletion(ctx, upload, err, reopen)
-    }
+    // The driver may have finished the assembly before an interruption (a crash, a lost
+    // answer): when the assembled bytes are there, carry on with them.
+    const assembledBefore =
+      err instanceof UploadNotFoundError && (await ctx.storage.stat(assembled)) !== null
+    if (!assembledBefore) await failCompletion(ctx, upload, err, reopen)
   }
 
   let actual: string
