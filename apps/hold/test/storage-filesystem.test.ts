@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict'
+import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { after, before, describe, it } from 'node:test'
+import { createStorageDriver } from '../src/storage/index.ts'
+import { storageConformance } from './storage-conformance.ts'
+
+const MiB = 1024 * 1024
+let root: string
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'atcr-fs-storage-'))
+})
+after(async () => {
+  await rm(root, { recursive: true, force: true })
+})
+
+storageConformance({
+  name: 'filesystem',
+  open: () => createStorageDriver({ driver: 'filesystem', root }),
+  presigns: false,
+  // Two write batches of about 1 MiB (measured: 1.1 MiB), plus slack.
+  memoryBudget: 8 * MiB,
+})
+
+describe('filesystem storage driver on disk', () => {
+  it('keeps objects as plain files under the root, and no temp files behind', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'atcr-fs-layout-'))
+    try {
+      const driver = await createStorageDriver({ driver: 'filesystem', root: dir })
+      await driver.write('blobs/sha256/ab/abcd/data', Readable.from([Buffer.from('layer')]))
+      assert.equal(await readFile(join(dir, 'blobs/sha256/ab/abcd/data'), 'utf8'), 'layer')
+      await assert.rejects(
+        driver.write(
+          'x/data',
+          (async function* () {
+            yield Buffer.from('partial')
+            throw new Error('gone')
+          })(),
+        ),
+        /gone/,
+      )
+      assert.deepEqual(await readdir(join(dir, '.tmp')), [])
+      assert.deepEqual((await readdir(dir)).sort(), ['.multipart', '.tmp', 'blobs'])
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('removes folders left empty by delete, deletePrefix and move', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'atcr-fs-prune-'))
+    try {
+      const driver = await createStorageDriver({ driver: 'filesystem', root: dir })
+      await driver.write('a/b/c/data', Readable.from([Buffer.from('1')]))
+      await driver.write('a/keep', Readable.from([Buffer.from('2')]))
+      await driver.delete('a/b/c/data')
+      assert.deepEqual(await readdir(join(dir, 'a')), ['keep'])
+      await driver.write('u/1/x/data', Readable.from([Buffer.from('3')]))
+      await driver.deletePrefix('u/1')
+      await driver.write('m/1/data', Readable.from([Buffer.from('4')]))
+      await driver.move('m/1/data', 'a/moved')
+      assert.deepEqual((await readdir(dir)).sort(), ['.multipart', '.tmp', 'a'])
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('keeps a multipart upload as a folder of parts until it completes', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'atcr-fs-mp-'))
+    try {
+      const driver = await createStorageDriver({ driver: 'filesystem', root: dir })
+      const id = await driver.createMultipart('up/data')
+      const part = await driver.writePart(id, 1, Readable.from([Buffer.from('hello')]))
+      assert.equal(
+        part.etag,
+        '"5d41402abc4b2a76b9719d911017c592"',
+        'md5 of the part, quoted as S3 does',
+      )
+      assert.deepEqual((await readdir(join(dir, '.multipart', id))).sort(), [
+        '00001.5d41402abc4b2a76b9719d911017c592',
+        'target',
+      ])
+      await driver.completeMultipart(id, [part])
+      assert.deepEqual(await readdir(join(dir, '.multipart')), [])
+      assert.equal(await readFile(join(dir, 'up/data'), 'utf8'), 'hello')
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('sweeps temp files a crash left behind more than a day ago, on start', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'atcr-fs-sweep-'))
+    try {
+      await createStorageDriver({ driver: 'filesystem', root: dir })
+      const stale = join(dir, '.tmp', 'stale')
+      const fresh = join(dir, '.tmp', 'fresh')
+      await writeFile(stale, 'x')
+      await writeFile(fresh, 'y')
+      const old = new Date(Date.now() - 2 * 24 * 3600 * 1000)
+      await utimes(stale, old, old)
+      await createStorageDriver({ driver: 'filesystem', root: dir })
+      await assert.rejects(stat(stale), { code: 'ENOENT' })
+      assert.equal((await stat(fresh)).size, 1)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('refuses to write where a folder or an object is in the way', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'atcr-fs-collide-'))
+    try {
+      const driver = await createStorageDriver({ driver: 'filesystem', root: dir })
+      await driver.write('f/data', Readable.from([Buffer.from('1')]))
+      await assert.rejects(driver.write('f/data/inner', Readable.from([Buffer.from('2')])), {
+        code: 'INVALID_PATH',
+      })
+      await assert.rejects(driver.write('f', Readable.from([Buffer.from('3')])), {
+        code: 'INVALID_PATH',
+      })
+      assert.deepEqual(await readdir(join(dir, '.tmp')), [])
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
