@@ -3,6 +3,16 @@ export { type StaticDns, type StaticDnsTable, staticDns } from './dns.ts'
 export { type HoldProcess, type StartHoldProcessOptions, startHoldProcess } from './hold-process.ts'
 export { startNetwork, type TestNetwork } from './network.ts'
 export {
+  type CommandResult,
+  type ContainerStorage,
+  createContainerStorage,
+  createDockerCli,
+  hasCommand,
+  type RunOptions,
+  run,
+  writeAuthFile,
+} from './oci-clients.ts'
+export {
   type ArtifactBlob,
   type ArtifactSpec,
   type BuiltArtifact,
