@@ -1,0 +1,3 @@
+import { registryClientScenarios } from './registry-client-scenarios.ts'
+
+registryClientScenarios('s3')
