@@ -469,6 +469,68 @@ describe('OCI distribution API (/v2) on a filesystem hold', () => {
       assert.match(body.errors[0]!.message, /sha512/)
     })
 
+    it('stores Docker schema 2 manifests and manifest lists under their own media types', async () => {
+      const v2 = 'application/vnd.docker.distribution.manifest.v2+json'
+      const list = 'application/vnd.docker.distribution.manifest.list.v2+json'
+      const config = await alice.blob('{"architecture":"amd64","os":"linux"}')
+      const layer = await alice.blob('docker layer')
+      const manifest = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: v2,
+          config: { mediaType: 'application/vnd.docker.container.image.v1+json', ...config },
+          layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', ...layer }],
+        }),
+      )
+      assert.equal((await alice.putManifest('docker', manifest, v2)).status, 201)
+      const index = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: list,
+          manifests: [
+            {
+              mediaType: v2,
+              digest: sha256(manifest),
+              size: manifest.length,
+              platform: { architecture: 'amd64', os: 'linux' },
+            },
+          ],
+        }),
+      )
+      assert.equal((await alice.putManifest('docker-list', index, list)).status, 201)
+      for (const [tag, type, bytes] of [
+        ['docker', v2, manifest],
+        ['docker-list', list, index],
+      ] as const) {
+        const get = await alice.fetch(`/v2/${name}/manifests/${tag}`)
+        assert.equal(get.headers.get('content-type'), type)
+        assert.ok(Buffer.from(await get.arrayBuffer()).equals(bytes))
+      }
+    })
+
+    it('refuses schema 1, mismatched media types and malformed manifests with MANIFEST_INVALID', async () => {
+      const schema1 = Buffer.from(
+        JSON.stringify({ schemaVersion: 1, name: 'x', tag: 'y', fsLayers: [] }),
+      )
+      const mismatched = Buffer.from(
+        JSON.stringify({ ...image.manifest, mediaType: 'application/vnd.oci.image.index.v1+json' }),
+      )
+      for (const [bytes, type] of [
+        [schema1, 'application/vnd.docker.distribution.manifest.v1+prettyjws'],
+        [mismatched, 'application/vnd.oci.image.manifest.v1+json'],
+        [Buffer.from('{not json'), 'application/vnd.oci.image.manifest.v1+json'],
+        [
+          Buffer.from(JSON.stringify({ ...image.manifest, layers: [{ digest: 'nope' }] })),
+          'application/vnd.oci.image.manifest.v1+json',
+        ],
+      ] as const) {
+        const put = await alice.putManifest('invalid', bytes, type)
+        assert.equal(put.status, 400, bytes.toString())
+        assert.equal(await errorCode(put), 'MANIFEST_INVALID', bytes.toString())
+      }
+      assert.equal((await alice.fetch(`/v2/${name}/manifests/invalid`)).status, 404)
+    })
+
     it('refuses a manifest pushed under a digest it does not have', async () => {
       const put = await alice.putManifest(sha256('something else'), image.bytes)
       assert.equal(put.status, 400)
