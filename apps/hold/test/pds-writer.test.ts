@@ -5,6 +5,7 @@ import { Secp256k1Keypair } from '@atproto/crypto'
 import { concatBytesAsync, readCarWithRoot, verifyRepo } from '@atproto/repo'
 import { sql } from 'kysely'
 import { type HoldDatabase, openDatabase } from '../src/db/index.ts'
+import { migrations } from '../src/db/migrations/index.ts'
 import {
   type HoldRepo,
   InvalidWriteError,
@@ -101,7 +102,7 @@ describe('hold repo writer', () => {
     }>`SELECT name FROM kysely_migration ORDER BY name`.execute(database.db)
     assert.deepEqual(
       rows.rows.map((r) => r.name),
-      ['001-repo', '002-blob'],
+      Object.keys(migrations).sort(),
     )
     const again = await openDatabase(database.path)
     await again.close()
