@@ -202,6 +202,11 @@ describe('io.atcr.hold.notifyManifest', () => {
       manifest: { ...image, layers: [{ digest: 'sha256:nothex', size: 1, mediaType: 'x' }] },
     })
     assert.equal(badDigest.status, 400)
+    const longType = await procedure(hold, NSID.holdNotifyManifest, alice, {
+      ...pushInput(alice.did, 'tools/app', digestOf('long type'), image),
+      manifest: { ...image, layers: [{ ...layerA, mediaType: `application/${'x'.repeat(200)}` }] },
+    })
+    assert.equal(longType.status, 400)
     assert.equal(await statsOf(bob.did, 'mine'), undefined)
   })
 

@@ -49,6 +49,8 @@ import { output, parseInput } from '../../../lexicon.ts'
 
 type Operation = 'push' | 'pull'
 
+const MAX_MEDIA_TYPE = 128
+
 /** A blob a pushed manifest uses, as its layer record will describe it. */
 interface ManifestBlob {
   digest: string
@@ -187,8 +189,12 @@ function manifestBlobs(manifest: ManifestInfo): ManifestBlob[] {
   layers.forEach((layer, i) => {
     const where = `manifest.layers[${i}]`
     const digest = checkedDigest(layer.digest, where)
+    // The layer record holds at most 128 characters, the notification's layerInfo 256.
     if (typeof layer.mediaType !== 'string' || layer.mediaType === '') {
       throw invalidRequest(`${where}.mediaType is missing`)
+    }
+    if (layer.mediaType.length > MAX_MEDIA_TYPE) {
+      throw invalidRequest(`${where}.mediaType is longer than ${MAX_MEDIA_TYPE} characters`)
     }
     if (!blobs.has(digest)) {
       blobs.set(digest, {
@@ -217,7 +223,7 @@ function manifestBlobs(manifest: ManifestInfo): ManifestBlob[] {
  */
 function configMediaType(manifest: ManifestInfo): string {
   const given = (manifest.config as { mediaType?: unknown } | undefined)?.mediaType
-  if (typeof given === 'string' && given !== '' && given.length <= 128) return given
+  if (typeof given === 'string' && given !== '' && given.length <= MAX_MEDIA_TYPE) return given
   const type = manifest.mediaType ? mediaTypeEssence(manifest.mediaType) : ''
   return type === DOCKER_MANIFEST_V2 ? DOCKER_CONTAINER_CONFIG : OCI_IMAGE_CONFIG
 }
