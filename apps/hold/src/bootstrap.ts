@@ -47,13 +47,16 @@ export async function bootstrapRecords(
   })
 
   const ownerCrewKey = crewRkey(owner)
-  const storedCrew = await repo.reader.getRecord(NSID.holdCrew, ownerCrewKey)
+  const storedCrew = (await repo.reader.getRecord(NSID.holdCrew, ownerCrewKey))?.value as
+    | Partial<CrewRecord>
+    | undefined
   const crew = validateRecord(NSID.holdCrew, {
     $type: NSID.holdCrew,
     member: owner,
     role: 'owner',
     permissions: OWNER_PERMISSIONS,
-    addedAt: (storedCrew?.value as Partial<CrewRecord> | undefined)?.addedAt ?? captain.deployedAt,
+    addedAt: storedCrew?.addedAt ?? captain.deployedAt,
+    ...(storedCrew?.tier ? { tier: storedCrew.tier } : {}),
   })
 
   const profile = {
