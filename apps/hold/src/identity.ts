@@ -53,8 +53,7 @@ export function identityFiles(dataDir: string) {
 export async function loadHoldIdentity(config: HoldConfig, logger: Logger): Promise<HoldIdentity> {
   const files = identityFiles(config.server.data_dir)
   const signingKey = await loadOrCreateKeypair(files.signingKey)
-  const publicUrl = config.server.public_url.replace(/\/+$/, '')
-  const handle = new URL(publicUrl).hostname
+  const { publicUrl, handle } = publicAddress(config)
   const services: Record<string, PlcService> = {
     [HOLD_SERVICE_ID]: { type: HOLD_SERVICE_TYPE, endpoint: publicUrl },
   }
@@ -88,13 +87,7 @@ export async function loadHoldIdentity(config: HoldConfig, logger: Logger): Prom
     if (result.updated) logger.info({ did, changes: result.changes }, 'updated the PLC document')
   }
 
-  return {
-    did,
-    signingKey,
-    handle,
-    publicUrl,
-    document: didDocument(did, signingKey, handle, publicUrl),
-  }
+  return holdIdentity(did, signingKey, config)
 }
 
 /**
@@ -104,10 +97,9 @@ export async function loadHoldIdentity(config: HoldConfig, logger: Logger): Prom
 export async function loadStoredIdentity(config: HoldConfig): Promise<HoldIdentity> {
   const files = identityFiles(config.server.data_dir)
   const signingKey = await loadKeypair(files.signingKey)
-  const publicUrl = config.server.public_url.replace(/\/+$/, '')
-  const handle = new URL(publicUrl).hostname
   let did = config.identity.did
-  if (!did && config.identity.did_method === 'web') did = didWebFromUrl(publicUrl)
+  if (!did && config.identity.did_method === 'web')
+    did = didWebFromUrl(publicAddress(config).publicUrl)
   if (!did) {
     did = (await readFile(files.didFile, 'utf8').catch(() => '')).trim()
     if (!did)
@@ -115,6 +107,17 @@ export async function loadStoredIdentity(config: HoldConfig): Promise<HoldIdenti
         `no did.txt in ${config.server.data_dir}: start the hold once first`,
       )
   }
+  return holdIdentity(did, signingKey, config)
+}
+
+/** The public URL (no trailing slash) and the handle it gives the hold (its host). */
+function publicAddress(config: HoldConfig): { publicUrl: string; handle: string } {
+  const publicUrl = config.server.public_url.replace(/\/+$/, '')
+  return { publicUrl, handle: new URL(publicUrl).hostname }
+}
+
+function holdIdentity(did: string, signingKey: Secp256k1Keypair, config: HoldConfig): HoldIdentity {
+  const { publicUrl, handle } = publicAddress(config)
   return {
     did,
     signingKey,
