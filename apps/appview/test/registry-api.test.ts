@@ -167,6 +167,29 @@ describe('OCI distribution API (/v2) on a filesystem hold', () => {
       assert.equal(head.headers.get('content-length'), String(bytes.length))
     })
 
+    it('takes a body of unknown length (chunked transfer) across several parts', async () => {
+      // 2.5 parts: the half part at the end starts streaming before the body ends, is
+      // abandoned when it does, and goes to the hold whole with the final PUT.
+      const bytes = randomBytes(2 * PART + PART / 2)
+      const digest = sha256(bytes)
+      const start = await alice.fetch(`/v2/${name}/blobs/uploads/`, { method: 'POST' })
+      const location = start.headers.get('location')!
+      const chunks = async function* () {
+        for (let i = 0; i < bytes.length; i += 256 * 1024) yield bytes.subarray(i, i + 256 * 1024)
+      }
+      const patch = await alice.fetch(location, {
+        method: 'PATCH',
+        body: ReadableStream.from(chunks()),
+        duplex: 'half',
+      } as RequestInit)
+      assert.equal(patch.status, 202, await patch.clone().text())
+      assert.equal(patch.headers.get('range'), `0-${bytes.length - 1}`)
+      const done = await alice.fetch(`${location}?digest=${digest}`, { method: 'PUT' })
+      assert.equal(done.status, 201, await done.clone().text())
+      const get = await alice.fetch(`/v2/${name}/blobs/${digest}`)
+      assert.ok(Buffer.from(await get.arrayBuffer()).equals(bytes))
+    })
+
     it('refuses a wrong digest on completion with DIGEST_INVALID and drops the upload', async () => {
       const start = await alice.fetch(`/v2/${name}/blobs/uploads/`, { method: 'POST' })
       const location = start.headers.get('location')!

@@ -1,24 +1,24 @@
 // Blob upload sessions of the distribution API, mapped onto the hold's multipart upload.
 //
 // A session lives in this process's memory: the hold's uploadId, the parts sent so far,
-// the hash of every byte received (hashed while streaming, never re-read) and at most one
-// part's worth of bytes not yet sent. A restart of the AppView loses sessions in flight:
-// clients start their upload again, and the hold's upload expiry removes the orphaned
-// parts. Each full part goes to the hold as soon as it is complete: getPartUploadUrl, then
-// a PUT of the bytes to the URL it names (a presigned storage URL, or the hold's own
-// io.atcr.hold.uploadPart, which needs the caller's service token).
+// the hash of every byte received (hashed while streaming, never re-read) and one part
+// buffer (registry.upload_part_size bytes at most) holding the part being received. A
+// restart of the AppView loses sessions in flight: clients start their upload again, and
+// the hold's upload expiry removes the orphaned parts.
+//
+// A part goes to the hold while it arrives: once a request is known to fill the current
+// part (by its Content-Length, or, for a body of unknown length, once a quarter of a part
+// has arrived), the part's PUT opens with the part's full length and the bytes are copied
+// into the part buffer and written to the hold together, so receiving and sending overlap.
+// The buffer keeps them in case the request ends first: the half-sent part is then
+// abandoned and sent again, whole, later.
 import { createHash, type Hash, randomUUID } from 'node:crypto'
 import { NSID } from '@atcr/core/lexicons'
 import type { Logger } from '@atcr/core/log'
 import { type DigestAlgorithm, DigestMismatchError, OciError } from '@atcr/core/oci'
 import { NoSessionError } from '../auth/types.ts'
-import {
-  type Hold,
-  type HoldClient,
-  HoldXrpcError,
-  holdUnavailable,
-  readXrpcJson,
-} from '../holds/hold-client.ts'
+import { type Hold, type HoldClient, HoldXrpcError, holdUnavailable } from '../holds/hold-client.ts'
+import { type PartTarget, StreamedPart, sendPart } from './part-upload.ts'
 
 export interface UploadSession {
   readonly id: string
@@ -36,8 +36,12 @@ interface SessionState extends UploadSession {
   holdUploadId: string | null
   parts: { partNumber: number; etag: string }[]
   hashes: Partial<Record<DigestAlgorithm, Hash>>
-  pending: Buffer[]
-  pendingBytes: number
+  /** The part being received (allocated on the first byte, reused for every part). */
+  partBuffer: Buffer | null
+  /** Bytes of the current part in partBuffer. */
+  partFill: number
+  /** The current part's PUT, when it is being streamed to the hold. */
+  streaming: StreamedPart | null
   busy: boolean
   /** The digest announced when the upload began (monolithic uploads), if any. */
   expectedDigest: string | undefined
@@ -112,8 +116,9 @@ export class UploadSessions {
       holdUploadId: null,
       parts: [],
       hashes,
-      pending: [],
-      pendingBytes: 0,
+      partBuffer: null,
+      partFill: 0,
+      streaming: null,
       busy: false,
       expectedDigest: input.expectedDigest,
     }
@@ -132,15 +137,17 @@ export class UploadSessions {
 
   /**
    * Appends a request body at `start` (when the client said where it belongs). Bytes are
-   * hashed as they arrive and sent to the hold part by part; the request is not read
-   * further while a part is on its way (backpressure instead of buffering).
+   * hashed as they arrive and go to the hold part by part; the request is not read
+   * further while the hold is slower (backpressure instead of buffering). `length` is the
+   * request's Content-Length, when it has one.
    */
   async append(
     handle: UploadSession,
     body: AsyncIterable<Buffer>,
-    range?: { start: number; end: number },
+    options: { range?: { start: number; end: number }; length?: number } = {},
   ): Promise<void> {
     const session = this.#state(handle)
+    const { range, length } = options
     if (session.busy) {
       throw new OciError('RANGE_INVALID', {
         message: 'another request is writing to this upload',
@@ -159,10 +166,12 @@ export class UploadSessions {
       for await (const chunk of body) {
         for (const hash of Object.values(session.hashes)) hash.update(chunk)
         session.offset += chunk.byteLength
-        session.pending.push(chunk)
-        session.pendingBytes += chunk.byteLength
-        while (session.pendingBytes >= this.#partSize) await this.#sendFullPart(session)
+        const remaining = length === undefined ? undefined : length - (session.offset - before)
+        await this.#take(session, chunk, remaining)
       }
+      // A part still open was not filled by this request: abandon its PUT (the bytes stay
+      // in the part buffer for the next request or the last part).
+      await this.#stopStreaming(session)
       if (range && session.offset - before !== range.end - range.start + 1) {
         throw new OciError('RANGE_INVALID', {
           message: `Content-Range announced ${range.end - range.start + 1} bytes, ${session.offset - before} arrived`,
@@ -176,6 +185,94 @@ export class UploadSessions {
     } finally {
       session.busy = false
       session.lastUsedAt = Date.now()
+    }
+  }
+
+  /** Copies a chunk into the part buffer, streaming or sending parts as they fill. */
+  async #take(session: SessionState, chunk: Buffer, remaining: number | undefined) {
+    let position = 0
+    while (position < chunk.byteLength) {
+      session.partBuffer ??= Buffer.allocUnsafeSlow(this.#partSize)
+      const take = Math.min(this.#partSize - session.partFill, chunk.byteLength - position)
+      const start = session.partFill
+      chunk.copy(session.partBuffer, start, position, position + take)
+      session.partFill += take
+      position += take
+      const rest = remaining === undefined ? undefined : remaining + (chunk.byteLength - position)
+      if (session.streaming) {
+        await session.streaming.write(session.partBuffer.subarray(start, session.partFill))
+      } else if (this.#worthStreaming(session, rest)) {
+        session.streaming = await this.#openStream(session)
+        await session.streaming.write(session.partBuffer.subarray(0, session.partFill))
+      }
+      if (session.partFill === this.#partSize) await this.#partDone(session)
+    }
+  }
+
+  /**
+   * Whether to open the current part's PUT now: when this request will fill it (known
+   * length), or, not knowing, once a quarter of a part has arrived (smaller blobs go in one
+   * PUT at the end; a larger last part may be sent twice).
+   */
+  #worthStreaming(session: SessionState, rest: number | undefined): boolean {
+    if (session.partFill === this.#partSize) return false
+    if (rest !== undefined) return session.partFill + rest >= this.#partSize
+    return session.partFill >= this.#partSize / 4
+  }
+
+  async #openStream(session: SessionState): Promise<StreamedPart> {
+    const target = await this.#partTarget(session)
+    try {
+      return await StreamedPart.open(this.#holds, target, this.#partSize)
+    } catch (error) {
+      throw this.#holdError(session, 'getPartUploadUrl', error)
+    }
+  }
+
+  /** The current part is full: finish its PUT, or send it whole. */
+  async #partDone(session: SessionState): Promise<void> {
+    const streaming = session.streaming
+    session.streaming = null
+    if (streaming) {
+      let etag: string
+      try {
+        etag = await streaming.finish()
+      } catch (error) {
+        throw this.#holdError(session, 'uploadPart', error)
+      }
+      session.parts.push({ partNumber: streaming.target.partNumber, etag })
+    } else {
+      await this.#sendBuffered(session)
+    }
+    session.partFill = 0
+  }
+
+  async #stopStreaming(session: SessionState): Promise<void> {
+    const streaming = session.streaming
+    session.streaming = null
+    await streaming?.abort()
+  }
+
+  /** Sends the part buffer's bytes as one part. */
+  async #sendBuffered(session: SessionState): Promise<void> {
+    const bytes = (session.partBuffer ?? Buffer.alloc(0)).subarray(0, session.partFill)
+    const target = await this.#partTarget(session)
+    let etag: string
+    try {
+      etag = await sendPart(this.#holds, target, bytes)
+    } catch (error) {
+      throw this.#holdError(session, 'uploadPart', error)
+    }
+    session.parts.push({ partNumber: target.partNumber, etag })
+  }
+
+  async #partTarget(session: SessionState): Promise<PartTarget> {
+    const uploadId = await this.#holdUpload(session)
+    return {
+      hold: session.hold,
+      callerDid: session.callerDid,
+      uploadId,
+      partNumber: session.parts.length + 1,
     }
   }
 
@@ -204,7 +301,9 @@ export class UploadSessions {
       }
       session.expectedDigest = sha256
       // Every part but the last is full; the last may be short, or empty for an empty blob.
-      if (session.pendingBytes > 0 || session.parts.length === 0) await this.#sendPart(session)
+      if (session.partFill > 0 || session.parts.length === 0) await this.#sendBuffered(session)
+      session.partFill = 0
+      session.partBuffer = null
       const uploadId = await this.#holdUpload(session)
       try {
         await this.#holds.procedure(
@@ -251,8 +350,9 @@ export class UploadSessions {
     const session = this.#sessions.get(handle.id)
     this.#sessions.delete(handle.id)
     if (!session) return
-    session.pending = []
-    session.pendingBytes = 0
+    await this.#stopStreaming(session)
+    session.partBuffer = null
+    session.partFill = 0
     const uploadId = session.holdUploadId
     session.holdUploadId = null
     if (uploadId === null) return
@@ -301,96 +401,6 @@ export class UploadSessions {
     } catch (error) {
       throw this.#holdError(session, 'initiateUpload', error)
     }
-  }
-
-  async #sendFullPart(session: SessionState): Promise<void> {
-    const all = Buffer.concat(session.pending, session.pendingBytes)
-    const part = all.subarray(0, this.#partSize)
-    const rest = all.subarray(this.#partSize)
-    // A copy, so that the remainder does not keep the whole part's buffer alive.
-    session.pending = rest.byteLength > 0 ? [Buffer.from(rest)] : []
-    session.pendingBytes = rest.byteLength
-    await this.#put(session, part)
-  }
-
-  async #sendPart(session: SessionState): Promise<void> {
-    const part = Buffer.concat(session.pending, session.pendingBytes)
-    session.pending = []
-    session.pendingBytes = 0
-    await this.#put(session, part)
-  }
-
-  async #put(session: SessionState, bytes: Buffer): Promise<void> {
-    const uploadId = await this.#holdUpload(session)
-    const partNumber = session.parts.length + 1
-    let target: { url: string; method?: string; headers?: unknown }
-    try {
-      target = await this.#holds.procedure(
-        session.hold,
-        NSID.holdGetPartUploadUrl,
-        { uploadId, partNumber },
-        session.callerDid,
-      )
-    } catch (error) {
-      throw this.#holdError(session, 'getPartUploadUrl', error)
-    }
-    const headers = new Headers()
-    if (typeof target.headers === 'object' && target.headers !== null) {
-      for (const [key, value] of Object.entries(target.headers)) {
-        if (typeof value === 'string') headers.set(key, value)
-      }
-    }
-    let url: URL
-    try {
-      url = new URL(target.url)
-    } catch {
-      throw holdUnavailable(session.hold, `getPartUploadUrl named no usable URL`)
-    }
-    // The hold's own uploadPart needs the caller's service token; a presigned storage URL
-    // carries its authorization in the URL and must not be sent one.
-    const throughHold = url.pathname === `/xrpc/${NSID.holdUploadPart}`
-    if (throughHold) {
-      if (!headers.has('x-upload-id')) headers.set('x-upload-id', uploadId)
-      if (!headers.has('x-part-number')) headers.set('x-part-number', String(partNumber))
-      const auth = await this.#holds.authorization(
-        session.hold,
-        session.callerDid,
-        NSID.holdUploadPart,
-      )
-      if (auth) headers.set('authorization', auth)
-    }
-    headers.set('content-length', String(bytes.byteLength))
-    let response: Response
-    try {
-      response = await this.#holds.send(url.href, {
-        method: target.method ?? 'PUT',
-        headers,
-        body: bytes,
-      })
-    } catch (error) {
-      throw holdUnavailable(session.hold, `sending part ${partNumber} failed`, error)
-    }
-    let etag: string | null = null
-    if (throughHold) {
-      try {
-        etag =
-          (await readXrpcJson<{ etag?: string }>(NSID.holdUploadPart, session.hold, response))
-            .etag ?? null
-      } catch (error) {
-        throw this.#holdError(session, 'uploadPart', error)
-      }
-    } else {
-      await response.body?.cancel()
-      if (!response.ok) {
-        throw holdUnavailable(
-          session.hold,
-          `storage refused part ${partNumber} (${response.status})`,
-        )
-      }
-      etag = response.headers.get('etag')
-    }
-    if (!etag) throw holdUnavailable(session.hold, `part ${partNumber} got no ETag`)
-    session.parts.push({ partNumber, etag })
   }
 
   #holdError(session: SessionState, what: string, error: unknown): Error {

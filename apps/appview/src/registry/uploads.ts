@@ -4,13 +4,25 @@
 import { OciError, parseDigest } from '@atcr/core/oci'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Caller } from '../auth/types.ts'
-import { hasBody, header, parseContentRange, queryValue, uploadRange } from './http.ts'
+import {
+  contentLength,
+  hasBody,
+  header,
+  parseContentRange,
+  queryValue,
+  uploadRange,
+} from './http.ts'
 import type { Registry, Target } from './registry.ts'
 import { registryPath } from './routes.ts'
 import type { UploadSession } from './upload-sessions.ts'
 
 function body(request: FastifyRequest): AsyncIterable<Buffer> {
   return request.raw as AsyncIterable<Buffer>
+}
+
+function lengthOf(request: FastifyRequest): { length?: number } {
+  const length = contentLength(request)
+  return length === undefined ? {} : { length }
 }
 
 function sessionPath(name: string, session: UploadSession): string {
@@ -76,12 +88,12 @@ export async function startUpload(
   })
   if (expected) {
     // Monolithic: the whole blob in this one request.
-    await registry.uploads.append(session, body(request))
+    await registry.uploads.append(session, body(request), lengthOf(request))
     await registry.uploads.complete(session, expected.digest, expected.algorithm)
     return created(reply, name, expected.digest)
   }
   if (hasBody(request)) {
-    await registry.uploads.append(session, body(request))
+    await registry.uploads.append(session, body(request), lengthOf(request))
   }
   return accepted(reply, name, session, 202)
 }
@@ -106,7 +118,10 @@ export async function patchUpload(
   const session = await findSession(registry, request, name, uploadId)
   try {
     const range = parseContentRange(header(request, 'content-range'))
-    await registry.uploads.append(session, body(request), range)
+    await registry.uploads.append(session, body(request), {
+      ...(range ? { range } : {}),
+      ...lengthOf(request),
+    })
   } catch (error) {
     throw withUploadState(registry, name, session, error)
   }
@@ -160,7 +175,10 @@ export async function finishUpload(
   if (hasBody(request)) {
     try {
       const range = parseContentRange(header(request, 'content-range'))
-      await registry.uploads.append(session, body(request), range)
+      await registry.uploads.append(session, body(request), {
+        ...(range ? { range } : {}),
+        ...lengthOf(request),
+      })
     } catch (error) {
       throw withUploadState(registry, name, session, error)
     }

@@ -1,0 +1,195 @@
+// One part of a hold multipart upload on its way: getPartUploadUrl names where it goes (a
+// presigned storage URL, or the hold's own io.atcr.hold.uploadPart, which needs the
+// caller's service token), then the bytes are PUT there with their exact Content-Length,
+// either whole or streamed while they arrive, and the part's ETag comes back.
+import { NSID } from '@atcr/core/lexicons'
+import { type Hold, type HoldClient, holdUnavailable, readXrpcJson } from '../holds/hold-client.ts'
+
+export interface PartTarget {
+  hold: Hold
+  callerDid: string
+  uploadId: string
+  partNumber: number
+}
+
+interface PartRequest {
+  url: string
+  method: string
+  headers: Headers
+  /** The hold's own uploadPart (JSON answer) rather than storage (ETag header). */
+  throughHold: boolean
+}
+
+/** Where the part goes and with which headers. */
+async function partRequest(
+  holds: HoldClient,
+  target: PartTarget,
+  length: number,
+): Promise<PartRequest> {
+  const answer = await holds.procedure<{ url?: unknown; method?: unknown; headers?: unknown }>(
+    target.hold,
+    NSID.holdGetPartUploadUrl,
+    { uploadId: target.uploadId, partNumber: target.partNumber },
+    target.callerDid,
+  )
+  let url: URL
+  try {
+    url = new URL(String(answer.url))
+  } catch {
+    throw holdUnavailable(target.hold, 'getPartUploadUrl named no usable URL')
+  }
+  const headers = new Headers()
+  if (typeof answer.headers === 'object' && answer.headers !== null) {
+    for (const [key, value] of Object.entries(answer.headers)) {
+      if (typeof value === 'string') headers.set(key, value)
+    }
+  }
+  // A presigned storage URL carries its authorization in the URL and must not be sent a
+  // token; the hold's own uploadPart needs the caller's.
+  const throughHold = url.pathname === `/xrpc/${NSID.holdUploadPart}`
+  if (throughHold) {
+    if (!headers.has('x-upload-id')) headers.set('x-upload-id', target.uploadId)
+    if (!headers.has('x-part-number')) headers.set('x-part-number', String(target.partNumber))
+    const auth = await holds.authorization(target.hold, target.callerDid, NSID.holdUploadPart)
+    if (auth) headers.set('authorization', auth)
+  }
+  headers.set('content-length', String(length))
+  const method = typeof answer.method === 'string' ? answer.method : 'PUT'
+  return { url: url.href, method, headers, throughHold }
+}
+
+async function etagOf(target: PartTarget, request: PartRequest, response: Response) {
+  let etag: string | null
+  if (request.throughHold) {
+    etag =
+      (await readXrpcJson<{ etag?: string }>(NSID.holdUploadPart, target.hold, response)).etag ??
+      null
+  } else {
+    await response.body?.cancel()
+    if (!response.ok) {
+      throw holdUnavailable(
+        target.hold,
+        `storage refused part ${target.partNumber} (${response.status})`,
+      )
+    }
+    etag = response.headers.get('etag')
+  }
+  if (!etag) throw holdUnavailable(target.hold, `part ${target.partNumber} got no ETag`)
+  return etag
+}
+
+/** Sends a whole part held in memory; returns its ETag. */
+export async function sendPart(
+  holds: HoldClient,
+  target: PartTarget,
+  bytes: Uint8Array,
+): Promise<string> {
+  const request = await partRequest(holds, target, bytes.byteLength)
+  let response: Response
+  try {
+    response = await holds.send(request.url, {
+      method: request.method,
+      headers: request.headers,
+      body: bytes,
+    })
+  } catch (error) {
+    throw holdUnavailable(target.hold, `sending part ${target.partNumber} failed`, error)
+  }
+  return etagOf(target, request, response)
+}
+
+/**
+ * A part whose bytes are sent as they arrive. Its length is fixed when it opens: `finish`
+ * once exactly that many bytes were written, or `abort` (the storage keeps nothing of an
+ * interrupted part, and the same part number can be sent again).
+ */
+export class StreamedPart {
+  readonly target: PartTarget
+  #controller!: ReadableStreamDefaultController<Uint8Array>
+  #wake: (() => void) | null = null
+  #failure: unknown = null
+  #response: Promise<Response>
+  #request: PartRequest
+  #abort = new AbortController()
+
+  private constructor(holds: HoldClient, target: PartTarget, request: PartRequest) {
+    this.target = target
+    this.#request = request
+    // One chunk queued at most: writes wait until the connection takes the previous one.
+    const body = new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          this.#controller = controller
+        },
+        pull: () => this.#wakeWriter(),
+        cancel: (reason) => this.#fail(reason ?? new Error('the part request was cancelled')),
+      },
+      { highWaterMark: 1 },
+    )
+    this.#response = holds.send(request.url, {
+      method: request.method,
+      headers: request.headers,
+      body,
+      signal: this.#abort.signal,
+    })
+    this.#response.then(
+      // An answer before the body is complete is a refusal: stop writing.
+      () => this.#fail(new Error('the part request ended early')),
+      (error: unknown) => this.#fail(error),
+    )
+  }
+
+  static async open(holds: HoldClient, target: PartTarget, length: number): Promise<StreamedPart> {
+    return new StreamedPart(holds, target, await partRequest(holds, target, length))
+  }
+
+  /** Queues bytes (which must stay unchanged until the part finished or was aborted). */
+  async write(chunk: Uint8Array): Promise<void> {
+    while (this.#failure === null && (this.#controller.desiredSize ?? 0) <= 0) {
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve
+      })
+    }
+    if (this.#failure !== null) {
+      throw holdUnavailable(
+        this.target.hold,
+        `sending part ${this.target.partNumber} failed`,
+        this.#failure,
+      )
+    }
+    this.#controller.enqueue(chunk)
+  }
+
+  /** Ends the body and waits for the part's ETag. */
+  async finish(): Promise<string> {
+    this.#controller.close()
+    let response: Response
+    try {
+      response = await this.#response
+    } catch (error) {
+      throw holdUnavailable(
+        this.target.hold,
+        `sending part ${this.target.partNumber} failed`,
+        error,
+      )
+    }
+    return etagOf(this.target, this.#request, response)
+  }
+
+  async abort(): Promise<void> {
+    this.#abort.abort()
+    const response = await this.#response.catch(() => null)
+    await response?.body?.cancel().catch(() => {})
+  }
+
+  #wakeWriter(): void {
+    const wake = this.#wake
+    this.#wake = null
+    wake?.()
+  }
+
+  #fail(error: unknown): void {
+    if (this.#failure === null) this.#failure = error
+    this.#wakeWriter()
+  }
+}
