@@ -73,7 +73,7 @@ describe('hold selection, crew and private holds', () => {
     assert.match(body.errors[0]!.message, /not in the crew/)
   })
 
-  it("pushes to the profile's defaultHold, joining its crew when the captain allows all", async () => {
+  it("pushes to the profile's defaultHold, joining its crew when the captain allows all; 503 once it is gone", async () => {
     const carol = await stack.net.pds.createAccount('carol.test')
     await setDefaultHold(carol, openHold.did)
     const pusher = new Pusher(stack, carol, stack.nameOf(carol, 'app'))
@@ -100,6 +100,21 @@ describe('hold selection, crew and private holds', () => {
     })
     assert.equal(blob.status, 200)
     assert.equal(Buffer.from(await blob.arrayBuffer()).toString(), 'layer of on the open hold')
+
+    // The hold goes away: its blobs are unavailable (503), not unknown (404).
+    await openHold.close()
+    const gone = await stack.request(`/v2/${pusher.name}/blobs/${layer}`, {
+      as: null,
+      scopes: [repoScope(pusher.name, 'pull')],
+    })
+    assert.equal(gone.status, 503)
+    assert.equal(await errorCode(gone), 'UNAVAILABLE')
+    // The manifest lives in carol's PDS and is still served.
+    const manifest = await stack.request(`/v2/${pusher.name}/manifests/v1`, {
+      as: null,
+      scopes: [repoScope(pusher.name, 'pull')],
+    })
+    assert.equal(manifest.status, 200)
   })
 
   it('reads blobs of a private hold with the caller service token; anonymous callers must sign in', async () => {

@@ -6,7 +6,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web'
 import { OciError, parseDigest } from '@atcr/core/oci'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { NoSessionError } from '../auth/types.ts'
-import type { HoldCaller } from '../holds/hold-client.ts'
+import type { Hold, HoldCaller } from '../holds/hold-client.ts'
 import { header } from './http.ts'
 import type { Registry } from './registry.ts'
 
@@ -26,18 +26,17 @@ export async function getBlob(
   const method = request.method === 'HEAD' ? 'HEAD' : 'GET'
   const range = header(request, 'range')
   let refused: number | null = null
-
+  let unreachable: unknown = null
   for (const holdDid of await registry.pullHolds(target)) {
-    const hold = await registry.holds.resolve(holdDid)
-    let holdCaller: HoldCaller = caller.did
+    let hold: Hold
     let response: Response
     try {
-      response = await registry.holds.getBlob(hold, digest, { method, caller: holdCaller, range })
+      hold = await registry.holds.resolve(holdDid)
+      response = await askHold(registry, hold, digest, { method, caller: caller.did, range })
     } catch (error) {
-      // No PDS session to mint a service token with: public holds still answer anonymously.
-      if (!(error instanceof NoSessionError)) throw error
-      holdCaller = null
-      response = await registry.holds.getBlob(hold, digest, { method, caller: holdCaller, range })
+      // One hold down must not hide a blob another hold of the repository has.
+      unreachable ??= error
+      continue
     }
     const status = response.status
     if (status === 404 || status === 400) {
@@ -85,6 +84,7 @@ export async function getBlob(
     return reply.send(Readable.fromWeb(response.body as unknown as WebReadableStream))
   }
 
+  if (unreachable !== null) throw unreachable
   if (refused !== null) {
     if (!caller.did) throw registry.challenge(caller)
     throw new OciError('DENIED', {
@@ -95,6 +95,21 @@ export async function getBlob(
     message: `blob ${digest} is unknown in ${name}`,
     detail: { digest },
   })
+}
+
+async function askHold(
+  registry: Registry,
+  hold: Hold,
+  digest: string,
+  options: { method: 'GET' | 'HEAD'; caller: HoldCaller; range: string | undefined },
+): Promise<Response> {
+  try {
+    return await registry.holds.getBlob(hold, digest, options)
+  } catch (error) {
+    // No PDS session to mint a service token with: public holds still answer anonymously.
+    if (!(error instanceof NoSessionError)) throw error
+    return registry.holds.getBlob(hold, digest, { ...options, caller: null })
+  }
 }
 
 /**

@@ -146,8 +146,9 @@ export class Registry {
       try {
         const push = await this.selection.pushHold(target.owner)
         if (!dids.includes(push.did)) dids.push(push.did)
-      } catch (error) {
-        if (dids.length === 0) throw error
+      } catch {
+        // No push hold (none configured, or it does not resolve): the manifests' holds are
+        // all there is, and a repository without them simply has no blobs.
       }
       return dids
     })
