@@ -12,7 +12,7 @@ export type RegistryRoute =
   | { kind: 'upload'; name: string; uploadId: string | null }
   | { kind: 'referrers'; name: string; digest: string }
 
-const UPLOAD = /^(.+)\/blobs\/uploads\/([^/]*)$/
+const UPLOAD = /^(.+)\/blobs\/uploads(?:\/([^/]*))?$/
 const LEAF = /^(.+)\/(manifests|blobs|referrers)\/([^/]+)$/
 const TAGS = /^(.+)\/tags\/list$/
 
@@ -32,8 +32,8 @@ export function matchRoute(pathname: string): RegistryRoute | null {
   if (rest === '_catalog') return { kind: 'catalog' }
   const upload = UPLOAD.exec(rest)
   if (upload) {
-    const id = upload[2]!
-    return { kind: 'upload', name: decode(upload[1]!), uploadId: id === '' ? null : decode(id) }
+    const id = upload[2]
+    return { kind: 'upload', name: decode(upload[1]!), uploadId: id ? decode(id) : null }
   }
   const tags = TAGS.exec(rest)
   if (tags) return { kind: 'tags', name: decode(tags[1]!) }
