@@ -157,12 +157,21 @@ export class StreamedPart {
         this.#failure,
       )
     }
-    this.#controller.enqueue(chunk)
+    try {
+      this.#controller.enqueue(chunk)
+    } catch (error) {
+      // The request ended between the check and now (its body stream is closed).
+      throw holdUnavailable(
+        this.target.hold,
+        `sending part ${this.target.partNumber} failed`,
+        this.#failure ?? error,
+      )
+    }
   }
 
   /** Ends the body and waits for the part's ETag. */
   async finish(): Promise<string> {
-    this.#controller.close()
+    if (this.#failure === null) this.#controller.close()
     let response: Response
     try {
       response = await this.#response
