@@ -21,7 +21,8 @@ export interface StorageDriver {
   /**
    * Opens the object (or a byte range of it) for streaming. Resolves once the object is
    * known to exist and the range to be satisfiable, so errors are thrown here, not by the
-   * stream: `PathNotFoundError`, `InvalidRangeError`.
+   * stream: `PathNotFoundError`, `InvalidRangeError`. The stream's chunks belong to the
+   * reader, who may free each one once done with it (`release` in `bytes.ts`).
    */
   read(path: string, range?: ByteRange): Promise<Readable>
 
@@ -57,13 +58,16 @@ export interface StorageDriver {
   /**
    * Stores part `partNumber` (1..10000) of the upload, replacing an earlier part with the
    * same number. `size`, when known (a Content-Length), is checked against the body and
-   * lets drivers stream the part without staging it.
+   * lets drivers stream the part without staging it. `handOver` gives the source's chunks
+   * to the driver (the caller never touches them again): a driver may then free each one
+   * as soon as it has stored it (`release` in `bytes.ts`) instead of leaving it to the
+   * garbage collector.
    */
   writePart(
     uploadId: string,
     partNumber: number,
     source: ByteSource,
-    options?: { size?: number },
+    options?: WritePartOptions,
   ): Promise<UploadedPart>
 
   /**
@@ -99,6 +103,11 @@ export interface StorageDriver {
  * must not be modified after being yielded (drivers may hold them until a part is full).
  */
 export type ByteSource = Readable | AsyncIterable<Uint8Array>
+
+export interface WritePartOptions {
+  size?: number
+  handOver?: boolean
+}
 
 export interface ObjectStat {
   size: number

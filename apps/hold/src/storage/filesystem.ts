@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import {
   type FileHandle,
+  link,
   lstat,
   mkdir,
   open,
@@ -13,10 +13,11 @@ import {
   rmdir,
   stat,
   unlink,
+  utimes,
 } from 'node:fs/promises'
 import { dirname, join, relative, sep } from 'node:path'
 import type { Readable } from 'node:stream'
-import { ByteCounter } from './bytes.ts'
+import { ByteCounter, release } from './bytes.ts'
 import type {
   ByteRange,
   ByteSource,
@@ -26,6 +27,7 @@ import type {
   PresignedRequest,
   StorageDriver,
   UploadedPart,
+  WritePartOptions,
   WriteResult,
 } from './driver.ts'
 import {
@@ -63,6 +65,7 @@ const MULTIPART_DIR = '.multipart'
 const TARGET_FILE = 'target'
 const STALE_TEMP_MS = 24 * 3600 * 1000
 const WRITE_BATCH = 1024 * 1024
+const COPY_BUFFER = 1024 * 1024
 const READ_HIGH_WATER_MARK = 256 * 1024
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const MD5_HEX = /^[0-9a-f]{32}$/
@@ -72,7 +75,8 @@ const MD5_HEX = /^[0-9a-f]{32}$/
  * `root/.tmp`, is fdatasync'ed, then renamed into place, and the directory is fsync'ed:
  * readers see the old object or the whole new one. A multipart upload is a folder
  * `root/.multipart/<id>/` holding the target path and one file per part
- * (`<00001>.<md5>`), so it survives restarts; completing concatenates the parts.
+ * (`<00001>.<md5>`), so it survives restarts; completing concatenates the parts (or, for
+ * a single part, hard-links it: no copy).
  */
 export async function createFilesystemDriver(
   config: FilesystemDriverConfig,
@@ -236,7 +240,7 @@ class FilesystemDriver implements StorageDriver {
     uploadId: string,
     partNumber: number,
     source: ByteSource,
-    options?: { size?: number },
+    options?: WritePartOptions,
   ): Promise<UploadedPart> {
     validatePartNumber(partNumber)
     validateDeclaredSize(options?.size, MAX_PART_SIZE)
@@ -246,7 +250,10 @@ class FilesystemDriver implements StorageDriver {
     const md5 = createHash('md5')
     let temp: string
     try {
-      temp = await this.#writeTemp(counter.through(source), (chunk) => md5.update(chunk))
+      temp = await this.#writeTemp(counter.through(source), {
+        onChunk: (chunk) => md5.update(chunk),
+        handOver: options?.handOver === true,
+      })
     } catch (err) {
       throw counter.blame(err)
     }
@@ -297,16 +304,18 @@ class FilesystemDriver implements StorageDriver {
         throw new PartTooSmallError(MIN_PART_SIZE, parts[index]?.partNumber, file.size)
       }
     }
-    const counter = new ByteCounter('object', Number.MAX_SAFE_INTEGER)
-    const temp = await this.#writeTemp(counter.through(concatFiles(files.map((f) => f.path))))
+    const [first] = files
+    let assembled =
+      files.length === 1 && first ? await this.#linkTemp(first.path, parts[0]?.partNumber) : null
+    assembled ??= await this.#concatTemp(files.map((f) => f.path))
     try {
-      await this.#commit(temp, file, path)
+      await this.#commit(assembled.temp, file, path)
     } catch (err) {
-      await rm(temp, { force: true })
+      await rm(assembled.temp, { force: true })
       throw wrap('completeMultipart', err)
     }
     await this.abortMultipart(uploadId)
-    return { size: counter.total }
+    return { size: assembled.size }
   }
 
   async abortMultipart(uploadId: string): Promise<void> {
@@ -346,15 +355,12 @@ class FilesystemDriver implements StorageDriver {
   }
 
   /** Streams `source` into a new fdatasync'ed temp file; returns its path. */
-  async #writeTemp(
-    source: AsyncIterable<Uint8Array>,
-    onChunk?: (chunk: Uint8Array) => void,
-  ): Promise<string> {
+  async #writeTemp(source: AsyncIterable<Uint8Array>, options?: BatchOptions): Promise<string> {
     const temp = join(this.#temp, randomUUID())
     let handle: FileHandle | undefined
     try {
       handle = await open(temp, 'wx')
-      await writeBatched(handle, source, onChunk)
+      await writeBatched(handle, source, options)
       await handle.datasync()
       await handle.close()
       return temp
@@ -362,6 +368,51 @@ class FilesystemDriver implements StorageDriver {
       await handle?.close().catch(() => {})
       await rm(temp, { force: true })
       throw wrap('write', err)
+    }
+  }
+
+  /** The files one after the other in a new fdatasync'ed temp file. */
+  async #concatTemp(files: readonly string[]): Promise<{ temp: string; size: number }> {
+    const temp = join(this.#temp, randomUUID())
+    let handle: FileHandle | undefined
+    try {
+      handle = await open(temp, 'wx')
+      const size = await appendFiles(handle, files)
+      await handle.datasync()
+      await handle.close()
+      return { temp, size }
+    } catch (err) {
+      await handle?.close().catch(() => {})
+      await rm(temp, { force: true })
+      throw wrap('completeMultipart', err)
+    }
+  }
+
+  /**
+   * A second name for a part file under `.tmp` (parts are never changed in place, so the
+   * object may share the part's bytes), dated now: the object's modification time is when
+   * it was completed, as for any other write. Null where hard links are not supported.
+   */
+  async #linkTemp(
+    file: string,
+    partNumber: number | undefined,
+  ): Promise<{ temp: string; size: number } | null> {
+    const temp = join(this.#temp, randomUUID())
+    try {
+      await link(file, temp)
+    } catch (err) {
+      if (isMissing(err)) {
+        throw new InvalidPartError('not uploaded, or its etag does not match', partNumber)
+      }
+      return null
+    }
+    try {
+      const now = new Date()
+      await utimes(temp, now, now)
+      return { temp, size: (await stat(temp)).size }
+    } catch (err) {
+      await rm(temp, { force: true })
+      throw wrap('completeMultipart', err)
     }
   }
 
@@ -467,10 +518,33 @@ class FilesystemDriver implements StorageDriver {
   }
 }
 
-async function* concatFiles(files: readonly string[]): AsyncGenerator<Uint8Array> {
+/**
+ * Appends the files to `out` through one reused buffer: assembling allocates nothing per
+ * chunk, whatever the size. Returns the number of bytes appended.
+ */
+async function appendFiles(out: FileHandle, files: readonly string[]): Promise<number> {
+  const buffer = Buffer.allocUnsafeSlow(COPY_BUFFER)
+  let total = 0
   for (const file of files) {
-    yield* createReadStream(file, { highWaterMark: WRITE_BATCH }) as AsyncIterable<Buffer>
+    const input = await open(file, 'r')
+    try {
+      for (;;) {
+        const { bytesRead } = await input.read(buffer, 0, buffer.length, null)
+        if (bytesRead === 0) break
+        await writeAll(out, [buffer.subarray(0, bytesRead)])
+        total += bytesRead
+      }
+    } finally {
+      await input.close()
+    }
   }
+  return total
+}
+
+interface BatchOptions {
+  onChunk?: (chunk: Uint8Array) => void
+  /** The chunks are ours: free each one once written (see `WritePartOptions`). */
+  handOver?: boolean
 }
 
 /**
@@ -480,8 +554,9 @@ async function* concatFiles(files: readonly string[]): AsyncGenerator<Uint8Array
 async function writeBatched(
   handle: FileHandle,
   source: AsyncIterable<Uint8Array>,
-  onChunk?: (chunk: Uint8Array) => void,
+  options: BatchOptions = {},
 ): Promise<void> {
+  const { onChunk, handOver = false } = options
   let batch: Uint8Array[] = []
   let batchBytes = 0
   let inFlight: Promise<unknown> | null = null
@@ -497,7 +572,7 @@ async function writeBatched(
       batchBytes += chunk.length
       if (batchBytes >= WRITE_BATCH) {
         if (inFlight !== null) await settle()
-        inFlight = writeAll(handle, batch).then(
+        inFlight = writeBatch(handle, batch, handOver).then(
           () => null,
           (err: unknown) => err ?? new Error('write failed'),
         )
@@ -506,11 +581,16 @@ async function writeBatched(
       }
     }
     if (inFlight !== null) await settle()
-    if (batch.length > 0) await writeAll(handle, batch)
+    if (batch.length > 0) await writeBatch(handle, batch, handOver)
   } finally {
     // Never leave a write running on a handle the caller is about to close.
     await inFlight
   }
+}
+
+async function writeBatch(handle: FileHandle, batch: Uint8Array[], handOver: boolean) {
+  await writeAll(handle, batch)
+  if (handOver) for (const chunk of batch) release(chunk)
 }
 
 async function writeAll(handle: FileHandle, buffers: Uint8Array[]): Promise<void> {

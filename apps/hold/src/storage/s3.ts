@@ -34,6 +34,7 @@ import type {
   PresignOptions,
   StorageDriver,
   UploadedPart,
+  WritePartOptions,
   WriteResult,
 } from './driver.ts'
 import {
@@ -375,7 +376,8 @@ class S3Driver implements StorageDriver {
     uploadId: string,
     partNumber: number,
     source: ByteSource,
-    options?: { size?: number },
+    // `handOver` is not used: the SDK may still be sending a chunk when it asks for the next.
+    options?: WritePartOptions,
   ): Promise<UploadedPart> {
     const { Key, UploadId } = this.#upload(uploadId)
     validatePartNumber(partNumber)

@@ -79,7 +79,11 @@ export async function registerUploadRoutes(app: FastifyInstance, ctx: HoldContex
         const partNumber = Number(singleHeader(request, PART_NUMBER_HEADER) ?? Number.NaN)
         const length = singleHeader(request, 'content-length')
         const size = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined
-        return uploadPart(ctx, did, uploadId, partNumber, request.raw, size)
+        // The body's chunks are fresh copies nobody else reads: storage may free them.
+        return uploadPart(ctx, did, uploadId, partNumber, request.raw, {
+          ...(size === undefined ? {} : { size }),
+          handOver: true,
+        })
       },
     })
   })

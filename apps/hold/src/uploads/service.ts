@@ -4,7 +4,7 @@
 // in the storage driver, so an upload survives a restart of the hold.
 import { randomBytes } from 'node:crypto'
 import type { DigestAlgorithm } from '@atcr/core/oci'
-import { digestOfStream, parseDigest } from '@atcr/core/oci'
+import { createDigester, parseDigest } from '@atcr/core/oci'
 import type { HoldContext } from '../context.ts'
 import {
   type ByteSource,
@@ -12,6 +12,7 @@ import {
   InvalidPartError,
   MAX_PART_NUMBER,
   PartTooSmallError,
+  release,
   SizeMismatchError,
   StorageError,
   TooLargeError,
@@ -101,22 +102,23 @@ export async function getPartUploadUrl(
   }
 }
 
-/** Stores one part sent through the hold, streaming it to the driver. */
+/**
+ * Stores one part sent through the hold, streaming it to the driver. `size` is the declared
+ * length; `handOver` gives the source's chunks to storage (see `StorageDriver.writePart`).
+ */
 export async function uploadPart(
   ctx: HoldContext,
   callerDid: string,
   uploadId: string,
   partNumber: number,
   source: ByteSource,
-  size?: number,
+  options: { size?: number; handOver?: boolean } = {},
 ): Promise<{ etag: string }> {
   checkPartNumber(partNumber)
   const upload = await openUpload(ctx, callerDid, uploadId)
   await touchUpload(ctx.db, upload.id, Date.now())
   try {
-    const part = await ctx.storage.writePart(upload.driver_upload_id, partNumber, source, {
-      ...(size === undefined ? {} : { size }),
-    })
+    const part = await ctx.storage.writePart(upload.driver_upload_id, partNumber, source, options)
     await touchUpload(ctx.db, upload.id, Date.now())
     return { etag: part.etag }
   } catch (err) {
@@ -167,7 +169,7 @@ export async function completeUpload(
 
   let actual: string
   try {
-    actual = (await digestOfStream(await ctx.storage.read(assembled), expected.algorithm)).digest
+    actual = await digestOfStored(ctx, assembled, expected.algorithm)
   } catch (err) {
     await reopenAfterFailure(ctx, upload.id, reopen)
     ctx.logger.error({ err, uploadId }, 'reading back an assembled upload failed')
@@ -279,6 +281,21 @@ export async function sweepExpiredUploads(
     ctx.logger.info(result, 'swept abandoned uploads')
   }
   return result
+}
+
+/** Hashes a stored object as it streams back from storage. */
+async function digestOfStored(
+  ctx: HoldContext,
+  path: string,
+  algorithm: DigestAlgorithm,
+): Promise<string> {
+  const digester = createDigester(algorithm)
+  for await (const chunk of await ctx.storage.read(path)) {
+    digester.update(chunk as Uint8Array)
+    // Only hashed, here alone: its memory is free at once, not after the next full GC.
+    release(chunk as Uint8Array)
+  }
+  return digester.digest()
 }
 
 function parseUploadDigest(digest: string): {
