@@ -111,6 +111,21 @@ describe('atcr-hold CLI', () => {
     assert.equal((await run(['config', 'init', file, '--force'])).code, 0)
   })
 
+  it('every command has --help', async () => {
+    for (const args of [
+      [],
+      ['serve'],
+      ['config', 'init'],
+      ['repo', 'export'],
+      ['repo', 'import'],
+      ['gc'],
+    ]) {
+      const help = await run([...args, '--help'])
+      assert.equal(help.code, 0, `${args.join(' ')} --help`)
+      assert.match(help.stdout.toString(), /Usage: atcr-hold/)
+    }
+  })
+
   it('a bad config value exits 2 naming its YAML path', async () => {
     const dir = await tempDir()
     const file = join(dir, 'hold.yaml')
