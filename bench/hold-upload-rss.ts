@@ -4,6 +4,7 @@
 // HTTP into a file by a bare node:http server (also a child process, also fdatasync'ed).
 //
 //   source scripts/env.sh && node bench/hold-upload-rss.ts [--size-mib 1024] [--part-mib 128]
+//     [--budget-mib 200] [--hold-node-option=--max-semi-space-size=32 ...]
 //
 // Exits 1 when the hold's peak RSS reaches the budget (200 MiB). See bench/README.md.
 import { type ChildProcess, spawn } from 'node:child_process'
@@ -28,6 +29,8 @@ const { values: args } = parseArgs({
     'size-mib': { type: 'string', default: '1024' },
     'part-mib': { type: 'string', default: '128' },
     'budget-mib': { type: 'string', default: '200' },
+    // Node options for the hold (before its bin), e.g. to compare V8 settings.
+    'hold-node-option': { type: 'string', multiple: true, default: [] },
     'reference-server': { type: 'string' },
   },
 })
@@ -39,6 +42,7 @@ if (args['reference-server'] !== undefined) {
     Number(args['size-mib']) * MiB,
     Number(args['part-mib']) * MiB,
     Number(args['budget-mib']) * MiB,
+    args['hold-node-option'],
   )
 }
 
@@ -51,7 +55,12 @@ function* chunks(start: number, end: number, block: Buffer): Generator<Buffer> {
   }
 }
 
-async function main(size: number, partSize: number, budget: number): Promise<void> {
+async function main(
+  size: number,
+  partSize: number,
+  budget: number,
+  holdNodeOptions: string[],
+): Promise<void> {
   const block = randomBytes(CHUNK)
   const hash = createHash('sha256')
   for (const chunk of chunks(0, size, block)) hash.update(chunk)
@@ -100,7 +109,7 @@ async function main(size: number, partSize: number, budget: number): Promise<voi
 
     // The hold, from its command line, on its own data dir.
     const port = await freePort()
-    const hold = spawn(process.execPath, [HOLD_BIN, 'serve'], {
+    const hold = spawn(process.execPath, [...holdNodeOptions, HOLD_BIN, 'serve'], {
       env: {
         ...process.env,
         ATCR_HOLD_SERVER_HOST: '127.0.0.1',
@@ -119,6 +128,12 @@ async function main(size: number, partSize: number, budget: number): Promise<voi
     await waitForHttp(`${base}/xrpc/_health`)
     const holdDid = (await (await fetch(`${base}/.well-known/atproto-did`)).text()).trim()
     const idleRss = await memory(hold.pid ?? 0)
+    // As it runs: its bin may have restarted node with V8 flags (same process id).
+    const commandLine = (await readFile(`/proc/${hold.pid}/cmdline`, 'utf8').catch(() => ''))
+      .split('\0')
+      .filter((arg) => arg !== '')
+      .map((arg) => arg.replace(/^.*\/(node|atcr-hold)$/, '$1'))
+      .join(' ')
     const token = (lxm: string) =>
       mintServiceAuthToken({ iss: owner, aud: holdDid, lxm, keypair: key, expiresInSeconds: 600 })
     const call = async (nsid: string, input: unknown) => {
@@ -135,10 +150,13 @@ async function main(size: number, partSize: number, budget: number): Promise<voi
       return body
     }
 
-    let peakSampled = 0
+    // Peak VmRSS per phase, sampled; VmHWM gives the overall peak exactly.
+    const phasePeak = { parts: 0, complete: 0 }
+    let phase: keyof typeof phasePeak = 'parts'
     const sampler = setInterval(() => {
+      const current = phase
       void memory(hold.pid ?? 0).then((m) => {
-        peakSampled = Math.max(peakSampled, m.rss)
+        phasePeak[current] = Math.max(phasePeak[current], m.rss)
       })
     }, 50)
 
@@ -167,6 +185,7 @@ async function main(size: number, partSize: number, budget: number): Promise<voi
       parts.push({ partNumber, etag: (JSON.parse(result.body) as { etag: string }).etag })
     }
     const partsSeconds = (performance.now() - holdStart) / 1000
+    phase = 'complete'
     await call('io.atcr.hold.completeUpload', { uploadId, digest, parts })
     const totalSeconds = (performance.now() - holdStart) / 1000
     clearInterval(sampler)
@@ -184,7 +203,7 @@ async function main(size: number, partSize: number, budget: number): Promise<voi
     }
 
     const rate = (seconds: number) => size / MiB / seconds
-    const peak = Math.max(final.hwm, peakSampled)
+    const peak = Math.max(final.hwm, phasePeak.parts, phasePeak.complete)
     console.log(
       `reference  raw PUT into a file        ${rate(refSeconds).toFixed(0)} MiB/s (${refSeconds.toFixed(1)} s)`,
     )
@@ -198,6 +217,10 @@ async function main(size: number, partSize: number, budget: number): Promise<voi
       `hold RSS   idle ${mib(idleRss.rss)} (startup peak ${mib(idleRss.hwm)}), peak ${mib(peak)} (VmHWM), ` +
         `${mib(peak - idleRss.rss)} over idle; budget ${mib(budget)}`,
     )
+    console.log(
+      `           sampled peak during the parts ${mib(phasePeak.parts)}, during completeUpload ${mib(phasePeak.complete)}`,
+    )
+    console.log(`hold ran   ${commandLine}`)
     if (peak >= budget) {
       console.error('FAIL: the hold exceeded its memory budget')
       process.exitCode = 1
