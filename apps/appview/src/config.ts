@@ -1,9 +1,7 @@
 // The AppView's one config schema: the typed config, env overrides (ATCR_APPVIEW_<PATH>)
 // and the commented YAML of `atcr-appview config init` all come from it.
-import { defineConfig, duration, httpUrl, type InferConfig, z } from '@atcr/core/config'
+import { defineConfig, did, duration, httpUrl, type InferConfig, z } from '@atcr/core/config'
 import { LOG_LEVELS } from '@atcr/core/log'
-
-const did = () => z.string().regex(/^did:[a-z]+:[a-zA-Z0-9._:%-]+$/, 'expected a DID')
 
 export const appviewConfig = defineConfig({
   envPrefix: 'ATCR_APPVIEW',

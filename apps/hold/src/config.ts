@@ -1,9 +1,15 @@
 // The hold's one config schema: the typed config, env overrides (ATCR_HOLD_<YAML_PATH>)
 // and the commented YAML of `atcr-hold config init` all come from it.
-import { defineConfig, duration, httpUrl, type InferConfig, secret, z } from '@atcr/core/config'
+import {
+  defineConfig,
+  did,
+  duration,
+  httpUrl,
+  type InferConfig,
+  secret,
+  z,
+} from '@atcr/core/config'
 import { LOG_LEVELS } from '@atcr/core/log'
-
-const did = () => z.string().regex(/^did:[a-z]+:[a-zA-Z0-9._:%-]+$/, 'expected a DID')
 
 const tier = z.object({
   name: z.string().min(1).max(64).describe('Tier name, shown to users (e.g. deckhand).'),

@@ -15,6 +15,7 @@ import { writeYaml } from './write-yaml.ts'
 export { ConfigError, type ConfigIssue, formatIssue } from './errors.ts'
 export {
   type ConfigField,
+  did,
   duration,
   formatDuration,
   httpUrl,

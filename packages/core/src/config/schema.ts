@@ -321,3 +321,8 @@ export function secret<T extends z.ZodType>(schema: T): T {
 export function httpUrl() {
   return z.url({ protocol: /^https?$/, error: 'expected an http or https URL' })
 }
+
+/** A did:plc or did:web (or another method's) DID, as config values name holds and owners. */
+export function did() {
+  return z.string().regex(/^did:[a-z]+:[a-zA-Z0-9._:%-]+$/, 'expected a DID')
+}
