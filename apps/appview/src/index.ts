@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net'
+import { closeWithGrace } from '@atcr/core/lifecycle'
 import { createLogger, type Logger } from '@atcr/core/log'
 import type { FastifyInstance } from 'fastify'
 import { createAuthServices } from './auth/index.ts'
@@ -47,7 +48,7 @@ export class AppView {
   }
 
   async destroy(): Promise<void> {
-    await this.app.close()
+    await closeWithGrace(this.app)
     await closeBase(this.ctx)
   }
 }

@@ -45,6 +45,7 @@ export async function closeHoldContext(ctx: HoldContext): Promise<void> {
   await ctx.resolver.close()
   await ctx.repo.close()
   await ctx.db.close()
+  await ctx.storage.close()
 }
 
 /** The storage driver settings of a config (the server and offline commands such as gc). */

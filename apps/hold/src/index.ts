@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net'
+import { closeWithGrace } from '@atcr/core/lifecycle'
 import { createLogger, type Logger } from '@atcr/core/log'
 import type { FastifyInstance } from 'fastify'
 import { bootstrapRecords } from './bootstrap.ts'
@@ -55,7 +56,7 @@ export class Hold {
   }
 
   async destroy(): Promise<void> {
-    await this.app.close()
+    await closeWithGrace(this.app)
     await closeHoldContext(this.ctx)
     await this.lock.release()
   }
