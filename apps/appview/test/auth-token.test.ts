@@ -7,6 +7,7 @@ import { after, afterEach, before, describe, it } from 'node:test'
 import { captureLogger } from '@atcr/core/log'
 import { OciError, parseAuthChallenges } from '@atcr/core/oci'
 import { startNetwork, staticDns, type TestAccount, type TestNetwork } from '@atcr/testkit'
+import { AtpAgent } from '@atproto/api'
 import { SignJWT } from 'jose'
 import { clientSafeDid } from '../src/names.ts'
 import {
@@ -19,6 +20,13 @@ import {
 } from './auth-harness.ts'
 
 const DEFAULT_HOLD = 'did:web:hold01.registry.test'
+
+/** A JWT-shaped access token that ran out an hour ago (refreshed before the PDS sees it). */
+function expiredAccessJwt(did: string): string {
+  const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url')
+  const exp = Math.floor(Date.now() / 1000) - 3600
+  return `${part({ alg: 'HS256', typ: 'at+jwt' })}.${part({ scope: 'com.atproto.appPass', sub: did, exp })}.c2ln`
+}
 
 describe('/auth/token and registry tokens', () => {
   let net: TestNetwork
@@ -311,6 +319,68 @@ describe('/auth/token and registry tokens', () => {
       200,
     )
     assert.equal((await read(dave)).cid, before.cid)
+  })
+
+  it('asks the PDS once for repeated sign-ins, and still refuses every wrong password', async () => {
+    let createSessions = 0
+    const count = (request: { url?: string }) => {
+      if (request.url?.startsWith('/xrpc/com.atproto.server.createSession')) createSessions++
+    }
+    net.pds.pds.server!.on('request', count)
+    try {
+      const erin = await net.pds.createAccount('erin.test')
+      const token = (password: string) =>
+        getToken(appview.url, {
+          authorization: basic(erin.did, password),
+          scopes: [`repository:${erin.did}/app:pull,push`],
+        })
+      // A push asks for several tokens; only the first goes to the PDS.
+      for (let i = 0; i < 3; i++) assert.equal((await token(erin.appPassword)).status, 200)
+      assert.equal(createSessions, 1)
+
+      // A wrong password is checked at the PDS each time, and refused each time...
+      for (let i = 1; i <= 2; i++) {
+        const wrong = await token(`${erin.appPassword}x`)
+        assert.equal(wrong.status, 401)
+        assert.equal(createSessions, 1 + i)
+      }
+      // ...and locks nobody out: the right one is still let in.
+      const right = await token(erin.appPassword)
+      assert.equal(right.status, 200)
+      assert.deepEqual(accessOf(right.body.token), [`repository:${erin.did}/app:pull,push`])
+      assert.equal(createSessions, 3)
+
+      // Concurrent requests of a new sign-in share one createSession.
+      const frank = await net.pds.createAccount('frank.test')
+      const before = createSessions
+      const answers = await Promise.all(
+        Array.from({ length: 4 }, () =>
+          getToken(appview.url, { authorization: basic(frank.did, frank.appPassword) }),
+        ),
+      )
+      assert.deepEqual(
+        answers.map((a) => a.status),
+        [200, 200, 200, 200],
+      )
+      assert.equal(createSessions, before + 1)
+
+      // The stored session ends (the user signed out everywhere, the refresh is refused):
+      // the next sign-in goes to the PDS again.
+      const agent = await appview.ctx.sessions.agentFor(erin.did)
+      const session = agent.session!
+      await new AtpAgent({ service: net.pds.url }).com.atproto.server.deleteSession(undefined, {
+        headers: { authorization: `Bearer ${session.refreshJwt}` },
+      })
+      agent.sessionManager.session = { ...session, accessJwt: expiredAccessJwt(erin.did) }
+      await assert.rejects(appview.ctx.sessions.agentFor(erin.did), { name: 'NoSessionError' })
+      const again = createSessions
+      assert.equal((await token(erin.appPassword)).status, 200)
+      assert.equal(createSessions, again + 1)
+      assert.equal((await token(erin.appPassword)).status, 200)
+      assert.equal(createSessions, again + 1)
+    } finally {
+      net.pds.pds.server!.off('request', count)
+    }
   })
 
   it('keeps its keys private and writes no credential to the logs', async () => {

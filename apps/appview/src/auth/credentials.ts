@@ -17,6 +17,7 @@ import {
   type PdsSessions,
   PdsUnavailableError,
 } from './sessions.ts'
+import type { VerifiedLogins } from './verified-logins.ts'
 
 export interface Credentials {
   username: string
@@ -56,6 +57,8 @@ export interface CredentialCheckerOptions {
   identity: IdentityResolver
   sessions: PdsSessions
   store: SessionStore
+  /** App-password sign-ins the PDS accepted lately (see verified-logins.ts). */
+  verified: VerifiedLogins
   deviceSecrets: DeviceSecretVerifier
   defaultHoldDid: string | null
   logger: Logger
@@ -66,20 +69,43 @@ export interface CredentialCheckerOptions {
 /**
  * Checks credentials and returns the caller's DID. An app password is exchanged for a PDS
  * session (com.atproto.server.createSession), which is kept for the registry's later
- * writes; on the first such login the user's io.atcr.sailor.profile is made sure of.
+ * writes; on the first such login the user's io.atcr.sailor.profile is made sure of. The
+ * same username and password again within a few minutes, while that session is stored,
+ * is let in without asking the PDS again; concurrent checks of the same pair share one.
  */
 export class CredentialChecker {
   private readonly options: CredentialCheckerOptions
+  private readonly pending = new Map<string, Promise<string>>()
 
   constructor(options: CredentialCheckerOptions) {
     this.options = options
   }
 
   async check(credentials: Credentials): Promise<string> {
-    const { identity, sessions, deviceSecrets, unauthorized } = this.options
+    const { sessions, verified, unauthorized } = this.options
     const { username, password } = credentials
-    const refused = `sign-in as ${JSON.stringify(username)} failed: check the username (your handle or DID) and the app password`
-    if (username === '' || password === '') throw unauthorized(refused)
+    if (username === '' || password === '') throw unauthorized(refusedMessage(username))
+    const key = verified.keyOf(username, password)
+    const known = verified.find(key)
+    if (known !== undefined) {
+      if (await sessions.hasSession(known)) return known
+      verified.forget(key)
+    }
+    const pending = this.pending.get(key)
+    if (pending) return pending
+    const checking = this.checkAtPds(credentials, key)
+    this.pending.set(key, checking)
+    try {
+      return await checking
+    } finally {
+      this.pending.delete(key)
+    }
+  }
+
+  private async checkAtPds(credentials: Credentials, key: string): Promise<string> {
+    const { identity, sessions, verified, deviceSecrets, unauthorized } = this.options
+    const { username, password } = credentials
+    const refused = refusedMessage(username)
 
     let resolved: { did: string; pdsEndpoint: string }
     try {
@@ -114,6 +140,7 @@ export class CredentialChecker {
       }
       throw error
     }
+    verified.remember(key, resolved.did, login.session.refreshJwt)
     await this.ensureProfileOnce(resolved.did, login.agent)
     return resolved.did
   }
@@ -133,4 +160,8 @@ export class CredentialChecker {
       logger.warn({ did, err: error }, 'could not make sure of the sailor profile')
     }
   }
+}
+
+function refusedMessage(username: string): string {
+  return `sign-in as ${JSON.stringify(username)} failed: check the username (your handle or DID) and the app password`
 }

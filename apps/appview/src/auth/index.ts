@@ -13,6 +13,7 @@ import { SessionStore } from './session-store.ts'
 import { PdsSessions } from './sessions.ts'
 import { credentialsRefused, registerTokenRoutes, type TokenEndpoint } from './token-route.ts'
 import type { RegistryAuth, UserSessions } from './types.ts'
+import { VerifiedLogins } from './verified-logins.ts'
 
 export type { DeviceSecretVerifier } from './credentials.ts'
 export type { Caller, RegistryAuth, UserSessions } from './types.ts'
@@ -45,13 +46,20 @@ export async function createAuthServices(
     lifetime: config.registry.token_expiration,
   })
   const store = new SessionStore(base.db, await loadOrCreateSessionKey(paths.sessionKey))
-  const sessions = new PdsSessions({ store, fetch: base.fetch, logger })
+  const verified = new VerifiedLogins()
+  const sessions = new PdsSessions({
+    store,
+    fetch: base.fetch,
+    logger,
+    onSessionEnded: (did) => verified.forgetDid(did),
+  })
   const auth = new TokenRegistryAuth({ tokens, realm: tokenRealm(config.server.base_url) })
   const basicRealm = tokens.service
   const checker = new CredentialChecker({
     identity: base.identity,
     sessions,
     store,
+    verified,
     deviceSecrets: options.deviceSecrets ?? noDeviceSecrets,
     defaultHoldDid: config.registry.default_hold_did,
     logger,

@@ -93,6 +93,16 @@ export class SessionStore {
     }
   }
 
+  /** Whether a session of the DID is stored (without opening it). */
+  async exists(did: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('pds_session')
+      .select('did')
+      .where('did', '=', did)
+      .executeTakeFirst()
+    return row !== undefined
+  }
+
   /** Deletes the DID's session (only login `sessionId` when given). */
   async delete(did: string, sessionId?: string): Promise<void> {
     let query = this.db.deleteFrom('pds_session').where('did', '=', did)

@@ -41,6 +41,8 @@ export interface PdsSessionsOptions {
   store: SessionStore
   fetch: GuardedFetch
   logger: Logger
+  /** Told when a DID's stored session ends (refused refresh, unreadable, forgotten). */
+  onSessionEnded?: (did: string) => void
 }
 
 interface CachedAgent {
@@ -52,6 +54,7 @@ export class PdsSessions implements UserSessions {
   private readonly store: SessionStore
   private readonly fetch: GuardedFetch
   private readonly logger: Logger
+  private readonly onSessionEnded: (did: string) => void
   private readonly agents = new Map<string, CachedAgent>()
   private readonly locks = new Map<string, Promise<void>>()
   private readonly writes = new Map<string, Promise<void>>()
@@ -62,6 +65,7 @@ export class PdsSessions implements UserSessions {
     this.store = options.store
     this.fetch = options.fetch
     this.logger = options.logger
+    this.onSessionEnded = options.onSessionEnded ?? (() => {})
   }
 
   /**
@@ -147,8 +151,15 @@ export class PdsSessions implements UserSessions {
   async forget(did: string): Promise<void> {
     await this.exclusive(did, async () => {
       this.forgetCached(did)
+      this.onSessionEnded(did)
       await this.store.delete(did)
     })
+  }
+
+  /** Whether a session of the DID is stored (it may still turn out expired when used). */
+  async hasSession(did: string): Promise<boolean> {
+    if (this.agents.has(did)) return true
+    return this.store.exists(did)
   }
 
   /** Waits for sessions being written after a refresh. */
@@ -172,7 +183,10 @@ export class PdsSessions implements UserSessions {
       })
       token = response.data.token
     } catch (error) {
-      if (!agent.session) throw new NoSessionError(did)
+      if (!agent.session) {
+        this.onSessionEnded(did)
+        throw new NoSessionError(did)
+      }
       throw error
     }
     let exp = requestedExp
@@ -192,15 +206,20 @@ export class PdsSessions implements UserSessions {
     } catch (error) {
       if (!(error instanceof SessionUnsealError)) throw error
       this.logger.warn({ did, reason: error.message }, 'stored PDS session unreadable; dropped')
+      this.onSessionEnded(did)
       await this.store.delete(did)
       throw new NoSessionError(did)
     }
-    if (!row) throw new NoSessionError(did)
+    if (!row) {
+      this.onSessionEnded(did)
+      throw new NoSessionError(did)
+    }
     return row
   }
 
   private async dropSession(did: string, sessionId: string): Promise<NoSessionError> {
     this.forgetCached(did)
+    this.onSessionEnded(did)
     await this.writes.get(did)
     await this.store.delete(did, sessionId)
     this.logger.info({ did }, 'PDS session expired; the user must log in again')
@@ -216,7 +235,10 @@ export class PdsSessions implements UserSessions {
           const pds = agent.sessionManager.pdsUrl?.href.replace(/\/+$/, '') ?? session.pdsEndpoint
           this.queueWrite(session.did, () => this.store.update(sessionId, toStored(data, pds)))
         } else if (event === 'expired') {
-          if (this.agents.get(session.did)?.agent === agent) this.forgetCached(session.did)
+          if (this.agents.get(session.did)?.agent === agent) {
+            this.forgetCached(session.did)
+            this.onSessionEnded(session.did)
+          }
           this.queueWrite(session.did, () => this.store.delete(session.did, sessionId))
         }
       },
