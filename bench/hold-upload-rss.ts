@@ -22,6 +22,8 @@ import { mintServiceAuthToken } from '../packages/core/src/service-auth/index.ts
 
 const MiB = 1024 * 1024
 const CHUNK = MiB
+// USER_HZ: the unit of /proc/<pid>/stat times, 100 on Linux.
+const CLOCK_TICKS = 100
 const HOLD_BIN = new URL('../apps/hold/bin/atcr-hold', import.meta.url).pathname
 
 const { values: args } = parseArgs({
@@ -160,6 +162,7 @@ async function main(
       })
     }, 50)
 
+    const cpuStart = await cpuSeconds(hold.pid ?? 0)
     const holdStart = performance.now()
     const { uploadId } = (await call('io.atcr.hold.initiateUpload', { digest })) as {
       uploadId: string
@@ -185,9 +188,11 @@ async function main(
       parts.push({ partNumber, etag: (JSON.parse(result.body) as { etag: string }).etag })
     }
     const partsSeconds = (performance.now() - holdStart) / 1000
+    const cpuParts = (await cpuSeconds(hold.pid ?? 0)) - cpuStart
     phase = 'complete'
     await call('io.atcr.hold.completeUpload', { uploadId, digest, parts })
     const totalSeconds = (performance.now() - holdStart) / 1000
+    const cpuComplete = (await cpuSeconds(hold.pid ?? 0)) - cpuStart - cpuParts
     clearInterval(sampler)
     const final = await memory(hold.pid ?? 0)
 
@@ -212,6 +217,10 @@ async function main(
     )
     console.log(
       `hold       parts + completeUpload      ${rate(totalSeconds).toFixed(0)} MiB/s (${totalSeconds.toFixed(1)} s), ratio ${(refSeconds / totalSeconds).toFixed(2)}`,
+    )
+    console.log(
+      `hold CPU   ${cpuParts.toFixed(1)} s for the parts, ${cpuComplete.toFixed(1)} s for completeUpload ` +
+        '(user + system: steadier than throughput on a busy machine)',
     )
     console.log(
       `hold RSS   idle ${mib(idleRss.rss)} (startup peak ${mib(idleRss.hwm)}), peak ${mib(peak)} (VmHWM), ` +
@@ -293,6 +302,15 @@ async function waitForHttp(url: string): Promise<void> {
     if (Date.now() > deadline) throw new Error(`${url} did not come up`)
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
+}
+
+/** CPU time (user + system) a process has used so far, from /proc (Linux). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+  // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const ticks = Number(fields[11] ?? 0) + Number(fields[12] ?? 0)
+  return ticks / CLOCK_TICKS
 }
 
 /** Current and peak resident memory of a process, from /proc (Linux). */
