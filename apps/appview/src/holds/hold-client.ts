@@ -124,6 +124,8 @@ export class HoldClient {
    * com.atproto.sync.getBlob for an OCI digest, redirects NOT followed: the answer is a
    * 307 to a presigned URL, the bytes (200/206), or an error status, as the hold gave it.
    * A sha512 digest is asked for under the digest the blob was stored with (see BlobAliases).
+   * The call timeout covers the answer's headers only: a large blob to a slow client may
+   * take much longer to stream (a stalled hold is cut by the agent's body timeout).
    */
   async getBlob(
     hold: Hold,
@@ -136,15 +138,22 @@ export class HoldClient {
     if (options.range) headers.range = options.range
     const stored = await this.aliases.storedDigest(hold.did, digest)
     const url = xrpcUrl(hold.endpoint, 'com.atproto.sync.getBlob', { did: hold.did, cid: stored })
+    const abort = new AbortController()
+    const timer = setTimeout(
+      () => abort.abort(new Error('the hold did not answer in time')),
+      CALL_TIMEOUT_MS,
+    )
     try {
       return await this.#ctx.fetch(url, {
         method: options.method,
         headers,
         redirect: 'manual',
-        signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
+        signal: abort.signal,
       })
     } catch (error) {
       throw holdUnavailable(hold, 'getBlob failed', error)
+    } finally {
+      clearTimeout(timer)
     }
   }
 

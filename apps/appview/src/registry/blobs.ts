@@ -2,7 +2,6 @@
 // repository is asked with com.atproto.sync.getBlob (redirects not followed), and its
 // answer passed on: a 307 to a presigned URL, or the bytes streamed through with ranges.
 import { Readable } from 'node:stream'
-import type { ReadableStream as WebReadableStream } from 'node:stream/web'
 import { OciError, parseDigest } from '@atcr/core/oci'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { NoSessionError } from '../auth/types.ts'
@@ -81,7 +80,10 @@ export async function getBlob(
       // An empty stream rather than no body, so that the hold's Content-Length stands.
       return reply.send(Readable.from([]))
     }
-    return reply.send(Readable.fromWeb(response.body as unknown as WebReadableStream))
+    // Fastify reads the web stream itself, one chunk at a time, waiting for the client to
+    // drain before the next read (the hold is read no faster than the client takes it),
+    // and cancels it when the client goes away.
+    return reply.send(response.body)
   }
 
   if (unreachable !== null) throw unreachable
