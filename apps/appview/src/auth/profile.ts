@@ -1,7 +1,8 @@
 // The user's io.atcr.sailor.profile (rkey self), made on their first login with the
 // AppView's default hold. An existing profile is never touched: it is the user's to edit.
 import { NSID, SELF_RKEY, validateRecord } from '@atcr/core/lexicons'
-import { type AtpAgent, XRPCError } from '@atproto/api'
+import type { AtpAgent } from '@atproto/api'
+import { loadAtpApi } from './atp-api.ts'
 
 export async function ensureSailorProfile(
   agent: AtpAgent,
@@ -38,6 +39,7 @@ async function profileExists(agent: AtpAgent, did: string): Promise<boolean> {
     })
     return true
   } catch (error) {
+    const { XRPCError } = await loadAtpApi()
     if (error instanceof XRPCError && error.error === 'RecordNotFound') return false
     throw error
   }

@@ -3,8 +3,9 @@
 // time, refreshed tokens sealed again), and service tokens minted by the user's PDS.
 import type { GuardedFetch } from '@atcr/core/identity'
 import type { Logger } from '@atcr/core/log'
-import { AtpAgent, type AtpSessionData, XRPCError } from '@atproto/api'
+import type { AtpAgent, AtpSessionData } from '@atproto/api'
 import { decodeJwt } from 'jose'
+import { loadAtpApi } from './atp-api.ts'
 import { type SessionStore, SessionUnsealError, type StoredSession } from './session-store.ts'
 import { NoSessionError, type UserSessions } from './types.ts'
 
@@ -77,13 +78,14 @@ export class PdsSessions implements UserSessions {
     password: string,
   ): Promise<{ agent: AtpAgent; session: StoredSession }> {
     const { did, pdsEndpoint } = identity
+    const { AtpAgent, XRPCError } = await loadAtpApi()
     const agent = new AtpAgent({ service: pdsEndpoint, fetch: this.fetch as typeof fetch })
     let data: AtpSessionData
     try {
       const response = await agent.login({ identifier: did, password })
       data = { ...response.data, active: response.data.active ?? true }
     } catch (error) {
-      throw loginError(error, pdsEndpoint)
+      throw loginError(error, pdsEndpoint, XRPCError)
     }
     if (data.did !== did) {
       throw new PdsLoginRefusedError(`the PDS at ${pdsEndpoint} answered for another account`)
@@ -98,7 +100,7 @@ export class PdsSessions implements UserSessions {
     await this.exclusive(did, async () => {
       const sessionId = await this.store.save(session)
       this.forgetCached(did)
-      this.cache(did, this.makeAgent(session, sessionId), sessionId)
+      this.cache(did, await this.makeAgent(session, sessionId), sessionId)
     })
     return { agent: this.agents.get(did)?.agent ?? agent, session }
   }
@@ -108,7 +110,8 @@ export class PdsSessions implements UserSessions {
       let cached = this.agents.get(did)
       if (!cached) {
         const row = await this.loadRow(did)
-        cached = { agent: this.makeAgent(row.session, row.sessionId), sessionId: row.sessionId }
+        const agent = await this.makeAgent(row.session, row.sessionId)
+        cached = { agent, sessionId: row.sessionId }
         this.cache(did, cached.agent, cached.sessionId)
       }
       const { agent } = cached
@@ -226,7 +229,8 @@ export class PdsSessions implements UserSessions {
     return new NoSessionError(did)
   }
 
-  private makeAgent(session: StoredSession, sessionId: string): AtpAgent {
+  private async makeAgent(session: StoredSession, sessionId: string): Promise<AtpAgent> {
+    const { AtpAgent } = await loadAtpApi()
     const agent = new AtpAgent({
       service: session.pdsEndpoint,
       fetch: this.fetch as typeof fetch,
@@ -358,7 +362,11 @@ function expiresWithin(jwt: string, seconds: number): boolean {
   return typeof exp === 'number' && exp - seconds <= nowSeconds()
 }
 
-function loginError(error: unknown, pdsEndpoint: string): Error {
+function loginError(
+  error: unknown,
+  pdsEndpoint: string,
+  XRPCError: Awaited<ReturnType<typeof loadAtpApi>>['XRPCError'],
+): Error {
   if (error instanceof XRPCError) {
     if (error.status === 401 || error.status === 400) {
       return new PdsLoginRefusedError(error.message, { cause: error })
