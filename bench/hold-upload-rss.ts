@@ -5,6 +5,7 @@
 //
 //   source scripts/env.sh && node bench/hold-upload-rss.ts [--size-mib 1024] [--part-mib 128]
 //     [--budget-mib 200] [--hold-node-option=--max-semi-space-size=32 ...]
+//     [--hold-bin /tmp/before/apps/hold/bin/atcr-hold]
 //
 // Exits 1 when the hold's peak RSS reaches the budget (200 MiB). See bench/README.md.
 import { type ChildProcess, spawn } from 'node:child_process'
@@ -24,7 +25,7 @@ const MiB = 1024 * 1024
 const CHUNK = MiB
 // USER_HZ: the unit of /proc/<pid>/stat times, 100 on Linux.
 const CLOCK_TICKS = 100
-const HOLD_BIN = new URL('../apps/hold/bin/atcr-hold', import.meta.url).pathname
+const DEFAULT_HOLD_BIN = new URL('../apps/hold/bin/atcr-hold', import.meta.url).pathname
 
 const { values: args } = parseArgs({
   options: {
@@ -33,6 +34,8 @@ const { values: args } = parseArgs({
     'budget-mib': { type: 'string', default: '200' },
     // Node options for the hold (before its bin), e.g. to compare V8 settings.
     'hold-node-option': { type: 'string', multiple: true, default: [] },
+    // Another tree's hold (e.g. a copy at an earlier commit), to compare side by side.
+    'hold-bin': { type: 'string', default: DEFAULT_HOLD_BIN },
     'reference-server': { type: 'string' },
   },
 })
@@ -45,6 +48,7 @@ if (args['reference-server'] !== undefined) {
     Number(args['part-mib']) * MiB,
     Number(args['budget-mib']) * MiB,
     args['hold-node-option'],
+    args['hold-bin'],
   )
 }
 
@@ -62,6 +66,7 @@ async function main(
   partSize: number,
   budget: number,
   holdNodeOptions: string[],
+  holdBin: string,
 ): Promise<void> {
   const block = randomBytes(CHUNK)
   const hash = createHash('sha256')
@@ -111,7 +116,7 @@ async function main(
 
     // The hold, from its command line, on its own data dir.
     const port = await freePort()
-    const hold = spawn(process.execPath, [...holdNodeOptions, HOLD_BIN, 'serve'], {
+    const hold = spawn(process.execPath, [...holdNodeOptions, holdBin, 'serve'], {
       env: {
         ...process.env,
         ATCR_HOLD_SERVER_HOST: '127.0.0.1',

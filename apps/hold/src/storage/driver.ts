@@ -85,8 +85,17 @@ export interface StorageDriver {
    * and ends the upload. Every part but the last needs at least `MIN_PART_SIZE` bytes.
    * On `InvalidPartError` or `PartTooSmallError` nothing appears at the target and the
    * upload stays open, so the caller may retry or abort.
+   *
+   * `onData` lets the caller see the assembled bytes as the driver assembles them (to hash
+   * them without reading the object back); drivers that cannot (S3 assembles server-side)
+   * ignore it and answer `observed: false`. When it throws, nothing appears at the target,
+   * the upload stays open, and the call rejects with that error.
    */
-  completeMultipart(uploadId: string, parts: readonly PartRef[]): Promise<WriteResult>
+  completeMultipart(
+    uploadId: string,
+    parts: readonly PartRef[],
+    options?: CompleteMultipartOptions,
+  ): Promise<CompleteMultipartResult>
 
   /** Drops the upload and its parts; aborting an unknown upload is not an error. */
   abortMultipart(uploadId: string): Promise<void>
@@ -107,6 +116,20 @@ export type ByteSource = Readable | AsyncIterable<Uint8Array>
 export interface WritePartOptions {
   size?: number
   handOver?: boolean
+}
+
+export interface CompleteMultipartOptions {
+  /**
+   * Called with every byte of the assembled object, in order, each byte once, before the
+   * object appears at the target. The chunk is lent: it is valid only during the call (the
+   * driver reuses its buffer), so copy whatever must outlive it and never modify it.
+   */
+  onData?: (chunk: Uint8Array) => void
+}
+
+export interface CompleteMultipartResult extends WriteResult {
+  /** True when `onData` was given and saw the whole object; absent or false otherwise. */
+  observed?: boolean
 }
 
 export interface ObjectStat {

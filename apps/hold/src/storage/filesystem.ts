@@ -21,6 +21,8 @@ import { ByteCounter, release } from './bytes.ts'
 import type {
   ByteRange,
   ByteSource,
+  CompleteMultipartOptions,
+  CompleteMultipartResult,
   ObjectInfo,
   ObjectStat,
   PartRef,
@@ -76,7 +78,9 @@ const MD5_HEX = /^[0-9a-f]{32}$/
  * readers see the old object or the whole new one. A multipart upload is a folder
  * `root/.multipart/<id>/` holding the target path and one file per part
  * (`<00001>.<md5>`), so it survives restarts; completing concatenates the parts (or, for
- * a single part, hard-links it: no copy).
+ * a single part, hard-links it: no copy). Completion shows the assembled bytes to
+ * `onData` as it copies them, one read of the parts and one write, with nothing read back
+ * (a hard-linked part is read once, for `onData` alone).
  */
 export async function createFilesystemDriver(
   config: FilesystemDriverConfig,
@@ -275,8 +279,13 @@ class FilesystemDriver implements StorageDriver {
     return null
   }
 
-  async completeMultipart(uploadId: string, parts: readonly PartRef[]): Promise<WriteResult> {
+  async completeMultipart(
+    uploadId: string,
+    parts: readonly PartRef[],
+    options?: CompleteMultipartOptions,
+  ): Promise<CompleteMultipartResult> {
     validatePartList(parts)
+    const onData = options?.onData
     const dir = this.#uploadDir(uploadId)
     const path = await this.#uploadTarget(uploadId)
     const file = this.#file(path)
@@ -306,8 +315,13 @@ class FilesystemDriver implements StorageDriver {
     }
     const [first] = files
     let assembled =
-      files.length === 1 && first ? await this.#linkTemp(first.path, parts[0]?.partNumber) : null
-    assembled ??= await this.#concatTemp(files.map((f) => f.path))
+      files.length === 1 && first
+        ? await this.#linkTemp(first.path, parts[0]?.partNumber, onData)
+        : null
+    assembled ??= await this.#concatTemp(
+      files.map((f) => f.path),
+      onData,
+    )
     try {
       await this.#commit(assembled.temp, file, path)
     } catch (err) {
@@ -315,7 +329,7 @@ class FilesystemDriver implements StorageDriver {
       throw wrap('completeMultipart', err)
     }
     await this.abortMultipart(uploadId)
-    return { size: assembled.size }
+    return onData ? { size: assembled.size, observed: true } : { size: assembled.size }
   }
 
   async abortMultipart(uploadId: string): Promise<void> {
@@ -371,20 +385,26 @@ class FilesystemDriver implements StorageDriver {
     }
   }
 
-  /** The files one after the other in a new fdatasync'ed temp file. */
-  async #concatTemp(files: readonly string[]): Promise<{ temp: string; size: number }> {
+  /**
+   * The files one after the other in a new fdatasync'ed temp file, each chunk shown to
+   * `onData` while it is being written.
+   */
+  async #concatTemp(
+    files: readonly string[],
+    onData: OnData | undefined,
+  ): Promise<{ temp: string; size: number }> {
     const temp = join(this.#temp, randomUUID())
     let handle: FileHandle | undefined
     try {
       handle = await open(temp, 'wx')
-      const size = await appendFiles(handle, files)
+      const size = await copyFiles(files, handle, onData)
       await handle.datasync()
       await handle.close()
       return { temp, size }
     } catch (err) {
       await handle?.close().catch(() => {})
       await rm(temp, { force: true })
-      throw wrap('completeMultipart', err)
+      throw unwrapObserver(err) ?? wrap('completeMultipart', err)
     }
   }
 
@@ -392,10 +412,12 @@ class FilesystemDriver implements StorageDriver {
    * A second name for a part file under `.tmp` (parts are never changed in place, so the
    * object may share the part's bytes), dated now: the object's modification time is when
    * it was completed, as for any other write. Null where hard links are not supported.
+   * `onData` sees the part's bytes once, read through the same buffer as a copy would be.
    */
   async #linkTemp(
     file: string,
     partNumber: number | undefined,
+    onData: OnData | undefined,
   ): Promise<{ temp: string; size: number } | null> {
     const temp = join(this.#temp, randomUUID())
     try {
@@ -409,10 +431,11 @@ class FilesystemDriver implements StorageDriver {
     try {
       const now = new Date()
       await utimes(temp, now, now)
-      return { temp, size: (await stat(temp)).size }
+      const size = onData ? await copyFiles([temp], null, onData) : (await stat(temp)).size
+      return { temp, size }
     } catch (err) {
       await rm(temp, { force: true })
-      throw wrap('completeMultipart', err)
+      throw unwrapObserver(err) ?? wrap('completeMultipart', err)
     }
   }
 
@@ -518,11 +541,31 @@ class FilesystemDriver implements StorageDriver {
   }
 }
 
+type OnData = NonNullable<CompleteMultipartOptions['onData']>
+
+/** Carries an error thrown by `onData` past `wrap`, to be rethrown as it was. */
+class ObserverFailure {
+  readonly error: unknown
+  constructor(error: unknown) {
+    this.error = error
+  }
+}
+
+function unwrapObserver(err: unknown): unknown {
+  return err instanceof ObserverFailure ? err.error : undefined
+}
+
 /**
- * Appends the files to `out` through one reused buffer: assembling allocates nothing per
- * chunk, whatever the size. Returns the number of bytes appended.
+ * Reads the files one after the other through one reused buffer (nothing allocated per
+ * chunk, whatever the size), appending each chunk to `out` (when given) and showing it to
+ * `onData` while the write is in flight: the hashing overlaps the write, and the buffer is
+ * only read by both until the write has settled. Returns the number of bytes read.
  */
-async function appendFiles(out: FileHandle, files: readonly string[]): Promise<number> {
+async function copyFiles(
+  files: readonly string[],
+  out: FileHandle | null,
+  onData: OnData | undefined,
+): Promise<number> {
   const buffer = Buffer.allocUnsafeSlow(COPY_BUFFER)
   let total = 0
   for (const file of files) {
@@ -531,7 +574,15 @@ async function appendFiles(out: FileHandle, files: readonly string[]): Promise<n
       for (;;) {
         const { bytesRead } = await input.read(buffer, 0, buffer.length, null)
         if (bytesRead === 0) break
-        await writeAll(out, [buffer.subarray(0, bytesRead)])
+        const chunk = buffer.subarray(0, bytesRead)
+        const writing = out ? writeAll(out, [chunk]) : null
+        try {
+          onData?.(chunk)
+        } catch (err) {
+          await writing?.catch(() => {})
+          throw new ObserverFailure(err)
+        }
+        await writing
         total += bytesRead
       }
     } finally {

@@ -27,6 +27,7 @@ import { ByteCounter, fixedChunks } from './bytes.ts'
 import type {
   ByteRange,
   ByteSource,
+  CompleteMultipartResult,
   ObjectInfo,
   ObjectStat,
   PartRef,
@@ -462,7 +463,14 @@ class S3Driver implements StorageDriver {
     }
   }
 
-  async completeMultipart(uploadId: string, parts: readonly PartRef[]): Promise<WriteResult> {
+  /**
+   * S3 assembles the parts server-side: no byte passes through the hold, so `onData` is
+   * ignored (`observed` stays unset) and a caller that needs the bytes reads the object back.
+   */
+  async completeMultipart(
+    uploadId: string,
+    parts: readonly PartRef[],
+  ): Promise<CompleteMultipartResult> {
     const { Key, UploadId } = this.#upload(uploadId)
     validatePartList(parts)
     try {

@@ -138,9 +138,12 @@ export async function uploadPart(
 }
 
 /**
- * Joins the parts, hashes the assembled bytes as they stream back from storage, and only
- * when they hash to `digest` moves them to the blob's path, where readers can see them.
- * On a mismatch the assembled data is deleted and the upload is over (InvalidDigest).
+ * Joins the parts, hashes the assembled bytes, and only when they hash to `digest` moves
+ * them to the blob's path, where readers can see them. Drivers that assemble through the
+ * hold (filesystem) show the bytes to the hasher as they write them, so nothing is read
+ * twice; otherwise (S3 assembles server-side, or an earlier attempt had assembled them
+ * already) the assembled object is read back through the hasher. On a mismatch the
+ * assembled data is deleted and the upload is over (InvalidDigest).
  */
 export async function completeUpload(
   ctx: HoldContext,
@@ -157,8 +160,13 @@ export async function completeUpload(
   }
   const reopen = () => claimUpload(ctx.db, upload.id, ['completing'], 'open', Date.now())
   const assembled = uploadPath(upload.id)
+  const digester = createDigester(expected.algorithm)
+  let hashed = false
   try {
-    await ctx.storage.completeMultipart(upload.driver_upload_id, sorted)
+    const result = await ctx.storage.completeMultipart(upload.driver_upload_id, sorted, {
+      onData: (chunk) => digester.update(chunk),
+    })
+    hashed = result.observed === true
   } catch (err) {
     // The driver may have finished the assembly before an interruption (a crash, a lost
     // answer): when the assembled bytes are there, carry on with them.
@@ -169,7 +177,7 @@ export async function completeUpload(
 
   let actual: string
   try {
-    actual = await digestOfStored(ctx, assembled, expected.algorithm)
+    actual = hashed ? digester.digest() : await digestOfStored(ctx, assembled, expected.algorithm)
   } catch (err) {
     await reopenAfterFailure(ctx, upload.id, reopen)
     ctx.logger.error({ err, uploadId }, 'reading back an assembled upload failed')
