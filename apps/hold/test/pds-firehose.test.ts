@@ -6,7 +6,7 @@ import { decodeAll } from '@atproto/lex-cbor'
 import { readCar } from '@atproto/repo'
 import { type Event, Firehose } from '@atproto/sync'
 import { WebSocket } from 'ws'
-import { removeDir, startTestHold, type TestHold, tempDir } from './pds-harness.ts'
+import { type EmbeddedPds, startEmbeddedPds } from './pds-harness.ts'
 
 const CREW = 'io.atcr.hold.crew'
 const STATS = 'io.atcr.hold.stats'
@@ -24,7 +24,7 @@ function crew(member: string, role = 'write') {
 const consumers = new Set<Firehose>()
 
 /** A real @atproto/sync consumer: it verifies every commit against the DID's key. */
-function consume(hold: TestHold, cursor?: number) {
+function consume(hold: EmbeddedPds, cursor?: number) {
   const events: Event[] = []
   const errors: Error[] = []
   const waiters: { n: number; resolve: () => void }[] = []
@@ -73,7 +73,7 @@ interface Frame {
 }
 
 /** A bare WebSocket subscriber that decodes frames itself. */
-function rawSubscribe(hold: TestHold, query = '') {
+function rawSubscribe(hold: EmbeddedPds, query = '') {
   const ws = new WebSocket(`${hold.wsUrl}/xrpc/com.atproto.sync.subscribeRepos${query}`)
   const frames: Frame[] = []
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
@@ -105,19 +105,18 @@ describe('hold PDS firehose', () => {
   let dir: string
   let port: number
   let keypair: Secp256k1Keypair
-  let hold: TestHold
+  let hold: EmbeddedPds
 
   before(async () => {
-    dir = await tempDir()
-    hold = await startTestHold({ dir })
+    hold = await startEmbeddedPds()
+    dir = hold.dir
     port = hold.port
     keypair = hold.keypair
   })
 
   after(async () => {
     await Promise.all([...consumers].map((f) => f.destroy()))
-    await hold?.stop()
-    await removeDir(dir)
+    await hold?.close()
   })
 
   it('streams verified commits to a stock @atproto/sync consumer', async () => {
@@ -231,7 +230,7 @@ describe('hold PDS firehose', () => {
     await hold.repo.writer.createRecord(STATS, 'two', { $type: STATS, pullCount: 2 })
     await hold.repo.writer.createRecord(STATS, 'three', { $type: STATS, pullCount: 3 })
     await hold.stop()
-    hold = await startTestHold({ dir, port, keypair })
+    hold = await startEmbeddedPds({ dir, port, keypair })
     await hold.repo.writer.createRecord(STATS, 'four', { $type: STATS, pullCount: 4 })
 
     const resumed = consume(hold, cursor)
@@ -254,15 +253,14 @@ describe('hold PDS firehose', () => {
 })
 
 describe('hold PDS firehose backpressure', () => {
-  let hold: TestHold
+  let hold: EmbeddedPds
 
   before(async () => {
-    hold = await startTestHold({ routes: { firehose: { maxLagEvents: 10 } } })
+    hold = await startEmbeddedPds({ routes: { firehose: { maxLagEvents: 10 } } })
   })
 
   after(async () => {
-    await hold?.stop()
-    await removeDir(hold.dir)
+    await hold?.close()
   })
 
   it('drops a subscriber that stops reading instead of buffering for it', async () => {
@@ -296,7 +294,7 @@ describe('hold PDS firehose backpressure', () => {
 })
 
 /** Whether one server-side socket is gone or closing. */
-function stalledDropped(hold: TestHold): boolean {
+function stalledDropped(hold: EmbeddedPds): boolean {
   const sockets = [...hold.app.websocketServer.clients]
   return sockets.length < 2 || sockets.some((ws) => ws.readyState >= WebSocket.CLOSING)
 }

@@ -1,8 +1,7 @@
-import { once } from 'node:events'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
+// A hold's embedded PDS alone, without the Hold class: its repo and XRPC routes on a
+// Fastify app on loopback, with a did:web document served by the same app.
 import { join } from 'node:path'
+import { freePort, makeTempDir, removeTempDir } from '@atcr/testkit'
 import { Secp256k1Keypair } from '@atproto/crypto'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { type HoldDatabase, openDatabase } from '../src/db/index.ts'
@@ -13,8 +12,7 @@ import {
   registerRepoRoutes,
 } from '../src/pds/index.ts'
 
-/** A hold's embedded PDS on loopback, with a did:web document served by the same app. */
-export interface TestHold {
+export interface EmbeddedPds {
   dir: string
   port: number
   did: string
@@ -30,9 +28,11 @@ export interface TestHold {
   didDocument: Record<string, unknown>
   /** Stops the server and closes the database; the directory stays (for a restart). */
   stop(): Promise<void>
+  /** Stops, then removes the directory. */
+  close(): Promise<void>
 }
 
-export interface StartTestHoldOptions {
+export interface StartEmbeddedPdsOptions {
   dir?: string
   port?: number
   keypair?: Secp256k1Keypair
@@ -41,28 +41,11 @@ export interface StartTestHoldOptions {
   setup?: (app: FastifyInstance) => void | Promise<void>
 }
 
-export const HANDLE = 'hold.test'
+const HANDLE = 'hold.test'
 
-export async function tempDir(): Promise<string> {
-  return mkdtemp(join(tmpdir(), 'atcr-pds-'))
-}
-
-export async function removeDir(dir: string): Promise<void> {
-  await rm(dir, { recursive: true, force: true })
-}
-
-/** A port free on loopback: the did:web names it before the server starts. */
-export async function freePort(): Promise<number> {
-  const probe = createServer().listen(0, '127.0.0.1')
-  await once(probe, 'listening')
-  const address = probe.address()
-  probe.close()
-  await once(probe, 'close')
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
-}
-
-export function didDocumentFor(did: string, keypair: Secp256k1Keypair, url: string) {
+// The document src/identity.ts builds for a hold (there it is not exported), without the
+// #atcr_hold service: this PDS serves none of the hold's own methods.
+function didDocumentFor(did: string, keypair: Secp256k1Keypair, url: string) {
   return {
     '@context': [
       'https://www.w3.org/ns/did/v1',
@@ -83,8 +66,9 @@ export function didDocumentFor(did: string, keypair: Secp256k1Keypair, url: stri
   }
 }
 
-export async function startTestHold(opts: StartTestHoldOptions = {}): Promise<TestHold> {
-  const dir = opts.dir ?? (await tempDir())
+/** Opens the repo in `dir` (a new temp dir by default) and serves it on a free port. */
+export async function startEmbeddedPds(opts: StartEmbeddedPdsOptions = {}): Promise<EmbeddedPds> {
+  const dir = opts.dir ?? (await makeTempDir('atcr-pds-'))
   const port = opts.port ?? (await freePort())
   const keypair = opts.keypair ?? (await Secp256k1Keypair.create({ exportable: true }))
   const did = `did:web:localhost%3A${port}`
@@ -103,6 +87,11 @@ export async function startTestHold(opts: StartTestHoldOptions = {}): Promise<Te
     ...opts.routes,
   })
   await app.listen({ port, host: '127.0.0.1' })
+  const stop = async () => {
+    await repo.close()
+    await app.close()
+    await database.close()
+  }
 
   return {
     dir,
@@ -116,10 +105,10 @@ export async function startTestHold(opts: StartTestHoldOptions = {}): Promise<Te
     repo,
     app,
     didDocument,
-    async stop() {
-      await repo.close()
-      await app.close()
-      await database.close()
+    stop,
+    async close() {
+      await stop()
+      await removeTempDir(dir)
     },
   }
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { makeTempDir, removeTempDir } from '@atcr/testkit'
 import { Secp256k1Keypair } from '@atproto/crypto'
 import { concatBytesAsync, readCarWithRoot, verifyRepo } from '@atproto/repo'
 import { sql } from 'kysely'
@@ -13,7 +14,6 @@ import {
   RecordAlreadyExistsError,
   RecordNotFoundError,
 } from '../src/pds/index.ts'
-import { removeDir, tempDir } from './pds-harness.ts'
 
 const DID = 'did:web:hold.example.com'
 const CREW = 'io.atcr.hold.crew'
@@ -57,7 +57,7 @@ describe('hold repo writer', () => {
   let keypair: Secp256k1Keypair
 
   before(async () => {
-    dir = await tempDir()
+    dir = await makeTempDir('atcr-pds-')
     keypair = await Secp256k1Keypair.create({ exportable: true })
     database = await openDatabase(join(dir, 'hold.sqlite'))
     repo = await openHoldRepo({ db: database, did: DID, signingKey: keypair })
@@ -66,7 +66,7 @@ describe('hold repo writer', () => {
   after(async () => {
     await repo?.close()
     await database?.close()
-    await removeDir(dir)
+    await removeTempDir(dir)
   })
 
   it('creates the repo with a signed empty first commit and announces it', async () => {

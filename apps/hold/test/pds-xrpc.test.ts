@@ -4,7 +4,7 @@ import { AtpAgent } from '@atproto/api'
 import { TID } from '@atproto/common'
 import { readCarWithRoot, verifyRecords, verifyRepo } from '@atproto/repo'
 import { xrpcErrorHandler, xrpcNotFoundHandler } from '../src/xrpc/error.ts'
-import { removeDir, startTestHold, type TestHold } from './pds-harness.ts'
+import { type EmbeddedPds, startEmbeddedPds } from './pds-harness.ts'
 
 const LAYER = 'io.atcr.hold.layer'
 const CREW = 'io.atcr.hold.crew'
@@ -40,13 +40,13 @@ async function getJson(url: string) {
 }
 
 describe('hold PDS XRPC reads', () => {
-  let hold: TestHold
+  let hold: EmbeddedPds
   let agent: AtpAgent
   const rkeys: string[] = []
   const ociCalls: string[] = []
 
   before(async () => {
-    hold = await startTestHold({
+    hold = await startEmbeddedPds({
       routes: {
         version: '9.9.9',
         ociBlob: async ({ digest, reply }) => {
@@ -80,8 +80,7 @@ describe('hold PDS XRPC reads', () => {
   })
 
   after(async () => {
-    await hold?.stop()
-    if (hold) await removeDir(hold.dir)
+    await hold?.close()
   })
 
   it('describes the repo to a stock atproto client', async () => {
