@@ -1,25 +1,15 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import type { Secp256k1Keypair } from '@atproto/crypto'
 import { IdResolver } from '@atproto/identity'
 import { decodeAll } from '@atproto/lex-cbor'
 import { readCar } from '@atproto/repo'
 import { type Event, Firehose } from '@atproto/sync'
 import { WebSocket } from 'ws'
-import { type EmbeddedPds, startEmbeddedPds } from './pds-harness.ts'
+import { CREW, crewRecord, type EmbeddedPds, startEmbeddedPds } from './pds-harness.ts'
 
-const CREW = 'io.atcr.hold.crew'
 const STATS = 'io.atcr.hold.stats'
 
-function crew(member: string, role = 'write') {
-  return {
-    $type: CREW,
-    member,
-    role,
-    permissions: ['blob:read'],
-    addedAt: '2025-01-01T00:00:00.000Z',
-  }
-}
+const crew = (member: string, role = 'write') => crewRecord(member, role, ['blob:read'])
 
 const consumers = new Set<Firehose>()
 
@@ -102,16 +92,10 @@ async function waitFor(check: () => boolean, what: string, timeoutMs = 10_000) {
 }
 
 describe('hold PDS firehose', () => {
-  let dir: string
-  let port: number
-  let keypair: Secp256k1Keypair
   let hold: EmbeddedPds
 
   before(async () => {
     hold = await startEmbeddedPds()
-    dir = hold.dir
-    port = hold.port
-    keypair = hold.keypair
   })
 
   after(async () => {
@@ -230,6 +214,7 @@ describe('hold PDS firehose', () => {
     await hold.repo.writer.createRecord(STATS, 'two', { $type: STATS, pullCount: 2 })
     await hold.repo.writer.createRecord(STATS, 'three', { $type: STATS, pullCount: 3 })
     await hold.stop()
+    const { dir, port, keypair } = hold
     hold = await startEmbeddedPds({ dir, port, keypair })
     await hold.repo.writer.createRecord(STATS, 'four', { $type: STATS, pullCount: 4 })
 

@@ -42,6 +42,16 @@ export interface StartEmbeddedPdsOptions {
 }
 
 const HANDLE = 'hold.test'
+export const CREW = 'io.atcr.hold.crew'
+
+/** A crew record with a fixed date, so that the same writes give the same blocks. */
+export function crewRecord(
+  member: string,
+  role = 'write',
+  permissions = ['blob:read', 'blob:write'],
+) {
+  return { $type: CREW, member, role, permissions, addedAt: '2025-01-01T00:00:00.000Z' }
+}
 
 // The document src/identity.ts builds for a hold (there it is not exported), without the
 // #atcr_hold service: this PDS serves none of the hold's own methods.

@@ -14,20 +14,10 @@ import {
   RecordAlreadyExistsError,
   RecordNotFoundError,
 } from '../src/pds/index.ts'
+import { CREW, crewRecord } from './pds-harness.ts'
 
 const DID = 'did:web:hold.example.com'
-const CREW = 'io.atcr.hold.crew'
 const CAPTAIN = 'io.atcr.hold.captain'
-
-function crew(member: string, role = 'write') {
-  return {
-    $type: CREW,
-    member,
-    role,
-    permissions: ['blob:read', 'blob:write'],
-    addedAt: '2025-01-01T00:00:00.000Z',
-  }
-}
 
 /** Everything a failed write must leave untouched. */
 async function repoState(database: HoldDatabase, repo: HoldRepo) {
@@ -127,8 +117,8 @@ describe('hold repo writer', () => {
     assert.equal(record?.cid, created.writes[0]?.cid)
 
     const batch = await repo.writer.applyWrites([
-      { action: 'create', collection: CREW, rkey: 'alice', record: crew('did:plc:alice') },
-      { action: 'create', collection: CREW, rkey: 'bob', record: crew('did:plc:bob') },
+      { action: 'create', collection: CREW, rkey: 'alice', record: crewRecord('did:plc:alice') },
+      { action: 'create', collection: CREW, rkey: 'bob', record: crewRecord('did:plc:bob') },
     ])
     assert.equal(batch.seq, before + 2, 'two records, one commit, one event')
     const verified = await exportedRepo(repo, keypair)
@@ -143,14 +133,14 @@ describe('hold repo writer', () => {
     const state = await repoState(database, repo)
     await assert.rejects(
       repo.writer.applyWrites([
-        { action: 'create', collection: CREW, rkey: 'carol', record: crew('did:plc:carol') },
-        { action: 'create', collection: CREW, rkey: 'alice', record: crew('did:plc:alice2') },
+        { action: 'create', collection: CREW, rkey: 'carol', record: crewRecord('did:plc:carol') },
+        { action: 'create', collection: CREW, rkey: 'alice', record: crewRecord('did:plc:alice2') },
       ]),
       RecordAlreadyExistsError,
     )
     await assert.rejects(
       repo.writer.applyWrites([
-        { action: 'update', collection: CREW, rkey: 'nobody', record: crew('did:plc:x') },
+        { action: 'update', collection: CREW, rkey: 'nobody', record: crewRecord('did:plc:x') },
       ]),
       RecordNotFoundError,
     )
@@ -158,7 +148,7 @@ describe('hold repo writer', () => {
     await assert.rejects(
       repo.writer.applyWrites([
         { action: 'delete', collection: CREW, rkey: 'alice' },
-        { action: 'create', collection: CREW, rkey: 'alice', record: crew('did:plc:a') },
+        { action: 'create', collection: CREW, rkey: 'alice', record: crewRecord('did:plc:a') },
       ]),
       InvalidWriteError,
     )
@@ -166,7 +156,10 @@ describe('hold repo writer', () => {
       repo.writer.createRecord(CREW, 'dave', { $type: CREW, weight: 1.5 }),
       InvalidWriteError,
     )
-    await assert.rejects(repo.writer.createRecord('not a nsid', 'x', crew('d')), InvalidWriteError)
+    await assert.rejects(
+      repo.writer.createRecord('not a nsid', 'x', crewRecord('d')),
+      InvalidWriteError,
+    )
     assert.deepEqual(await repoState(database, repo), state)
     assert.equal(await repo.reader.getRecord(CREW, 'carol'), null)
   })
@@ -179,7 +172,7 @@ describe('hold repo writer', () => {
     try {
       await assert.rejects(
         repo.writer.applyWrites([
-          { action: 'create', collection: CREW, rkey: 'erin', record: crew('did:plc:erin') },
+          { action: 'create', collection: CREW, rkey: 'erin', record: crewRecord('did:plc:erin') },
           { action: 'delete', collection: CREW, rkey: 'bob' },
         ]),
         /disk full/,
@@ -189,7 +182,7 @@ describe('hold repo writer', () => {
     }
     assert.deepEqual(await repoState(database, repo), state)
     // The writer still works afterwards.
-    const ok = await repo.writer.createRecord(CREW, 'erin', crew('did:plc:erin'))
+    const ok = await repo.writer.createRecord(CREW, 'erin', crewRecord('did:plc:erin'))
     assert.equal(ok.seq, state.seq + 1)
   })
 
@@ -199,8 +192,8 @@ describe('hold repo writer', () => {
     const before = repo.sequencer.head
     const result = await repo.writer.importRecords([
       { collection: CREW, rkey: 'alice', value: alice.value },
-      { collection: CREW, rkey: 'bob', value: crew('did:plc:bob', 'admin') },
-      { collection: CREW, rkey: 'frank', value: crew('did:plc:frank') },
+      { collection: CREW, rkey: 'bob', value: crewRecord('did:plc:bob', 'admin') },
+      { collection: CREW, rkey: 'frank', value: crewRecord('did:plc:frank') },
     ])
     assert.ok(result)
     assert.equal(result.seq, before + 1)
@@ -214,11 +207,11 @@ describe('hold repo writer', () => {
     assert.equal((await repo.reader.getRecord(CREW, 'bob'))?.value.role, 'admin')
 
     const none = await repo.writer.importRecords([
-      { collection: CREW, rkey: 'bob', value: crew('did:plc:bob', 'admin') },
-      { collection: CREW, rkey: 'frank', value: crew('did:plc:frank') },
+      { collection: CREW, rkey: 'bob', value: crewRecord('did:plc:bob', 'admin') },
+      { collection: CREW, rkey: 'frank', value: crewRecord('did:plc:frank') },
     ])
     assert.equal(none, null)
-    assert.equal(await repo.writer.upsertRecord(CREW, 'frank', crew('did:plc:frank')), null)
+    assert.equal(await repo.writer.upsertRecord(CREW, 'frank', crewRecord('did:plc:frank')), null)
     assert.equal(repo.sequencer.head, before + 1, 'no commit, no event')
   })
 
@@ -228,7 +221,7 @@ describe('hold repo writer', () => {
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .executeTakeFirstOrThrow()
     for (let i = 0; i < 5; i++) {
-      await repo.writer.upsertRecord(CREW, 'frank', crew('did:plc:frank', `role${i}`))
+      await repo.writer.upsertRecord(CREW, 'frank', crewRecord('did:plc:frank', `role${i}`))
     }
     const { n: blocksAfter } = await database.db
       .selectFrom('repo_block')
@@ -236,7 +229,7 @@ describe('hold repo writer', () => {
       .executeTakeFirstOrThrow()
     assert.ok(blocksAfter <= blocksBefore + 2, `blocks grew from ${blocksBefore} to ${blocksAfter}`)
 
-    const same = crew('did:plc:twin')
+    const same = crewRecord('did:plc:twin')
     await repo.writer.createRecord(CREW, 'twin1', same)
     await repo.writer.createRecord(CREW, 'twin2', same)
     await repo.writer.deleteRecord(CREW, 'twin1')
@@ -250,7 +243,7 @@ describe('hold repo writer', () => {
     const before = repo.sequencer.head
     const results = await Promise.all(
       Array.from({ length: 10 }, (_, i) =>
-        repo.writer.createRecord(CREW, `parallel${i}`, crew(`did:plc:p${i}`)),
+        repo.writer.createRecord(CREW, `parallel${i}`, crewRecord(`did:plc:p${i}`)),
       ),
     )
     assert.deepEqual(
@@ -267,7 +260,7 @@ describe('hold repo writer', () => {
       Array.from({ length: 250 }, (_, i) => ({
         collection: CREW,
         rkey: `bulk${i}`,
-        value: crew(`did:plc:bulk${i}`),
+        value: crewRecord(`did:plc:bulk${i}`),
       })),
     )
     assert.equal(result?.seq, before + 1)

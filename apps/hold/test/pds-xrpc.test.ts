@@ -4,10 +4,9 @@ import { AtpAgent } from '@atproto/api'
 import { TID } from '@atproto/common'
 import { readCarWithRoot, verifyRecords, verifyRepo } from '@atproto/repo'
 import { xrpcErrorHandler, xrpcNotFoundHandler } from '../src/xrpc/error.ts'
-import { type EmbeddedPds, startEmbeddedPds } from './pds-harness.ts'
+import { CREW, crewRecord, type EmbeddedPds, startEmbeddedPds } from './pds-harness.ts'
 
 const LAYER = 'io.atcr.hold.layer'
-const CREW = 'io.atcr.hold.crew'
 
 function layer(i: number) {
   return {
@@ -69,13 +68,7 @@ describe('hold PDS XRPC reads', () => {
       rkeys.push(rkey)
       await hold.repo.writer.createRecord(LAYER, rkey, layer(i))
     }
-    await hold.repo.writer.createRecord(CREW, 'alice', {
-      $type: CREW,
-      member: 'did:plc:alice',
-      role: 'write',
-      permissions: ['blob:read', 'blob:write'],
-      addedAt: '2025-01-01T00:00:00.000Z',
-    })
+    await hold.repo.writer.createRecord(CREW, 'alice', crewRecord('did:plc:alice'))
     agent = new AtpAgent({ service: hold.url })
   })
 
