@@ -1,20 +1,28 @@
 import assert from 'node:assert/strict'
-import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
+import { makeTempDir, removeTempDir } from '@atcr/testkit'
 import { createStorageDriver } from '../src/storage/index.ts'
 import { storageConformance } from './storage-conformance.ts'
 
 const MiB = 1024 * 1024
 let root: string
+const dirs: string[] = []
+
+/** A temp dir of its own for one test, removed after the file's tests. */
+async function freshDir(prefix: string): Promise<string> {
+  const dir = await makeTempDir(prefix)
+  dirs.push(dir)
+  return dir
+}
 
 before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'atcr-fs-storage-'))
+  root = await freshDir('atcr-fs-storage-')
 })
 after(async () => {
-  await rm(root, { recursive: true, force: true })
+  for (const dir of dirs) await removeTempDir(dir)
 })
 
 storageConformance({
@@ -27,101 +35,81 @@ storageConformance({
 
 describe('filesystem storage driver on disk', () => {
   it('keeps objects as plain files under the root, and no temp files behind', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'atcr-fs-layout-'))
-    try {
-      const driver = await createStorageDriver({ driver: 'filesystem', root: dir })
-      await driver.write('blobs/sha256/ab/abcd/data', Readable.from([Buffer.from('layer')]))
-      assert.equal(await readFile(join(dir, 'blobs/sha256/ab/abcd/data'), 'utf8'), 'layer')
-      await assert.rejects(
-        driver.write(
-          'x/data',
-          (async function* () {
-            yield Buffer.from('partial')
-            throw new Error('gone')
-          })(),
-        ),
-        /gone/,
-      )
-      assert.deepEqual(await readdir(join(dir, '.tmp')), [])
-      assert.deepEqual((await readdir(dir)).sort(), ['.multipart', '.tmp', 'blobs'])
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
+    const dir = await freshDir('atcr-fs-layout-')
+    const driver = await createStorageDriver({ driver: 'filesystem', root: dir })
+    await driver.write('blobs/sha256/ab/abcd/data', Readable.from([Buffer.from('layer')]))
+    assert.equal(await readFile(join(dir, 'blobs/sha256/ab/abcd/data'), 'utf8'), 'layer')
+    await assert.rejects(
+      driver.write(
+        'x/data',
+        (async function* () {
+          yield Buffer.from('partial')
+          throw new Error('gone')
+        })(),
+      ),
+      /gone/,
+    )
+    assert.deepEqual(await readdir(join(dir, '.tmp')), [])
+    assert.deepEqual((await readdir(dir)).sort(), ['.multipart', '.tmp', 'blobs'])
   })
 
   it('removes folders left empty by delete, deletePrefix and move', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'atcr-fs-prune-'))
-    try {
-      const driver = await createStorageDriver({ driver: 'filesystem', root: dir })
-      await driver.write('a/b/c/data', Readable.from([Buffer.from('1')]))
-      await driver.write('a/keep', Readable.from([Buffer.from('2')]))
-      await driver.delete('a/b/c/data')
-      assert.deepEqual(await readdir(join(dir, 'a')), ['keep'])
-      await driver.write('u/1/x/data', Readable.from([Buffer.from('3')]))
-      await driver.deletePrefix('u/1')
-      await driver.write('m/1/data', Readable.from([Buffer.from('4')]))
-      await driver.move('m/1/data', 'a/moved')
-      assert.deepEqual((await readdir(dir)).sort(), ['.multipart', '.tmp', 'a'])
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
+    const dir = await freshDir('atcr-fs-prune-')
+    const driver = await createStorageDriver({ driver: 'filesystem', root: dir })
+    await driver.write('a/b/c/data', Readable.from([Buffer.from('1')]))
+    await driver.write('a/keep', Readable.from([Buffer.from('2')]))
+    await driver.delete('a/b/c/data')
+    assert.deepEqual(await readdir(join(dir, 'a')), ['keep'])
+    await driver.write('u/1/x/data', Readable.from([Buffer.from('3')]))
+    await driver.deletePrefix('u/1')
+    await driver.write('m/1/data', Readable.from([Buffer.from('4')]))
+    await driver.move('m/1/data', 'a/moved')
+    assert.deepEqual((await readdir(dir)).sort(), ['.multipart', '.tmp', 'a'])
   })
 
   it('keeps a multipart upload as a folder of parts until it completes', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'atcr-fs-mp-'))
-    try {
-      const driver = await createStorageDriver({ driver: 'filesystem', root: dir })
-      const id = await driver.createMultipart('up/data')
-      const part = await driver.writePart(id, 1, Readable.from([Buffer.from('hello')]))
-      assert.equal(
-        part.etag,
-        '"5d41402abc4b2a76b9719d911017c592"',
-        'md5 of the part, quoted as S3 does',
-      )
-      assert.deepEqual((await readdir(join(dir, '.multipart', id))).sort(), [
-        '00001.5d41402abc4b2a76b9719d911017c592',
-        'target',
-      ])
-      await driver.completeMultipart(id, [part])
-      assert.deepEqual(await readdir(join(dir, '.multipart')), [])
-      assert.equal(await readFile(join(dir, 'up/data'), 'utf8'), 'hello')
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
+    const dir = await freshDir('atcr-fs-mp-')
+    const driver = await createStorageDriver({ driver: 'filesystem', root: dir })
+    const id = await driver.createMultipart('up/data')
+    const part = await driver.writePart(id, 1, Readable.from([Buffer.from('hello')]))
+    assert.equal(
+      part.etag,
+      '"5d41402abc4b2a76b9719d911017c592"',
+      'md5 of the part, quoted as S3 does',
+    )
+    assert.deepEqual((await readdir(join(dir, '.multipart', id))).sort(), [
+      '00001.5d41402abc4b2a76b9719d911017c592',
+      'target',
+    ])
+    await driver.completeMultipart(id, [part])
+    assert.deepEqual(await readdir(join(dir, '.multipart')), [])
+    assert.equal(await readFile(join(dir, 'up/data'), 'utf8'), 'hello')
   })
 
   it('sweeps temp files a crash left behind more than a day ago, on start', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'atcr-fs-sweep-'))
-    try {
-      await createStorageDriver({ driver: 'filesystem', root: dir })
-      const stale = join(dir, '.tmp', 'stale')
-      const fresh = join(dir, '.tmp', 'fresh')
-      await writeFile(stale, 'x')
-      await writeFile(fresh, 'y')
-      const old = new Date(Date.now() - 2 * 24 * 3600 * 1000)
-      await utimes(stale, old, old)
-      await createStorageDriver({ driver: 'filesystem', root: dir })
-      await assert.rejects(stat(stale), { code: 'ENOENT' })
-      assert.equal((await stat(fresh)).size, 1)
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
+    const dir = await freshDir('atcr-fs-sweep-')
+    await createStorageDriver({ driver: 'filesystem', root: dir })
+    const stale = join(dir, '.tmp', 'stale')
+    const fresh = join(dir, '.tmp', 'fresh')
+    await writeFile(stale, 'x')
+    await writeFile(fresh, 'y')
+    const old = new Date(Date.now() - 2 * 24 * 3600 * 1000)
+    await utimes(stale, old, old)
+    await createStorageDriver({ driver: 'filesystem', root: dir })
+    await assert.rejects(stat(stale), { code: 'ENOENT' })
+    assert.equal((await stat(fresh)).size, 1)
   })
 
   it('refuses to write where a folder or an object is in the way', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'atcr-fs-collide-'))
-    try {
-      const driver = await createStorageDriver({ driver: 'filesystem', root: dir })
-      await driver.write('f/data', Readable.from([Buffer.from('1')]))
-      await assert.rejects(driver.write('f/data/inner', Readable.from([Buffer.from('2')])), {
-        code: 'INVALID_PATH',
-      })
-      await assert.rejects(driver.write('f', Readable.from([Buffer.from('3')])), {
-        code: 'INVALID_PATH',
-      })
-      assert.deepEqual(await readdir(join(dir, '.tmp')), [])
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
+    const dir = await freshDir('atcr-fs-collide-')
+    const driver = await createStorageDriver({ driver: 'filesystem', root: dir })
+    await driver.write('f/data', Readable.from([Buffer.from('1')]))
+    await assert.rejects(driver.write('f/data/inner', Readable.from([Buffer.from('2')])), {
+      code: 'INVALID_PATH',
+    })
+    await assert.rejects(driver.write('f', Readable.from([Buffer.from('3')])), {
+      code: 'INVALID_PATH',
+    })
+    assert.deepEqual(await readdir(join(dir, '.tmp')), [])
   })
 })

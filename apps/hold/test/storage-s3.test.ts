@@ -12,12 +12,10 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, readdir, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { readdir } from 'node:fs/promises'
 import { Readable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
-import { startS3, type TestS3 } from '@atcr/testkit'
+import { makeTempDir, removeTempDir, startS3, type TestS3 } from '@atcr/testkit'
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import {
   createStorageDriver,
@@ -35,12 +33,12 @@ let spoolDir: string
 before(async () => {
   s3 = await startS3()
   proxy = await startS3GapProxy(s3.endpoint)
-  spoolDir = await mkdtemp(join(tmpdir(), 'atcr-s3-spool-'))
+  spoolDir = await makeTempDir('atcr-s3-spool-')
 })
 after(async () => {
   await proxy.close()
   await s3.close()
-  await rm(spoolDir, { recursive: true, force: true })
+  await removeTempDir(spoolDir)
 })
 
 function config(overrides: Partial<S3DriverConfig> = {}): S3DriverConfig {
