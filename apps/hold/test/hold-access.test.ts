@@ -6,13 +6,11 @@
  * User tokens are real: minted by the test PDS through com.atproto.server.getServiceAuth.
  */
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
-import { Readable } from 'node:stream'
+import { randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
-import { createPlcIdentity } from '@atcr/core/identity'
 import { crewRkey, NSID } from '@atcr/core/lexicons'
 import { mintServiceAuthToken } from '@atcr/core/service-auth'
-import { startNetwork, type TestAccount, type TestNetwork } from '@atcr/testkit'
+import type { TestAccount } from '@atcr/testkit'
 import { Secp256k1Keypair } from '@atproto/crypto'
 import {
   ANONYMOUS,
@@ -25,107 +23,56 @@ import {
   requireTrustedAppView,
   requireWrite,
 } from '../src/access/index.ts'
-import { blobPath } from '../src/storage/index.ts'
 import { XrpcError } from '../src/xrpc/error.ts'
-import {
-  type Credential,
-  getBlob,
-  pdsToken,
-  procedure,
-  putPartToHold,
-  TestHold,
-} from './hold-blob-harness.ts'
+import { putCrewRecord, storeBlob } from './hold-data.ts'
+import { HoldFixture, type TestAppView, type TestHold } from './hold-harness.ts'
+import { type Caller, getBlob, pdsToken, procedure, putPartToHold } from './hold-xrpc.ts'
 
 const GET_BLOB = 'com.atproto.sync.getBlob'
 // Not derived from the member DID: found by scanning the crew, as records written by other
 // implementations (or imported from them) would be.
 const WRITER_CREW_KEY = 'imported-writer'
 
-let net: TestNetwork
+let fixture: HoldFixture
 let owner: TestAccount
 let stranger: TestAccount
 let reader: TestAccount
 let writer: TestAccount
+let appView: TestAppView
 let appviewDid: string
-let appviewKey: Secp256k1Keypair
 let privateHold: TestHold
 let publicHold: TestHold
 let blobDigest: string
 
-const appviewToken = (hold: TestHold, lxm: string, options: { issuedAt?: number } = {}) =>
-  mintServiceAuthToken({
-    iss: appviewDid,
-    aud: hold.did,
-    lxm,
-    keypair: appviewKey,
-    ...(options.issuedAt === undefined ? {} : { issuedAt: options.issuedAt }),
-  })
-
-async function addCrew(hold: TestHold, rkey: string, member: string, permissions: string[]) {
-  await hold.ctx.repo.writer.upsertRecord(NSID.holdCrew, rkey, {
-    $type: NSID.holdCrew,
-    member,
-    role: permissions.includes('blob:write') ? 'write' : 'read',
-    permissions,
-    addedAt: new Date().toISOString(),
-  })
-}
+const appviewToken = async (hold: TestHold, lxm: string, options: { issuedAt?: number } = {}) =>
+  (await appView.token(hold.did, lxm, options)).token
 
 async function startHold(isPublic: boolean): Promise<TestHold> {
-  const hold = await TestHold.start({
-    plcUrl: net.plc.url,
-    ownerDid: owner.did,
-    overrides: {
-      registration: { public: isPublic },
-      auth: { trusted_appview_did: appviewDid },
-    },
-  })
-  await addCrew(hold, crewRkey(reader.did), reader.did, ['blob:read'])
-  await addCrew(hold, WRITER_CREW_KEY, writer.did, ['blob:read', 'blob:write'])
-  const bytes = Buffer.from('a layer both holds serve')
-  blobDigest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`
-  await hold.ctx.storage.write(
-    blobPath('sha256', blobDigest.slice('sha256:'.length)),
-    Readable.from([bytes]),
-  )
+  const hold = await fixture.startHold({ public: isPublic })
+  await putCrewRecord(hold.ctx, crewRkey(reader.did), reader.did, ['blob:read'])
+  await putCrewRecord(hold.ctx, WRITER_CREW_KEY, writer.did, ['blob:read', 'blob:write'])
+  blobDigest = await storeBlob(hold.ctx, Buffer.from('a layer both holds serve'))
   return hold
 }
 
 before(async () => {
-  net = await startNetwork()
-  const accounts = await Promise.all(
-    ['acl-captain.test', 'acl-stranger.test', 'acl-reader.test', 'acl-writer.test'].map((h) =>
-      net.pds.createAccount(h),
-    ),
-  )
-  ;[owner, stranger, reader, writer] = accounts as [
-    TestAccount,
-    TestAccount,
-    TestAccount,
-    TestAccount,
-  ]
-  appviewKey = await Secp256k1Keypair.create({ exportable: true })
-  ;({ did: appviewDid } = await createPlcIdentity({
-    plcUrl: net.plc.url,
-    mode: 'dev',
-    rotationKey: await Secp256k1Keypair.create(),
-    signingKey: appviewKey,
-    handle: 'appview.test',
-    serviceEndpoint: 'https://appview.test',
-  }))
+  const started = await HoldFixture.start({
+    accounts: ['acl-captain.test', 'acl-stranger.test', 'acl-reader.test', 'acl-writer.test'],
+    appView: 'did:plc',
+  })
+  fixture = started
+  ;[owner, stranger, reader, writer] = started.accounts
+  appView = fixture.appView
+  appviewDid = appView.did
   privateHold = await startHold(false)
   publicHold = await startHold(true)
 })
-after(async () => {
-  await privateHold?.close()
-  await publicHold?.close()
-  await net?.close()
-})
+after(() => fixture?.close())
 
 type Who = 'anonymous' | 'stranger' | 'reader' | 'writer' | 'owner' | 'appview'
 const everyone: Who[] = ['anonymous', 'stranger', 'reader', 'writer', 'owner', 'appview']
 
-async function credential(who: Who, hold: TestHold, lxm: string): Promise<Credential> {
+async function credential(who: Who, hold: TestHold, lxm: string): Promise<Caller> {
   switch (who) {
     case 'anonymous':
       return null
@@ -185,18 +132,17 @@ describe('blob writes (the upload methods)', () => {
       case NSID.holdUploadPart:
         return putPartToHold(hold, uploadId, 1, randomBytes(64), cred)
       case NSID.holdInitiateUpload:
-        return procedure(hold, nsid, { digest }, cred)
+        return procedure(hold, nsid, cred, { digest })
       case NSID.holdGetPartUploadUrl:
-        return procedure(hold, nsid, { uploadId, partNumber: 1 }, cred)
+        return procedure(hold, nsid, cred, { uploadId, partNumber: 1 })
       case NSID.holdCompleteUpload:
-        return procedure(
-          hold,
-          nsid,
-          { uploadId, digest, parts: [{ partNumber: 1, etag: 'e' }] },
-          cred,
-        )
+        return procedure(hold, nsid, cred, {
+          uploadId,
+          digest,
+          parts: [{ partNumber: 1, etag: 'e' }],
+        })
       default:
-        return procedure(hold, nsid, { uploadId }, cred)
+        return procedure(hold, nsid, cred, { uploadId })
     }
   }
 
@@ -230,13 +176,10 @@ describe('blob writes (the upload methods)', () => {
 })
 
 describe('bad service tokens', () => {
-  const bearer = (token: string): Credential => ({ token })
+  const bearer = (token: string): Caller => ({ token })
 
   /** Bad tokens for `hold`, each with the error name it must be refused with. */
-  async function refusals(
-    hold: TestHold,
-    other: TestHold,
-  ): Promise<[string, Credential, string][]> {
+  async function refusals(hold: TestHold, other: TestHold): Promise<[string, Caller, string][]> {
     const good = await pdsToken(writer, hold.did, GET_BLOB)
     const [header, payload, signature] = good.split('.') as [string, string, string]
     const flipped = Buffer.from(signature, 'base64url')
@@ -301,8 +244,8 @@ describe('bad service tokens', () => {
     const result = await procedure(
       privateHold,
       NSID.holdInitiateUpload,
-      { digest: `sha256:${'b'.repeat(64)}` },
       { token },
+      { digest: `sha256:${'b'.repeat(64)}` },
     )
     assert.equal(result.status, 401)
     assert.equal(result.body.error, 'BadJwtAudience')
@@ -364,7 +307,7 @@ describe('access checks used by the other hold methods', () => {
 
   it('requireCrewAdmin, requireOwner, requireTrustedAppView, requireWrite', async () => {
     const ctx = privateHold.ctx
-    await addCrew(privateHold, 'crew-admin', stranger.did, ['crew:admin'])
+    await putCrewRecord(privateHold.ctx, 'crew-admin', stranger.did, ['crew:admin'])
     try {
       assert.equal(await requireCrewAdmin(ctx, as(owner.did)), owner.did)
       assert.equal(await requireCrewAdmin(ctx, as(stranger.did)), stranger.did)

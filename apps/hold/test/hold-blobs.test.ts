@@ -5,45 +5,23 @@
  * check signatures, so a presigned URL is shown to work, not shown to be unforgeable.
  */
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
-import { Readable } from 'node:stream'
+import { randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
-import {
-  startNetwork,
-  startS3,
-  type TestAccount,
-  type TestNetwork,
-  type TestS3,
-} from '@atcr/testkit'
-import { blobPath } from '../src/storage/index.ts'
-import { getBlob, getBlobUrl, MiB, type S3Endpoint, TestHold } from './hold-blob-harness.ts'
-import { type S3GapProxy, startS3GapProxy } from './storage-s3-gaps.ts'
+import { MiB, storeBlob } from './hold-data.ts'
+import { HoldFixture, type Overrides, type TestHold, type TestStorage } from './hold-harness.ts'
+import { getBlob, getBlobUrl } from './hold-xrpc.ts'
+import type { S3GapProxy } from './storage-s3-gaps.ts'
 
-let net: TestNetwork
-let owner: TestAccount
-let s3: TestS3
+let fixture: HoldFixture
 let proxy: S3GapProxy
-let s3Endpoint: S3Endpoint
+let s3Storage: TestStorage
 
 before(async () => {
-  net = await startNetwork()
-  owner = await net.pds.createAccount('blob-captain.test')
-  s3 = await startS3()
-  proxy = await startS3GapProxy(s3.endpoint)
-  s3Endpoint = { s3, endpoint: proxy.endpoint, publicEndpoint: proxy.publicEndpoint }
+  fixture = await HoldFixture.start({ accounts: ['blob-captain.test'], s3: true })
+  proxy = fixture.s3.proxy
+  s3Storage = fixture.s3.storage
 })
-after(async () => {
-  await proxy?.close()
-  await s3?.close()
-  await net?.close()
-})
-
-/** Stores a blob directly under its digest's path (as a completed upload leaves it). */
-async function storeBlob(hold: TestHold, bytes: Buffer): Promise<string> {
-  const hex = createHash('sha256').update(bytes).digest('hex')
-  await hold.ctx.storage.write(blobPath('sha256', hex), Readable.from([bytes]))
-  return `sha256:${hex}`
-}
+after(() => fixture?.close())
 
 const unknownDigest = `sha256:${'0'.repeat(64)}`
 
@@ -53,13 +31,9 @@ describe('getBlob streamed by the hold (filesystem)', () => {
   let digest: string
 
   before(async () => {
-    hold = await TestHold.start({
-      plcUrl: net.plc.url,
-      ownerDid: owner.did,
-      overrides: { registration: { public: true } },
-    })
+    hold = await fixture.startHold({ public: true })
     bytes = randomBytes(3 * MiB + 17)
-    digest = await storeBlob(hold, bytes)
+    digest = await storeBlob(hold.ctx, bytes)
   })
   after(async () => {
     await hold?.close()
@@ -159,15 +133,19 @@ describe('getBlob with S3 storage', () => {
     bytes = randomBytes(2 * MiB + 3)
   })
 
-  it('redirects GET to a presigned URL that serves the bytes; HEAD answers the size', async () => {
-    const hold = await TestHold.start({
-      plcUrl: net.plc.url,
-      ownerDid: owner.did,
-      storage: { driver: 's3', s3: s3Endpoint },
-      overrides: { registration: { public: true }, storage: { presign_ttl: 120 } },
+  /** A public hold on S3 with these storage settings, with `bytes` stored on it. */
+  async function s3HoldWith(storage: Overrides['storage']) {
+    const hold = await fixture.startHold({
+      public: true,
+      storage: s3Storage,
+      overrides: { storage },
     })
+    return { hold, digest: await storeBlob(hold.ctx, bytes) }
+  }
+
+  it('redirects GET to a presigned URL that serves the bytes; HEAD answers the size', async () => {
+    const { hold, digest } = await s3HoldWith({ presign_ttl: 120 })
     try {
-      const digest = await storeBlob(hold, bytes)
       const response = await getBlob(hold, digest)
       assert.equal(response.status, 307)
       const location = new URL(response.headers.get('location') ?? '')
@@ -188,17 +166,8 @@ describe('getBlob with S3 storage', () => {
   })
 
   it('redirects to the CDN when cdn_base_url is set', async () => {
-    const hold = await TestHold.start({
-      plcUrl: net.plc.url,
-      ownerDid: owner.did,
-      storage: { driver: 's3', s3: s3Endpoint },
-      overrides: {
-        registration: { public: true },
-        storage: { cdn_base_url: 'https://cdn.example.com/atcr/' },
-      },
-    })
+    const { hold, digest } = await s3HoldWith({ cdn_base_url: 'https://cdn.example.com/atcr/' })
     try {
-      const digest = await storeBlob(hold, bytes)
       const response = await getBlob(hold, digest)
       assert.equal(response.status, 307)
       const hex = digest.slice('sha256:'.length)
@@ -212,14 +181,8 @@ describe('getBlob with S3 storage', () => {
   })
 
   it('streams from S3 through the hold when presigned redirects are off', async () => {
-    const hold = await TestHold.start({
-      plcUrl: net.plc.url,
-      ownerDid: owner.did,
-      storage: { driver: 's3', s3: s3Endpoint },
-      overrides: { registration: { public: true }, storage: { presigned_redirects: false } },
-    })
+    const { hold, digest } = await s3HoldWith({ presigned_redirects: false })
     try {
-      const digest = await storeBlob(hold, bytes)
       const whole = await getBlob(hold, digest)
       assert.equal(whole.status, 200)
       assert.ok(Buffer.from(await whole.arrayBuffer()).equals(bytes))

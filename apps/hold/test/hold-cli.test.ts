@@ -1,51 +1,22 @@
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { copyFile, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { NSID } from '@atcr/core/lexicons'
-import { freePort, startNetwork, type TestNetwork } from '@atcr/testkit'
+import { freePort } from '@atcr/testkit'
 import { readCarWithRoot, verifyRepo } from '@atproto/repo'
 import { holdConfig } from '../src/config.ts'
 import { openDatabase } from '../src/db/index.ts'
 import { RepoReader } from '../src/pds/reader.ts'
-import { makeTempDir, removeTempDir, startHold } from './hold-harness.ts'
+import { putCrewRecord } from './hold-data.ts'
+import { HoldFixture, holdCliEnv, runHoldCli as run } from './hold-harness.ts'
 
-const BIN = new URL('../bin/atcr-hold', import.meta.url).pathname
 const EXAMPLE = new URL('../../../config-hold.example.yaml', import.meta.url).pathname
 const OWNER = 'did:plc:ownerownerownerownerowne'
 
-interface RunResult {
-  code: number | null
-  stdout: Buffer
-  stderr: string
-}
-
-function run(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd,
-      env: { PATH: process.env.PATH ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    const out: Buffer[] = []
-    let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk))
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk
-    })
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr }))
-  })
-}
-
 /** Environment for the CLI to open the data dir of a hold at `port`. */
-const holdEnv = (dataDir: string, port: number) => ({
-  ATCR_HOLD_SERVER_DATA_DIR: dataDir,
-  ATCR_HOLD_SERVER_PUBLIC_URL: `http://localhost:${port}`,
-  ATCR_HOLD_SERVER_MODE: 'dev',
-  ATCR_HOLD_REGISTRATION_OWNER_DID: OWNER,
-})
+const holdEnv = (dataDir: string, port: number) =>
+  holdCliEnv({ dataDir, url: `http://localhost:${port}`, ownerDid: OWNER })
 
 async function recordsOf(dataDir: string, did: string) {
   const db = await openDatabase(join(dataDir, 'hold.sqlite'))
@@ -63,25 +34,13 @@ async function recordsOf(dataDir: string, did: string) {
 }
 
 describe('atcr-hold CLI', () => {
-  let net: TestNetwork
-  const dirs: string[] = []
-  const tempDir = async () => {
-    const dir = await makeTempDir()
-    dirs.push(dir)
-    return dir
-  }
+  let fixture: HoldFixture
   /** A hold that ran once at `port` with a few extra crew records, then stopped. */
   async function preparedHold(port: number, members: string[]) {
-    const dataDir = await tempDir()
-    const running = await startHold({ plcUrl: net.plc.url, ownerDid: OWNER, dataDir, port })
+    const dataDir = await fixture.tempDir()
+    const running = await fixture.startHold({ dataDir, port })
     for (const member of members) {
-      await running.hold.ctx.repo.writer.upsertRecord(NSID.holdCrew, member.replaceAll(':', '-'), {
-        $type: NSID.holdCrew,
-        member,
-        role: 'write',
-        permissions: ['blob:read', 'blob:write'],
-        addedAt: new Date().toISOString(),
-      })
+      await putCrewRecord(running.ctx, member.replaceAll(':', '-'), member)
     }
     const did = running.hold.did
     const signingKey = running.hold.ctx.identity.signingKey.did()
@@ -90,15 +49,12 @@ describe('atcr-hold CLI', () => {
   }
 
   before(async () => {
-    net = await startNetwork()
+    fixture = await HoldFixture.start({ ownerDid: OWNER })
   })
-  after(async () => {
-    await net?.close()
-    for (const dir of dirs) await removeTempDir(dir)
-  })
+  after(() => fixture?.close())
 
   it('config init writes every option with its default, as config-hold.example.yaml', async () => {
-    const dir = await tempDir()
+    const dir = await fixture.tempDir()
     const printed = await run(['config', 'init'])
     assert.equal(printed.code, 0)
     assert.equal(printed.stdout.toString(), await readFile(EXAMPLE, 'utf8'))
@@ -127,7 +83,7 @@ describe('atcr-hold CLI', () => {
   })
 
   it('a bad config value exits 2 naming its YAML path', async () => {
-    const dir = await tempDir()
+    const dir = await fixture.tempDir()
     const file = join(dir, 'hold.yaml')
     await writeFile(file, 'server:\n  port: eighty\nstorage:\n  driver: floppy\n')
     const result = await run(['serve', '--config', file])
@@ -158,7 +114,7 @@ describe('atcr-hold CLI', () => {
     const carFile = join(source.dataDir, 'backup.car')
     await writeFile(carFile, exported.stdout)
 
-    const target = await tempDir()
+    const target = await fixture.tempDir()
     await copyFile(join(source.dataDir, 'signing.key'), join(target, 'signing.key'))
     const imported = await run(['repo', 'import', carFile], holdEnv(target, port))
     assert.equal(imported.code, 0, imported.stderr)
@@ -223,12 +179,7 @@ describe('atcr-hold CLI', () => {
       .filter((uri) => uri.includes(`/${NSID.holdCrew}/did-plc-`))
     assert.equal(members.length, 2)
 
-    const running = await startHold({
-      plcUrl: net.plc.url,
-      ownerDid: OWNER,
-      dataDir: target.dataDir,
-      port,
-    })
+    const running = await fixture.startHold({ dataDir: target.dataDir, port })
     try {
       const refused = await run(['repo', 'import', fileA], env)
       assert.equal(refused.code, 1)

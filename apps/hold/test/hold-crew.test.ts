@@ -1,19 +1,12 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { NSID } from '@atcr/core/lexicons'
-import { startNetwork, type TestAccount, type TestNetwork } from '@atcr/testkit'
+import type { TestAccount } from '@atcr/testkit'
 import { addCrew, CrewError, removeCrew, updateCrew } from '../src/crew/index.ts'
 import { blobPath } from '../src/storage/index.ts'
-import { type RunningHold, removeTempDir, startHold } from './hold-harness.ts'
-import {
-  digestOf,
-  type HoldTarget,
-  imageManifest,
-  procedure,
-  pushInput,
-  putBlob,
-  query,
-} from './hold-records-harness.ts'
+import { digestOf, imageManifest, pushInput, putBlob } from './hold-data.ts'
+import { HoldFixture, type TestHold } from './hold-harness.ts'
+import { procedure, query } from './hold-xrpc.ts'
 
 const TIERS = [
   { name: 'deckhand', limit: 10_000, description: '' },
@@ -21,62 +14,46 @@ const TIERS = [
 ]
 
 describe('crew membership and user data', () => {
-  let net: TestNetwork
-  let open: RunningHold
-  let closed: RunningHold
-  let openHold: HoldTarget
-  let closedHold: HoldTarget
+  let fixture: HoldFixture
+  let openHold: TestHold
+  let closedHold: TestHold
   let owner: TestAccount
   let alice: TestAccount
   let bob: TestAccount
 
   before(async () => {
-    net = await startNetwork()
-    owner = await net.pds.createAccount('crew-captain.test')
-    alice = await net.pds.createAccount('alice.test')
-    bob = await net.pds.createAccount('bob.test')
-    open = await startHold({
-      plcUrl: net.plc.url,
-      ownerDid: owner.did,
-      overrides: {
-        registration: { allow_all_crew: true },
-        quota: { tiers: TIERS, default_tier: 'bosun' },
-      },
+    const started = await HoldFixture.start({
+      accounts: ['crew-captain.test', 'alice.test', 'bob.test'],
     })
-    closed = await startHold({ plcUrl: net.plc.url, ownerDid: owner.did })
-    openHold = { url: open.url, did: open.hold.did }
-    closedHold = { url: closed.url, did: closed.hold.did }
+    fixture = started
+    ;[owner, alice, bob] = started.accounts
+    openHold = await fixture.startHold({ allowAllCrew: true, tiers: TIERS, defaultTier: 'bosun' })
+    closedHold = await fixture.startHold()
   })
 
-  after(async () => {
-    for (const running of [open, closed]) {
-      await running?.stop()
-      if (running) await removeTempDir(running.dataDir)
-    }
-    await net?.close()
-  })
+  after(() => fixture?.close())
 
-  async function crewOf(running: RunningHold) {
-    return running.hold.ctx.repo.reader.listRecords({ collection: NSID.holdCrew, limit: 100 })
+  async function crewOf(hold: TestHold) {
+    return hold.ctx.repo.reader.listRecords({ collection: NSID.holdCrew, limit: 100 })
   }
 
   it('a closed hold refuses newcomers (RegistrationDisabled); its owner is already aboard', async () => {
     const refused = await procedure(closedHold, NSID.holdRequestCrew, alice)
     assert.equal(refused.status, 403)
     assert.equal(refused.body.error, 'RegistrationDisabled')
-    assert.equal((await crewOf(closed)).length, 1)
+    assert.equal((await crewOf(closedHold)).length, 1)
 
     const ownerAgain = await procedure(closedHold, NSID.holdRequestCrew, owner)
     assert.equal(ownerAgain.status, 200, JSON.stringify(ownerAgain.body))
     assert.equal(ownerAgain.body.status, 'already_member')
-    assert.equal(ownerAgain.body.uri, (await crewOf(closed))[0]?.uri)
+    assert.equal(ownerAgain.body.uri, (await crewOf(closedHold))[0]?.uri)
   })
 
   it('an open hold admits any signed-in account with read/write and the default tier', async () => {
     const res = await procedure(openHold, NSID.holdRequestCrew, alice)
     assert.equal(res.status, 200, JSON.stringify(res.body))
     assert.equal(res.body.status, 'created')
-    const record = (await crewOf(open)).find((r) => r.value.member === alice.did)
+    const record = (await crewOf(openHold)).find((r) => r.value.member === alice.did)
     assert.ok(record)
     assert.equal(res.body.uri, record.uri)
     assert.equal(res.body.cid, record.cid)
@@ -89,7 +66,7 @@ describe('crew membership and user data', () => {
     assert.equal(again.status, 200)
     assert.equal(again.body.status, 'already_member')
     assert.equal(again.body.uri, record.uri)
-    assert.equal((await crewOf(open)).filter((r) => r.value.member === alice.did).length, 1)
+    assert.equal((await crewOf(openHold)).filter((r) => r.value.member === alice.did).length, 1)
   })
 
   it('self-registration cannot grant admin powers, and needs a sign-in', async () => {
@@ -102,14 +79,14 @@ describe('crew membership and user data', () => {
     assert.match(String(withCrewAdmin.body.message), /crew:admin/)
     const anonymous = await procedure(openHold, NSID.holdRequestCrew, null)
     assert.equal(anonymous.status, 401)
-    assert.equal((await crewOf(open)).filter((r) => r.value.member === bob.did).length, 0)
+    assert.equal((await crewOf(openHold)).filter((r) => r.value.member === bob.did).length, 0)
 
     const readOnly = await procedure(openHold, NSID.holdRequestCrew, bob, {
       role: 'read',
       permissions: ['blob:read'],
     })
     assert.equal(readOnly.status, 200)
-    const record = (await crewOf(open)).find((r) => r.value.member === bob.did)
+    const record = (await crewOf(openHold)).find((r) => r.value.member === bob.did)
     assert.equal(record?.value.role, 'read')
     assert.deepEqual(record?.value.permissions, ['blob:read'])
     // Read-only crew cannot push.
@@ -128,7 +105,7 @@ describe('crew membership and user data', () => {
   })
 
   it('updateCrew and removeCrew change members, never the owner', async () => {
-    const ctx = open.hold.ctx
+    const ctx = openHold.ctx
     const carol = 'did:plc:carolcarolcarolcarolcaro'
     const added = await addCrew(ctx, { member: carol, role: 'write', permissions: ['blob:write'] })
     assert.equal(added.status, 'created')
@@ -142,7 +119,7 @@ describe('crew membership and user data', () => {
       return err.code === 'UnknownTier'
     })
     await removeCrew(ctx, carol)
-    assert.equal((await crewOf(open)).filter((r) => r.value.member === carol).length, 0)
+    assert.equal((await crewOf(openHold)).filter((r) => r.value.member === carol).length, 0)
     await assert.rejects(removeCrew(ctx, carol), (err: CrewError) => err.code === 'MemberNotFound')
     await assert.rejects(removeCrew(ctx, owner.did), (err: CrewError) => {
       return err.code === 'OwnerProtected'
@@ -153,7 +130,7 @@ describe('crew membership and user data', () => {
   it('exportUserData returns the caller’s crew, layer and stats records', async () => {
     const config = { digest: digestOf('export config'), size: 10 }
     const layer = { digest: digestOf('export layer'), size: 500 }
-    await putBlob(open.hold.ctx, layer.digest, new Uint8Array(500))
+    await putBlob(openHold.ctx, layer.digest, new Uint8Array(500))
     for (const [repository, name] of [
       ['app', 'export m1'],
       ['tools/cli', 'export m2'],
@@ -196,7 +173,7 @@ describe('crew membership and user data', () => {
   })
 
   it('deleteUserData erases the caller’s records in one commit, not the blobs', async () => {
-    const ctx = open.hold.ctx
+    const ctx = openHold.ctx
     const lastEvent = async () =>
       (
         await ctx.db.db
@@ -207,7 +184,7 @@ describe('crew membership and user data', () => {
           .executeTakeFirst()
       )?.seq ?? 0
     const eventsBefore = await lastEvent()
-    const bobCrewBefore = (await crewOf(open)).filter((r) => r.value.member === bob.did)
+    const bobCrewBefore = (await crewOf(openHold)).filter((r) => r.value.member === bob.did)
 
     const res = await procedure(openHold, NSID.holdDeleteUserData, alice)
     assert.equal(res.status, 200, JSON.stringify(res.body))
@@ -226,7 +203,7 @@ describe('crew membership and user data', () => {
     assert.deepEqual(exported.body.statsRecords, [])
     // Others keep theirs; the blob bytes stay.
     assert.deepEqual(
-      (await crewOf(open)).filter((r) => r.value.member === bob.did),
+      (await crewOf(openHold)).filter((r) => r.value.member === bob.did),
       bobCrewBefore,
     )
     assert.ok(await ctx.storage.stat(blobPath('sha256', digestOf('export layer').slice(7))))
@@ -265,6 +242,6 @@ describe('crew membership and user data', () => {
       layersDeleted: 1,
       statsDeleted: 1,
     })
-    assert.equal((await crewOf(open)).filter((r) => r.value.member === owner.did).length, 1)
+    assert.equal((await crewOf(openHold)).filter((r) => r.value.member === owner.did).length, 1)
   })
 })

@@ -1,57 +1,29 @@
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { NSID } from '@atcr/core/lexicons'
-import { startNetwork, type TestAccount, type TestNetwork } from '@atcr/testkit'
+import type { TestAccount } from '@atcr/testkit'
 import { TID } from '@atproto/common'
 import { collectGarbage, type GcReport } from '../src/gc/index.ts'
 import { GC_LXM, GC_ROUTE } from '../src/gc/route.ts'
 import { withRecordLock } from '../src/record-lock.ts'
-import { makeTempDir, type RunningHold, removeTempDir, startHold } from './hold-harness.ts'
-import {
-  digestOf,
-  type HoldTarget,
-  imageManifest,
-  procedure,
-  pushInput,
-  putBlob,
-} from './hold-records-harness.ts'
+import { digestOf, imageManifest, pushInput, putBlob } from './hold-data.ts'
+import { HoldFixture, holdCliEnv, runHoldCli, type TestHold } from './hold-harness.ts'
+import { initiateUpload, joinCrew, procedure } from './hold-xrpc.ts'
 
-const BIN = new URL('../bin/atcr-hold', import.meta.url).pathname
 const GRACE = 3600
 const TWO_HOURS_AGO = () => new Date(Date.now() - 2 * 3600 * 1000)
 
-interface RunResult {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-function runCli(args: string[], env: Record<string, string>): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env.PATH ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk
-    })
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk
-    })
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
+/** The CLI's output as text. */
+async function runCli(args: string[], env: Record<string, string>) {
+  const result = await runHoldCli(args, env)
+  return { ...result, stdout: result.stdout.toString() }
 }
 
 describe('garbage collection', () => {
-  let net: TestNetwork
-  let running: RunningHold
-  let hold: HoldTarget
+  let fixture: HoldFixture
+  let hold: TestHold
   let owner: TestAccount
   let alice: TestAccount
   const blobs = {
@@ -65,23 +37,20 @@ describe('garbage collection', () => {
 
   /** Stores a blob; `old` backdates it past the grace period. */
   async function store(blob: { digest: string; size: number }, old: boolean) {
-    const path = await putBlob(running.hold.ctx, blob.digest, new Uint8Array(blob.size))
+    const path = await putBlob(hold.ctx, blob.digest, new Uint8Array(blob.size))
     paths.set(blob.digest, path)
     if (old) {
-      const file = join(running.dataDir, 'blobs', path)
+      const file = join(hold.dataDir, 'blobs', path)
       await utimes(file, TWO_HOURS_AGO(), TWO_HOURS_AGO())
     }
     return path
   }
 
   const exists = async (digest: string) =>
-    (await running.hold.ctx.storage.stat(paths.get(digest) ?? '')) !== null
+    (await hold.ctx.storage.stat(paths.get(digest) ?? '')) !== null
 
   const cliEnv = () => ({
-    ATCR_HOLD_SERVER_DATA_DIR: running.dataDir,
-    ATCR_HOLD_SERVER_PUBLIC_URL: running.url,
-    ATCR_HOLD_SERVER_MODE: 'dev',
-    ATCR_HOLD_REGISTRATION_OWNER_DID: owner.did,
+    ...holdCliEnv({ dataDir: hold.dataDir, url: hold.url, ownerDid: owner.did }),
     ATCR_HOLD_GC_GRACE_PERIOD: String(GRACE),
   })
 
@@ -90,16 +59,14 @@ describe('garbage collection', () => {
   }
 
   before(async () => {
-    net = await startNetwork()
-    owner = await net.pds.createAccount('gc-captain.test')
-    alice = await net.pds.createAccount('alice.test')
-    running = await startHold({
-      plcUrl: net.plc.url,
-      ownerDid: owner.did,
-      overrides: { registration: { allow_all_crew: true }, gc: { grace_period: GRACE } },
+    const started = await HoldFixture.start({ accounts: ['gc-captain.test', 'alice.test'] })
+    fixture = started
+    ;[owner, alice] = started.accounts
+    hold = await fixture.startHold({
+      allowAllCrew: true,
+      overrides: { gc: { grace_period: GRACE } },
     })
-    hold = { url: running.url, did: running.hold.did }
-    assert.equal((await procedure(hold, NSID.holdRequestCrew, alice)).status, 200)
+    await joinCrew(hold, alice)
 
     await store(blobs.layer, true)
     await store(blobs.config, true)
@@ -119,17 +86,11 @@ describe('garbage collection', () => {
     )
     assert.equal(pushed.status, 200, JSON.stringify(pushed.body))
     // An upload of the same digest is in progress (say, a re-push of that blob).
-    const upload = await procedure(hold, NSID.holdInitiateUpload, alice, {
-      digest: blobs.uploading.digest,
-    })
+    const upload = await initiateUpload(hold, blobs.uploading.digest, alice)
     assert.equal(upload.status, 200, JSON.stringify(upload.body))
   })
 
-  after(async () => {
-    await running?.stop()
-    if (running) await removeTempDir(running.dataDir)
-    await net?.close()
-  })
+  after(() => fixture?.close())
 
   it('only the owner may run it over HTTP', async () => {
     const byAlice = await gcOverHttp(alice, { dryRun: true })
@@ -196,7 +157,7 @@ describe('garbage collection', () => {
   it('a blob referenced between the mark and its deletion is kept', async () => {
     const late = { digest: digestOf('gc late reference'), size: 99 }
     await store(late, true)
-    const ctx = running.hold.ctx
+    const ctx = hold.ctx
     const report = await collectGarbage(
       {
         db: ctx.db.db,
@@ -226,16 +187,12 @@ describe('garbage collection', () => {
   })
 
   it('the CLI refuses a data dir without a hold database (exit 2)', async () => {
-    const empty = await makeTempDir()
-    try {
-      const result = await runCli(['gc', '--dry-run'], {
-        ...cliEnv(),
-        ATCR_HOLD_SERVER_DATA_DIR: empty,
-      })
-      assert.equal(result.code, 2, result.stderr)
-      assert.match(result.stderr, /no hold database/)
-    } finally {
-      await removeTempDir(empty)
-    }
+    const empty = await fixture.tempDir()
+    const result = await runCli(['gc', '--dry-run'], {
+      ...cliEnv(),
+      ATCR_HOLD_SERVER_DATA_DIR: empty,
+    })
+    assert.equal(result.code, 2, result.stderr)
+    assert.match(result.stderr, /no hold database/)
   })
 })

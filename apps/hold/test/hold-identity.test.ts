@@ -4,42 +4,39 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { createIdentityResolver, type IdentityResolver } from '@atcr/core/identity'
 import { NSID } from '@atcr/core/lexicons'
-import { freePort, startNetwork, type TestNetwork } from '@atcr/testkit'
+import { freePort } from '@atcr/testkit'
 import { AtpAgent } from '@atproto/api'
-import { makeTempDir, removeTempDir, startHold } from './hold-harness.ts'
+import { HoldFixture } from './hold-harness.ts'
 
 const OWNER = 'did:plc:ownerownerownerownerowne'
 
 describe('hold identity at boot', () => {
-  let net: TestNetwork
+  let fixture: HoldFixture
   let resolver: IdentityResolver
-  const dirs: string[] = []
-  const tempDir = async () => {
-    const dir = await makeTempDir()
-    dirs.push(dir)
-    return dir
-  }
 
   before(async () => {
-    net = await startNetwork()
-    resolver = createIdentityResolver({ mode: 'dev', plcUrl: net.plc.url, minRefreshIntervalMs: 0 })
+    fixture = await HoldFixture.start({ ownerDid: OWNER })
+    resolver = createIdentityResolver({
+      mode: 'dev',
+      plcUrl: fixture.net.plc.url,
+      minRefreshIntervalMs: 0,
+    })
   })
   after(async () => {
     await resolver?.close()
-    await net?.close()
-    for (const dir of dirs) await removeTempDir(dir)
+    await fixture?.close()
   })
 
   it('did:web: derived from public_url, served with its key, kept across restarts', async () => {
-    const dataDir = await tempDir()
+    const dataDir = await fixture.tempDir()
     const port = await freePort()
-    const first = await startHold({ plcUrl: net.plc.url, ownerDid: OWNER, dataDir, port })
+    const first = await fixture.startHold({ dataDir, port })
     const did = first.hold.did
     assert.equal(did, `did:web:localhost%3A${port}`)
     const key = await readFile(join(dataDir, 'signing.key'), 'utf8')
     await first.stop()
 
-    const second = await startHold({ plcUrl: net.plc.url, ownerDid: OWNER, dataDir, port })
+    const second = await fixture.startHold({ dataDir, port })
     try {
       assert.equal(second.hold.did, did)
       assert.equal(await readFile(join(dataDir, 'signing.key'), 'utf8'), key)
@@ -55,19 +52,15 @@ describe('hold identity at boot', () => {
   })
 
   it('did:web with a configured DID: the served document follows a new public_url', async () => {
-    const dataDir = await tempDir()
+    const dataDir = await fixture.tempDir()
     const did = 'did:web:hold.example.com'
-    const first = await startHold({
-      plcUrl: net.plc.url,
-      ownerDid: OWNER,
+    const first = await fixture.startHold({
       dataDir,
       overrides: { identity: { did } },
     })
     await first.stop()
     const port = await freePort()
-    const moved = await startHold({
-      plcUrl: net.plc.url,
-      ownerDid: OWNER,
+    const moved = await fixture.startHold({
       dataDir,
       port,
       overrides: { identity: { did }, server: { public_url: `http://127.0.0.1:${port}` } },
@@ -91,14 +84,12 @@ describe('hold identity at boot', () => {
   })
 
   it('did:plc: created once, kept in did.txt, and the PLC document follows a new URL', async () => {
-    const dataDir = await tempDir()
+    const dataDir = await fixture.tempDir()
     const plcIdentity = {
       did_method: 'plc' as const,
       rotation_key_path: join(dataDir, 'rotation.key'),
     }
-    const first = await startHold({
-      plcUrl: net.plc.url,
-      ownerDid: OWNER,
+    const first = await fixture.startHold({
       dataDir,
       overrides: { identity: plcIdentity },
     })
@@ -111,9 +102,7 @@ describe('hold identity at boot', () => {
     await first.stop()
 
     const port = await freePort()
-    const moved = await startHold({
-      plcUrl: net.plc.url,
-      ownerDid: OWNER,
+    const moved = await fixture.startHold({
       dataDir,
       port,
       overrides: { identity: plcIdentity },
@@ -129,9 +118,7 @@ describe('hold identity at boot', () => {
 
   it('did:plc without a rotation key path refuses to create the DID', async () => {
     await assert.rejects(
-      startHold({
-        plcUrl: net.plc.url,
-        ownerDid: OWNER,
+      fixture.startHold({
         overrides: { identity: { did_method: 'plc' } },
       }),
       /identity.rotation_key_path/,
@@ -139,10 +126,13 @@ describe('hold identity at boot', () => {
   })
 
   it('writes the captain, owner crew and profile once, and updates the captain on new config', async () => {
-    const dataDir = await tempDir()
+    const dataDir = await fixture.tempDir()
     const port = await freePort()
-    const opts = { plcUrl: net.plc.url, ownerDid: OWNER, dataDir, port }
-    const first = await startHold({ ...opts, overrides: { registration: { region: 'eu-west' } } })
+    const opts = { dataDir, port }
+    const first = await fixture.startHold({
+      ...opts,
+      overrides: { registration: { region: 'eu-west' } },
+    })
     const agent = new AtpAgent({ service: first.url })
     const did = first.hold.did
     const captain = await agent.com.atproto.repo.getRecord({
@@ -166,11 +156,14 @@ describe('hold identity at boot', () => {
     await first.stop()
 
     // Same config: nothing is written again.
-    const same = await startHold({ ...opts, overrides: { registration: { region: 'eu-west' } } })
+    const same = await fixture.startHold({
+      ...opts,
+      overrides: { registration: { region: 'eu-west' } },
+    })
     assert.deepEqual(await same.hold.ctx.repo.reader.getHead(), head)
     await same.stop()
 
-    const changed = await startHold({
+    const changed = await fixture.startHold({
       ...opts,
       overrides: { registration: { region: 'eu-west', public: true, allow_all_crew: true } },
     })
@@ -209,8 +202,7 @@ describe('hold identity at boot', () => {
   })
 
   it('a stock AT Protocol client reads the hold repo', async () => {
-    const running = await startHold({ plcUrl: net.plc.url, ownerDid: OWNER })
-    dirs.push(running.dataDir)
+    const running = await fixture.startHold()
     try {
       const agent = new AtpAgent({ service: running.url })
       const repo = await agent.com.atproto.repo.describeRepo({ repo: running.hold.did })

@@ -1,19 +1,10 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { NSID, statsRkey } from '@atcr/core/lexicons'
-import { startNetwork, type TestAccount, type TestNetwork } from '@atcr/testkit'
-import { type RunningHold, removeTempDir, startHold } from './hold-harness.ts'
-import {
-  digestOf,
-  type HoldTarget,
-  imageManifest,
-  OCI_INDEX,
-  procedure,
-  pushInput,
-  query,
-  startAppView,
-  type TestAppView,
-} from './hold-records-harness.ts'
+import type { TestAccount } from '@atcr/testkit'
+import { digestOf, imageManifest, OCI_INDEX, pushInput } from './hold-data.ts'
+import { HoldFixture, type TestAppView, type TestHold } from './hold-harness.ts'
+import { joinCrew, procedure, query } from './hold-xrpc.ts'
 
 const layerA = { digest: digestOf('layer a'), size: 1000 }
 const layerB = { digest: digestOf('layer b'), size: 2000 }
@@ -23,39 +14,26 @@ const imageDigest = digestOf('manifest 1')
 const hexOf = (digest: string) => digest.slice('sha256:'.length)
 
 describe('io.atcr.hold.notifyManifest', () => {
-  let net: TestNetwork
+  let fixture: HoldFixture
   let appView: TestAppView
-  let running: RunningHold
-  let hold: HoldTarget
+  let hold: TestHold
   let owner: TestAccount
   let alice: TestAccount
   let bob: TestAccount
 
   before(async () => {
-    net = await startNetwork()
-    appView = await startAppView()
-    owner = await net.pds.createAccount('skipper.test')
-    alice = await net.pds.createAccount('alice.test')
-    bob = await net.pds.createAccount('bob.test')
-    running = await startHold({
-      plcUrl: net.plc.url,
-      ownerDid: owner.did,
-      overrides: {
-        registration: { allow_all_crew: true },
-        auth: { trusted_appview_did: appView.did },
-      },
+    const started = await HoldFixture.start({
+      accounts: ['skipper.test', 'alice.test', 'bob.test'],
+      appView: 'did:web',
     })
-    hold = { url: running.url, did: running.hold.did }
-    const joined = await procedure(hold, NSID.holdRequestCrew, alice)
-    assert.equal(joined.status, 200, JSON.stringify(joined.body))
+    fixture = started
+    ;[owner, alice, bob] = started.accounts
+    appView = fixture.appView
+    hold = await fixture.startHold({ allowAllCrew: true })
+    await joinCrew(hold, alice)
   })
 
-  after(async () => {
-    await running?.stop()
-    if (running) await removeTempDir(running.dataDir)
-    await appView?.close()
-    await net?.close()
-  })
+  after(() => fixture?.close())
 
   async function layersOf(manifestUri: string) {
     const { status, body } = await query(hold, NSID.holdGetLayersForManifest, null, {
@@ -73,7 +51,7 @@ describe('io.atcr.hold.notifyManifest', () => {
   }
 
   async function statsOf(userDid: string, repository: string) {
-    const record = await running.hold.ctx.repo.reader.getRecord(
+    const record = await hold.ctx.repo.reader.getRecord(
       NSID.holdStats,
       statsRkey(userDid, repository),
     )

@@ -2,26 +2,12 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { NSID } from '@atcr/core/lexicons'
 import { silentLogger } from '@atcr/core/log'
-import { startNetwork, type TestAccount, type TestNetwork } from '@atcr/testkit'
+import type { TestAccount } from '@atcr/testkit'
 import { Hold } from '../src/index.ts'
 import { QuotaConfigError } from '../src/quota/index.ts'
-import {
-  makeTempDir,
-  type RunningHold,
-  removeTempDir,
-  startHold,
-  testHoldConfig,
-} from './hold-harness.ts'
-import {
-  digestOf,
-  type HoldTarget,
-  imageManifest,
-  procedure,
-  pushInput,
-  query,
-  startAppView,
-  type TestAppView,
-} from './hold-records-harness.ts'
+import { digestOf, imageManifest, pushInput } from './hold-data.ts'
+import { HoldFixture, type TestAppView, type TestHold, testHoldConfig } from './hold-harness.ts'
+import { joinCrew, procedure, query } from './hold-xrpc.ts'
 
 const DECKHAND = { name: 'deckhand', limit: 1000, description: 'Small crew' }
 const TIERS = [
@@ -33,42 +19,26 @@ const TIERS = [
 const blob = (name: string, size: number) => ({ digest: digestOf(name), size })
 
 describe('quotas and tiers', () => {
-  let net: TestNetwork
+  let fixture: HoldFixture
   let appView: TestAppView
-  let running: RunningHold
-  let hold: HoldTarget
+  let hold: TestHold
   let owner: TestAccount
   let alice: TestAccount
   let bob: TestAccount
 
   before(async () => {
-    net = await startNetwork()
-    appView = await startAppView()
-    owner = await net.pds.createAccount('quota-captain.test')
-    alice = await net.pds.createAccount('alice.test')
-    bob = await net.pds.createAccount('bob.test')
-    running = await startHold({
-      plcUrl: net.plc.url,
-      ownerDid: owner.did,
-      overrides: {
-        registration: { allow_all_crew: true },
-        auth: { trusted_appview_did: appView.did },
-        quota: { tiers: TIERS },
-      },
+    const started = await HoldFixture.start({
+      accounts: ['quota-captain.test', 'alice.test', 'bob.test'],
+      appView: 'did:web',
     })
-    hold = { url: running.url, did: running.hold.did }
-    for (const account of [alice, bob]) {
-      const joined = await procedure(hold, NSID.holdRequestCrew, account)
-      assert.equal(joined.status, 200, JSON.stringify(joined.body))
-    }
+    fixture = started
+    ;[owner, alice, bob] = started.accounts
+    appView = fixture.appView
+    hold = await fixture.startHold({ allowAllCrew: true, tiers: TIERS })
+    await joinCrew(hold, alice, bob)
   })
 
-  after(async () => {
-    await running?.stop()
-    if (running) await removeTempDir(running.dataDir)
-    await appView?.close()
-    await net?.close()
-  })
+  after(() => fixture?.close())
 
   const push = (account: TestAccount, name: string, layers: ReturnType<typeof blob>[]) =>
     procedure(
@@ -83,7 +53,7 @@ describe('quotas and tiers', () => {
   }
 
   async function layerCount() {
-    const page = await running.hold.ctx.repo.reader.listRecords({
+    const page = await hold.ctx.repo.reader.listRecords({
       collection: NSID.holdLayer,
       limit: 100,
     })
@@ -123,7 +93,7 @@ describe('quotas and tiers', () => {
 
   it('a push past the limit fails with QuotaExceeded and writes nothing', async () => {
     const layersBefore = await layerCount()
-    const statsBefore = await running.hold.ctx.repo.reader.listRecords({
+    const statsBefore = await hold.ctx.repo.reader.listRecords({
       collection: NSID.holdStats,
       limit: 100,
     })
@@ -132,7 +102,7 @@ describe('quotas and tiers', () => {
     assert.equal(res.body.error, 'QuotaExceeded')
     assert.match(String(res.body.message), /deckhand/)
     assert.equal(await layerCount(), layersBefore)
-    const statsAfter = await running.hold.ctx.repo.reader.listRecords({
+    const statsAfter = await hold.ctx.repo.reader.listRecords({
       collection: NSID.holdStats,
       limit: 100,
     })
@@ -174,7 +144,7 @@ describe('quotas and tiers', () => {
     const { body } = await quotaOf(alice, alice.did)
     assert.equal(body.tier, 'bosun')
     assert.equal(body.limit, 5000)
-    const crew = await running.hold.ctx.repo.reader.listRecords({
+    const crew = await hold.ctx.repo.reader.listRecords({
       collection: NSID.holdCrew,
       limit: 100,
     })
@@ -230,30 +200,20 @@ describe('quotas and tiers', () => {
 })
 
 describe('quotas without tiers, and tier settings', () => {
-  let net: TestNetwork
-  let running: RunningHold
-  let owner: TestAccount
+  let fixture: HoldFixture
+  let hold: TestHold
   let alice: TestAccount
 
   before(async () => {
-    net = await startNetwork()
-    owner = await net.pds.createAccount('plain-captain.test')
-    alice = await net.pds.createAccount('alice.test')
-    running = await startHold({
-      plcUrl: net.plc.url,
-      ownerDid: owner.did,
-      overrides: { registration: { allow_all_crew: true } },
-    })
+    const started = await HoldFixture.start({ accounts: ['plain-captain.test', 'alice.test'] })
+    fixture = started
+    ;[, alice] = started.accounts
+    hold = await fixture.startHold({ allowAllCrew: true })
   })
 
-  after(async () => {
-    await running?.stop()
-    if (running) await removeTempDir(running.dataDir)
-    await net?.close()
-  })
+  after(() => fixture?.close())
 
   it('a hold without tiers limits nobody and lists no tiers', async () => {
-    const hold = { url: running.url, did: running.hold.did }
     assert.equal((await procedure(hold, NSID.holdRequestCrew, alice)).status, 200)
     const res = await procedure(
       hold,
@@ -272,18 +232,13 @@ describe('quotas without tiers, and tier settings', () => {
       { tiers: [DECKHAND, DECKHAND] },
       { tiers: TIERS, default_tier: 'admiral' },
     ]) {
-      const dataDir = await makeTempDir()
-      try {
-        const config = await testHoldConfig({
-          plcUrl: net.plc.url,
-          ownerDid: owner.did,
-          dataDir,
-          overrides: { quota },
-        })
-        await assert.rejects(Hold.create(config, { logger: silentLogger() }), QuotaConfigError)
-      } finally {
-        await removeTempDir(dataDir)
-      }
+      const config = await testHoldConfig({
+        plcUrl: fixture.net.plc.url,
+        ownerDid: fixture.ownerDid,
+        dataDir: await fixture.tempDir(),
+        overrides: { quota },
+      })
+      await assert.rejects(Hold.create(config, { logger: silentLogger() }), QuotaConfigError)
     }
   })
 })

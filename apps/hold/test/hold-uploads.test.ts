@@ -6,55 +6,41 @@
  * part etag checks on completion) as AWS documents them.
  */
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { NSID, validateOutput } from '@atcr/core/lexicons'
-import {
-  startNetwork,
-  startS3,
-  type TestAccount,
-  type TestNetwork,
-  type TestS3,
-} from '@atcr/testkit'
+import type { TestAccount } from '@atcr/testkit'
 import { sweepExpiredUploads } from '../src/uploads/index.ts'
+import { digestOf, MiB, putCrewRecord } from './hold-data.ts'
+import { HoldFixture, type TestHold, type TestStorage } from './hold-harness.ts'
 import {
   complete,
   getBlob,
-  MiB,
+  initiateUpload,
   procedure,
   putPartToHold,
-  type S3Endpoint,
   sendPart,
-  TestHold,
-  type TestStorage,
   uploadParts,
-} from './hold-blob-harness.ts'
-import { type S3GapProxy, startS3GapProxy } from './storage-s3-gaps.ts'
+} from './hold-xrpc.ts'
+import type { S3GapProxy } from './storage-s3-gaps.ts'
 
-const sha256 = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`
-
-let net: TestNetwork
+let fixture: HoldFixture
 let owner: TestAccount
 let other: TestAccount
-let s3: TestS3
 let proxy: S3GapProxy
-let s3Endpoint: S3Endpoint
 
 before(async () => {
-  net = await startNetwork()
-  owner = await net.pds.createAccount('hold-captain.test')
-  other = await net.pds.createAccount('hold-sailor.test')
-  s3 = await startS3()
-  proxy = await startS3GapProxy(s3.endpoint)
-  s3Endpoint = { s3, endpoint: proxy.endpoint, publicEndpoint: proxy.publicEndpoint }
+  const started = await HoldFixture.start({
+    accounts: ['hold-captain.test', 'hold-sailor.test'],
+    s3: true,
+  })
+  fixture = started
+  ;[owner, other] = started.accounts
+  proxy = fixture.s3.proxy
 })
-after(async () => {
-  await proxy?.close()
-  await s3?.close()
-  await net?.close()
-})
+after(() => fixture?.close())
 
 /** Everything under the hold's storage prefix `uploads/` (assembled data in flight). */
 async function uploadLeftovers(hold: TestHold): Promise<string[]> {
@@ -79,7 +65,7 @@ async function download(hold: TestHold, digest: string): Promise<Buffer> {
 function blob(parts: number[]): { parts: Buffer[]; whole: Buffer; digest: string } {
   const chunks = parts.map((size) => randomBytes(size))
   const whole = Buffer.concat(chunks)
-  return { parts: chunks, whole, digest: sha256(whole) }
+  return { parts: chunks, whole, digest: digestOf(whole) }
 }
 
 function uploadSuite(name: string, storage: () => TestStorage): void {
@@ -87,7 +73,7 @@ function uploadSuite(name: string, storage: () => TestStorage): void {
     let hold: TestHold
 
     before(async () => {
-      hold = await TestHold.start({ plcUrl: net.plc.url, ownerDid: owner.did, storage: storage() })
+      hold = await fixture.startHold({ storage: storage() })
     })
     after(async () => {
       await hold?.close()
@@ -114,7 +100,7 @@ function uploadSuite(name: string, storage: () => TestStorage): void {
 
     it('refuses bytes that do not hash to the digest: InvalidDigest, nothing visible', async () => {
       const { parts, digest: actual } = blob([5 * MiB, 10])
-      const claimed = sha256(Buffer.from('something else'))
+      const claimed = digestOf(Buffer.from('something else'))
       const upload = await uploadParts(hold, claimed, parts, owner)
       const done = await complete(hold, upload, claimed, owner)
       assert.equal(done.status, 400)
@@ -130,12 +116,7 @@ function uploadSuite(name: string, storage: () => TestStorage): void {
     })
 
     it('refuses malformed digests at initiate and complete', async () => {
-      const initiated = await procedure(
-        hold,
-        NSID.holdInitiateUpload,
-        { digest: 'sha256:xyz' },
-        owner,
-      )
+      const initiated = await initiateUpload(hold, 'sha256:xyz', owner)
       assert.equal(initiated.status, 400)
       assert.equal(initiated.body.error, 'InvalidDigest')
       const { parts, digest } = blob([100])
@@ -156,12 +137,11 @@ function uploadSuite(name: string, storage: () => TestStorage): void {
         [],
       ]
       for (const list of cases) {
-        const done = await procedure(
-          hold,
-          NSID.holdCompleteUpload,
-          { uploadId: upload.uploadId, digest, parts: list },
-          owner,
-        )
+        const done = await procedure(hold, NSID.holdCompleteUpload, owner, {
+          uploadId: upload.uploadId,
+          digest,
+          parts: list,
+        })
         assert.equal(done.status, 400, JSON.stringify(list))
         assert.equal(done.body.error, 'MissingParts', JSON.stringify(done.body))
       }
@@ -175,21 +155,15 @@ function uploadSuite(name: string, storage: () => TestStorage): void {
       const { parts, digest } = blob([10])
       const upload = await uploadParts(hold, digest, parts, owner)
       // `other` is made a writer, so only the ownership of the upload is in question.
-      await hold.ctx.repo.writer.upsertRecord(NSID.holdCrew, 'other-writer', {
-        $type: NSID.holdCrew,
-        member: other.did,
-        role: 'write',
-        permissions: ['blob:read', 'blob:write'],
-        addedAt: new Date().toISOString(),
-      })
+      await putCrewRecord(hold.ctx, 'other-writer', other.did)
       for (const [uploadId, who] of [
         ['no-such-upload', owner],
         [upload.uploadId, other],
       ] as const) {
         const calls = [
-          procedure(hold, NSID.holdGetPartUploadUrl, { uploadId, partNumber: 1 }, who),
+          procedure(hold, NSID.holdGetPartUploadUrl, who, { uploadId, partNumber: 1 }),
           complete(hold, { uploadId, parts: upload.parts }, digest, who),
-          procedure(hold, NSID.holdAbortUpload, { uploadId }, who),
+          procedure(hold, NSID.holdAbortUpload, who, { uploadId }),
           putPartToHold(hold, uploadId, 1, Buffer.from('x'), who),
         ]
         for (const result of await Promise.all(calls)) {
@@ -205,12 +179,10 @@ function uploadSuite(name: string, storage: () => TestStorage): void {
       const { parts, digest } = blob([10])
       const upload = await uploadParts(hold, digest, parts, owner)
       for (const partNumber of [0, 10001]) {
-        const url = await procedure(
-          hold,
-          NSID.holdGetPartUploadUrl,
-          { uploadId: upload.uploadId, partNumber },
-          owner,
-        )
+        const url = await procedure(hold, NSID.holdGetPartUploadUrl, owner, {
+          uploadId: upload.uploadId,
+          partNumber,
+        })
         assert.equal(url.body.error, 'InvalidPartNumber')
       }
       for (const partNumber of ['0', '10001', 'one', '']) {
@@ -218,18 +190,15 @@ function uploadSuite(name: string, storage: () => TestStorage): void {
         assert.equal(put.status, 400)
         assert.equal(put.body.error, 'InvalidPartNumber')
       }
-      await procedure(hold, NSID.holdAbortUpload, { uploadId: upload.uploadId }, owner)
+      await procedure(hold, NSID.holdAbortUpload, owner, { uploadId: upload.uploadId })
     })
 
     it('aborts an upload: parts and state are dropped, the id is spent', async () => {
       const { parts, digest } = blob([5 * MiB, 10])
       const upload = await uploadParts(hold, digest, parts, owner)
-      const aborted = await procedure(
-        hold,
-        NSID.holdAbortUpload,
-        { uploadId: upload.uploadId },
-        owner,
-      )
+      const aborted = await procedure(hold, NSID.holdAbortUpload, owner, {
+        uploadId: upload.uploadId,
+      })
       assert.deepEqual(aborted.body, { status: 'aborted' })
       validateOutput(NSID.holdAbortUpload, aborted.body)
       assert.ok(!(await uploadRows(hold)).includes(upload.uploadId))
@@ -248,8 +217,8 @@ function uploadSuite(name: string, storage: () => TestStorage): void {
       const url = await procedure<{ url: string; headers?: Record<string, string> }>(
         hold,
         NSID.holdGetPartUploadUrl,
-        { uploadId: firstTwo.uploadId, partNumber: 3 },
         owner,
+        { uploadId: firstTwo.uploadId, partNumber: 3 },
       )
       assert.equal(url.status, 200)
       const third = await sendPart(hold, url.body, parts[2] ?? Buffer.alloc(0), owner)
@@ -271,12 +240,10 @@ function uploadSuite(name: string, storage: () => TestStorage): void {
       const { parts, digest } = blob([5 * MiB, 10])
       const idle = await uploadParts(hold, digest, parts, owner)
       const expiry = hold.config.uploads.expiry * 1000
-      const lateUrl = await procedure<{ url: string }>(
-        hold,
-        NSID.holdGetPartUploadUrl,
-        { uploadId: idle.uploadId, partNumber: 3 },
-        owner,
-      )
+      const lateUrl = await procedure<{ url: string }>(hold, NSID.holdGetPartUploadUrl, owner, {
+        uploadId: idle.uploadId,
+        partNumber: 3,
+      })
       // Not yet expired: kept.
       const early = await sweepExpiredUploads(hold.ctx, { now: Date.now() + expiry / 2 })
       assert.equal(early.aborted, 0)
@@ -284,12 +251,10 @@ function uploadSuite(name: string, storage: () => TestStorage): void {
       const swept = await sweepExpiredUploads(hold.ctx, { now: Date.now() + expiry + 1000 })
       assert.ok(swept.aborted >= 1)
       assert.ok(!(await uploadRows(hold)).includes(idle.uploadId))
-      const url = await procedure(
-        hold,
-        NSID.holdGetPartUploadUrl,
-        { uploadId: idle.uploadId, partNumber: 3 },
-        owner,
-      )
+      const url = await procedure(hold, NSID.holdGetPartUploadUrl, owner, {
+        uploadId: idle.uploadId,
+        partNumber: 3,
+      })
       assert.equal(url.body.error, 'InvalidUploadId')
       const done = await complete(hold, idle, digest, owner)
       assert.equal(done.body.error, 'InvalidUploadId')
@@ -307,37 +272,28 @@ function uploadSuite(name: string, storage: () => TestStorage): void {
 }
 
 uploadSuite('filesystem', () => ({ driver: 'filesystem' }))
-uploadSuite('s3, presigned part URLs', () => ({ driver: 's3', s3: s3Endpoint }))
+uploadSuite('s3, presigned part URLs', () => fixture.s3.storage)
 
 describe('uploads (s3, parts through the hold)', () => {
   it('sends parts to uploadPart when presigned redirects are off', async () => {
-    const hold = await TestHold.start({
-      plcUrl: net.plc.url,
-      ownerDid: owner.did,
-      storage: { driver: 's3', s3: s3Endpoint },
+    const hold = await fixture.startHold({
+      storage: fixture.s3.storage,
       overrides: { storage: { presigned_redirects: false } },
     })
     try {
       const { parts, whole, digest } = blob([5 * MiB, 321])
-      const initiated = await procedure<{ uploadId: string }>(
-        hold,
-        NSID.holdInitiateUpload,
-        { digest },
-        owner,
-      )
-      const url = await procedure(
-        hold,
-        NSID.holdGetPartUploadUrl,
-        { uploadId: initiated.body.uploadId, partNumber: 1 },
-        owner,
-      )
+      const initiated = await initiateUpload(hold, digest, owner)
+      const url = await procedure(hold, NSID.holdGetPartUploadUrl, owner, {
+        uploadId: initiated.body.uploadId,
+        partNumber: 1,
+      })
       validateOutput(NSID.holdGetPartUploadUrl, url.body)
       assert.deepEqual(url.body, {
         url: `${hold.url}/xrpc/io.atcr.hold.uploadPart`,
         method: 'PUT',
         headers: { 'X-Upload-Id': initiated.body.uploadId, 'X-Part-Number': '1' },
       })
-      await procedure(hold, NSID.holdAbortUpload, { uploadId: initiated.body.uploadId }, owner)
+      await procedure(hold, NSID.holdAbortUpload, owner, { uploadId: initiated.body.uploadId })
       const upload = await uploadParts(hold, digest, parts, owner)
       assert.equal((await complete(hold, upload, digest, owner)).status, 200)
       let response = await getBlob(hold, digest, { credential: owner })
@@ -355,23 +311,14 @@ describe('uploads (s3, parts through the hold)', () => {
   })
 
   it('hands out presigned S3 part URLs when it can', async () => {
-    const hold = await TestHold.start({
-      plcUrl: net.plc.url,
-      ownerDid: owner.did,
-      storage: { driver: 's3', s3: s3Endpoint },
-    })
+    const hold = await fixture.startHold({ storage: fixture.s3.storage })
     try {
-      const initiated = await procedure<{ uploadId: string }>(
-        hold,
-        NSID.holdInitiateUpload,
-        { digest: sha256(Buffer.from('x')) },
-        owner,
-      )
+      const initiated = await initiateUpload(hold, digestOf(Buffer.from('x')), owner)
       const url = await procedure<{ url: string; method: string }>(
         hold,
         NSID.holdGetPartUploadUrl,
-        { uploadId: initiated.body.uploadId, partNumber: 2 },
         owner,
+        { uploadId: initiated.body.uploadId, partNumber: 2 },
       )
       const parsed = new URL(url.body.url)
       assert.equal(parsed.origin, proxy.publicEndpoint)
@@ -386,18 +333,9 @@ describe('uploads (s3, parts through the hold)', () => {
 
 describe('the periodic sweeper', () => {
   it('removes abandoned uploads on its own when the expiry is tiny', async () => {
-    const hold = await TestHold.start({
-      plcUrl: net.plc.url,
-      ownerDid: owner.did,
-      overrides: { uploads: { expiry: 1 } },
-    })
+    const hold = await fixture.startHold({ overrides: { uploads: { expiry: 1 } } })
     try {
-      const initiated = await procedure<{ uploadId: string }>(
-        hold,
-        NSID.holdInitiateUpload,
-        { digest: sha256(Buffer.from('x')) },
-        owner,
-      )
+      const initiated = await initiateUpload(hold, digestOf(Buffer.from('x')), owner)
       assert.equal(initiated.status, 200)
       const deadline = Date.now() + 10_000
       while ((await uploadRows(hold)).length > 0) {
