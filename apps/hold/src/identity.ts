@@ -146,7 +146,8 @@ async function firstBootRotationKey(path: string | null, logger: Logger) {
   return key
 }
 
-function didDocument(
+/** The DID document of a hold: its #atproto key, and its PDS and hold services at its URL. */
+export function didDocument(
   did: string,
   signingKey: Secp256k1Keypair,
   handle: string,

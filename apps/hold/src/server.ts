@@ -28,7 +28,7 @@ export async function buildServer(ctx: HoldContext): Promise<FastifyInstance> {
   await registerRepoRoutes(app, {
     repo: ctx.repo,
     handle: identity.handle,
-    getDidDocument: () => identity.document as unknown as Record<string, unknown>,
+    getDidDocument: () => identity.document,
     ociBlob: createOciBlobHandler(ctx),
   })
   await registerUploadRoutes(app, ctx)

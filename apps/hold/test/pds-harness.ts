@@ -5,6 +5,7 @@ import { freePort, makeTempDir, removeTempDir } from '@atcr/testkit'
 import { Secp256k1Keypair } from '@atproto/crypto'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { type HoldDatabase, openDatabase } from '../src/db/index.ts'
+import { didDocument } from '../src/identity.ts'
 import {
   type HoldRepo,
   openHoldRepo,
@@ -53,29 +54,6 @@ export function crewRecord(
   return { $type: CREW, member, role, permissions, addedAt: '2025-01-01T00:00:00.000Z' }
 }
 
-// The document src/identity.ts builds for a hold (there it is not exported), without the
-// #atcr_hold service: this PDS serves none of the hold's own methods.
-function didDocumentFor(did: string, keypair: Secp256k1Keypair, url: string) {
-  return {
-    '@context': [
-      'https://www.w3.org/ns/did/v1',
-      'https://w3id.org/security/multikey/v1',
-      'https://w3id.org/security/suites/secp256k1-2019/v1',
-    ],
-    id: did,
-    alsoKnownAs: [`at://${HANDLE}`],
-    verificationMethod: [
-      {
-        id: `${did}#atproto`,
-        type: 'Multikey',
-        controller: did,
-        publicKeyMultibase: keypair.did().slice('did:key:'.length),
-      },
-    ],
-    service: [{ id: '#atproto_pds', type: 'AtprotoPersonalDataServer', serviceEndpoint: url }],
-  }
-}
-
 /** Opens the repo in `dir` (a new temp dir by default) and serves it on a free port. */
 export async function startEmbeddedPds(opts: StartEmbeddedPdsOptions = {}): Promise<EmbeddedPds> {
   const dir = opts.dir ?? (await makeTempDir('atcr-pds-'))
@@ -83,17 +61,17 @@ export async function startEmbeddedPds(opts: StartEmbeddedPdsOptions = {}): Prom
   const keypair = opts.keypair ?? (await Secp256k1Keypair.create({ exportable: true }))
   const did = `did:web:localhost%3A${port}`
   const url = `http://localhost:${port}`
-  const didDocument = didDocumentFor(did, keypair, url)
+  const document = didDocument(did, keypair, HANDLE, url)
 
   const database = await openDatabase(join(dir, 'hold.sqlite'))
   const repo = await openHoldRepo({ db: database, did, signingKey: keypair, pollMs: 200 })
   const app = Fastify({ logger: false })
-  app.get('/.well-known/did.json', async () => didDocument)
+  app.get('/.well-known/did.json', async () => document)
   await opts.setup?.(app)
   await registerRepoRoutes(app, {
     repo,
     handle: HANDLE,
-    getDidDocument: () => didDocument,
+    getDidDocument: () => document,
     ...opts.routes,
   })
   await app.listen({ port, host: '127.0.0.1' })
@@ -114,7 +92,7 @@ export async function startEmbeddedPds(opts: StartEmbeddedPdsOptions = {}): Prom
     database,
     repo,
     app,
-    didDocument,
+    didDocument: document,
     stop,
     async close() {
       await stop()
