@@ -26,6 +26,8 @@ export interface ConformanceTarget {
   open(): Promise<StorageDriver>
   /** Whether the driver presigns URLs (then they are used with fetch). */
   presigns: boolean
+  /** Whether completeMultipart shows the assembled bytes to `onData` (S3 assembles remotely). */
+  observesAssembly: boolean
   /** Most extra memory (bytes) a 64 MiB streamed write may hold at once. */
   memoryBudget: number
 }
@@ -216,6 +218,58 @@ export function storageConformance(target: ConformanceTarget): void {
         driver.completeMultipart(id, [first, second, third]),
         UploadNotFoundError,
       )
+    })
+
+    it('shows assembled bytes to onData in order when it assembles them itself', async () => {
+      for (const sizes of [[5 * MiB, 5 * MiB, 777], [3000]]) {
+        const parts = sizes.map((size) => randomBytes(size))
+        const id = await driver.createMultipart('mp/observed/data')
+        const written = []
+        for (const [i, part] of parts.entries()) {
+          written.push(await driver.writePart(id, i + 1, Readable.from([part])))
+        }
+        const hash = createHash('sha256')
+        let seen = 0
+        const result = await driver.completeMultipart(id, written, {
+          onData: (chunk) => {
+            hash.update(chunk)
+            seen += chunk.length
+          },
+        })
+        const whole = Buffer.concat(parts)
+        assert.equal(result.observed === true, target.observesAssembly)
+        if (target.observesAssembly) {
+          assert.equal(seen, whole.length, `${sizes.length} part(s): every byte once`)
+          assert.equal(hash.digest('hex'), createHash('sha256').update(whole).digest('hex'))
+        } else {
+          assert.equal(seen, 0, 'a driver that does not observe never calls onData')
+        }
+        assert.ok((await readAll(await driver.read('mp/observed/data'))).equals(whole))
+      }
+    })
+
+    it('keeps nothing at the target when onData throws; the upload completes later', async () => {
+      const id = await driver.createMultipart('mp/refused/data')
+      const part = await driver.writePart(id, 1, Readable.from([randomBytes(4096)]))
+      const refusal = new Error('refused by the observer')
+      const attempt = driver.completeMultipart(id, [part], {
+        onData: () => {
+          throw refusal
+        },
+      })
+      const outcome = await attempt.then(
+        (result) => result,
+        (error: unknown) => error,
+      )
+      if (outcome === refusal) {
+        assert.equal(await driver.stat('mp/refused/data'), null)
+        assert.equal((await driver.completeMultipart(id, [part])).size, 4096)
+      } else {
+        assert.ok(
+          !(outcome as { observed?: boolean }).observed,
+          'only a non-observing driver succeeds',
+        )
+      }
     })
 
     it('refuses a bad part list, keeps nothing at the target, keeps the upload open', async () => {

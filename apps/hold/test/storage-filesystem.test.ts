@@ -29,6 +29,7 @@ storageConformance({
   name: 'filesystem',
   open: () => createStorageDriver({ driver: 'filesystem', root }),
   presigns: false,
+  observesAssembly: true,
   // Two write batches of about 1 MiB (measured: 1.1 MiB), plus slack.
   memoryBudget: 8 * MiB,
 })
