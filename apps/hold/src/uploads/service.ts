@@ -3,6 +3,7 @@
 // path) or abort; and the sweep of abandoned uploads. The state lives in SQLite, the bytes
 // in the storage driver, so an upload survives a restart of the hold.
 import { randomBytes } from 'node:crypto'
+import { NSID } from '@atcr/core/lexicons'
 import type { DigestAlgorithm } from '@atcr/core/oci'
 import { createDigester, parseDigest } from '@atcr/core/oci'
 import type { HoldContext } from '../context.ts'
@@ -31,7 +32,6 @@ import {
   type UploadRow,
 } from './store.ts'
 
-export const UPLOAD_PART_NSID = 'io.atcr.hold.uploadPart'
 /** Headers that name the upload and the part in an io.atcr.hold.uploadPart request. */
 export const UPLOAD_ID_HEADER = 'X-Upload-Id'
 export const PART_NUMBER_HEADER = 'X-Part-Number'
@@ -96,7 +96,7 @@ export async function getPartUploadUrl(
       return { url: presigned.url, method: presigned.method, headers: presigned.headers }
   }
   return {
-    url: `${ctx.identity.publicUrl}/xrpc/${UPLOAD_PART_NSID}`,
+    url: `${ctx.identity.publicUrl}/xrpc/${NSID.holdUploadPart}`,
     method: 'PUT',
     headers: { [UPLOAD_ID_HEADER]: upload.id, [PART_NUMBER_HEADER]: String(partNumber) },
   }
