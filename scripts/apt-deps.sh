@@ -1,10 +1,13 @@
 # Sourced by scripts/test: the Debian packages the end-to-end tests drive (real OCI
-# clients and a real browser). Installed on first run when missing, as root.
-apt_packages=(skopeo podman buildah chromium)
+# clients). Installed on first run when missing, as root.
+apt_packages=(skopeo podman buildah)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
 done
+# The docker CLI client (this kind of machine ships one in /usr/local/bin; Debian's
+# docker.io brings it where it is missing).
+command -v docker >/dev/null || missing+=(docker.io)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing Debian packages ${missing[*]}: install them (apt-get install ${missing[*]})" >&2
