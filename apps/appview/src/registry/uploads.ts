@@ -108,14 +108,13 @@ async function findSession(
   return registry.uploads.get(uploadId, name, callerDid)
 }
 
-export async function patchUpload(
+/** Appends a request's body (a chunk with its Content-Range, or a stream) to the session. */
+async function appendChunk(
   registry: Registry,
   request: FastifyRequest,
-  reply: FastifyReply,
   name: string,
-  uploadId: string,
-): Promise<FastifyReply> {
-  const session = await findSession(registry, request, name, uploadId)
+  session: UploadSession,
+): Promise<void> {
   try {
     const range = parseContentRange(header(request, 'content-range'))
     await registry.uploads.append(session, body(request), {
@@ -125,6 +124,17 @@ export async function patchUpload(
   } catch (error) {
     throw withUploadState(registry, name, session, error)
   }
+}
+
+export async function patchUpload(
+  registry: Registry,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  name: string,
+  uploadId: string,
+): Promise<FastifyReply> {
+  const session = await findSession(registry, request, name, uploadId)
+  await appendChunk(registry, request, name, session)
   return accepted(reply, name, session, 202)
 }
 
@@ -172,17 +182,7 @@ export async function finishUpload(
     await registry.uploads.abort(session)
     throw error
   }
-  if (hasBody(request)) {
-    try {
-      const range = parseContentRange(header(request, 'content-range'))
-      await registry.uploads.append(session, body(request), {
-        ...(range ? { range } : {}),
-        ...lengthOf(request),
-      })
-    } catch (error) {
-      throw withUploadState(registry, name, session, error)
-    }
-  }
+  if (hasBody(request)) await appendChunk(registry, request, name, session)
   await registry.uploads.complete(session, expected.digest, expected.algorithm)
   return created(reply, name, expected.digest)
 }
