@@ -16,11 +16,11 @@ export interface PdsSessionTable {
   updated_at: string
 }
 
-/** A repository pushed through this AppView (what `/v2/_catalog` lists). */
+/** A repository pushed through this AppView (`/v2/_catalog` lists those holding a manifest). */
 export interface RegistryRepositoryTable {
   did: string
   repository: string
-  /** `did-plc-.../repository`, the name `/v2/_catalog` lists. */
+  /** `<handle>/repository` (else `did-plc-.../repository`), the name `/v2/_catalog` lists. */
   name: string
   created_at: string
   updated_at: string
@@ -34,8 +34,33 @@ export interface RegistryBlobAliasTable {
   created_at: string
 }
 
+/**
+ * A manifest's link into one repository (see migrations/003): linked = 1 while the
+ * repository holds it, 0 once deleted there.
+ */
+export interface RepositoryManifestTable {
+  did: string
+  repository: string
+  digest: string
+  linked: number
+  subject: string | null
+  updated_at: string
+}
+
+/** A blob's link into one repository: linked = 1 while the repository holds it. */
+export interface RepositoryBlobTable {
+  did: string
+  repository: string
+  digest: string
+  linked: number
+  hold_did: string | null
+  updated_at: string
+}
+
 export type AppViewSchema = {
   pds_session: PdsSessionTable
   registry_repository: RegistryRepositoryTable
   registry_blob_alias: RegistryBlobAliasTable
+  repository_manifest: RepositoryManifestTable
+  repository_blob: RepositoryBlobTable
 }

@@ -10,6 +10,7 @@ import { HoldSelection } from '../holds/hold-selection.ts'
 import { type ImageName, parseImageName } from '../names.ts'
 import { PdsReader } from '../records/pds-reader.ts'
 import { ManifestStore, type Owner, TagStore } from '../records/stores.ts'
+import { ContentLinks } from './content-links.ts'
 import { UploadSessions } from './upload-sessions.ts'
 
 /** A repository named in a request, its owner resolved. */
@@ -32,6 +33,7 @@ export class Registry {
   readonly holds: HoldClient
   readonly selection: HoldSelection
   readonly uploads: UploadSessions
+  readonly links: ContentLinks
   // Holds a repository's blobs may be on, most recent manifest first.
   readonly #pullHolds = new TtlCache<string[]>({ ttlMs: PULL_HOLDS_TTL_MS, maxEntries: 10_000 })
 
@@ -42,6 +44,7 @@ export class Registry {
     this.tags = new TagStore(this.reader)
     this.holds = new HoldClient(ctx)
     this.selection = new HoldSelection(ctx, this.holds, this.reader)
+    this.links = new ContentLinks(ctx.db)
     this.uploads = new UploadSessions({
       holds: this.holds,
       partSize: ctx.config.registry.upload_part_size,
@@ -159,6 +162,44 @@ export class Registry {
     const key = `${target.owner.did} ${target.repository}`
     const known = this.#pullHolds.get(key) ?? []
     this.#pullHolds.set(key, [hold.did, ...known.filter((did) => did !== hold.did)])
+  }
+
+  /** A blob just stored on `holdDid` (an upload finished) now belongs to the repository. */
+  async linkBlob(target: Target, digest: string, holdDid: string): Promise<void> {
+    await this.links.linkBlobs(target.owner.did, target.repository, [digest], holdDid)
+  }
+
+  /**
+   * A cross-repository mount (`?mount=<digest>&from=<name>`): links the blob into the
+   * target repository when `from` is a repository of the same owner that holds it and the
+   * push hold stores it. False when it cannot be mounted (the client then uploads it).
+   */
+  async mountBlob(
+    target: Target,
+    from: string | undefined,
+    digest: string,
+    hold: Hold,
+    callerDid: string,
+  ): Promise<boolean> {
+    if (from === undefined) return false
+    let source: ImageName
+    try {
+      source = this.parseName(from)
+    } catch {
+      return false
+    }
+    const sourceTarget = await this.resolve(source).catch(() => null)
+    if (!sourceTarget || sourceTarget.owner.did !== target.owner.did) return false
+    if (!(await this.holdsBlob(sourceTarget, digest))) return false
+    if (!(await this.holds.hasBlob(hold, digest, callerDid))) return false
+    await this.linkBlob(target, digest, hold.did)
+    return true
+  }
+
+  /** Whether the repository holds the blob (see content.ts). */
+  async holdsBlob(target: Target, digest: string): Promise<boolean> {
+    const link = await this.links.blob(target.owner.did, target.repository, digest)
+    return link.state === 'linked'
   }
 
   /** Records a repository in the local catalog. */
