@@ -115,6 +115,28 @@ function uploadSuite(name: string, storage: () => TestStorage): void {
       assert.ok(!(await uploadRows(hold)).includes(upload.uploadId))
     })
 
+    it('takes an upload initiated without a digest, checking the one named at completion', async () => {
+      const { parts, whole, digest } = blob([5 * MiB, 321])
+      const wrong = await uploadParts(hold, undefined, parts, owner)
+      const row = await hold.ctx.db.db
+        .selectFrom('hold_upload')
+        .select('digest')
+        .where('id', '=', wrong.uploadId)
+        .executeTakeFirst()
+      assert.deepEqual(row, { digest: null })
+      const refused = await complete(hold, wrong, digestOf(Buffer.from('not these')), owner)
+      assert.equal(refused.status, 400)
+      assert.equal(refused.body.error, 'InvalidDigest')
+      assert.ok(!(await uploadRows(hold)).includes(wrong.uploadId))
+
+      const upload = await uploadParts(hold, undefined, parts, owner)
+      const done = await complete(hold, upload, digest, owner)
+      assert.equal(done.status, 200, JSON.stringify(done.body))
+      assert.deepEqual(done.body, { status: 'completed', digest })
+      assert.ok((await download(hold, digest)).equals(whole))
+      assert.deepEqual(await uploadLeftovers(hold), [])
+    })
+
     it('refuses malformed digests at initiate and complete', async () => {
       const initiated = await initiateUpload(hold, 'sha256:xyz', owner)
       assert.equal(initiated.status, 400)

@@ -127,19 +127,19 @@ export interface UploadedParts {
   parts: { partNumber: number; etag: string }[]
 }
 
-/** initiateUpload: opens an upload of `digest`. */
+/** initiateUpload: opens an upload of `digest` (undefined: named only at completion). */
 export function initiateUpload(
   hold: HoldTarget,
-  digest: string,
+  digest: string | undefined,
   caller: Caller,
 ): Promise<XrpcResult<Record<string, unknown> & { uploadId: string }>> {
-  return procedure(hold, NSID.holdInitiateUpload, caller, { digest })
+  return procedure(hold, NSID.holdInitiateUpload, caller, digest === undefined ? {} : { digest })
 }
 
 /** initiateUpload, then every part through getPartUploadUrl; completes nothing. */
 export async function uploadParts(
   hold: HoldTarget,
-  digest: string,
+  digest: string | undefined,
   parts: readonly Uint8Array[],
   caller: Caller,
 ): Promise<UploadedParts> {

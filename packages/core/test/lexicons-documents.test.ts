@@ -92,6 +92,14 @@ describe('lexicon documents', () => {
         assert.equal(main.key, 'any')
         main.key = 'tid'
       }
+      if (id === NSID.holdInitiateUpload) {
+        // docs/hold.md: a streamed upload's digest is known only at completeUpload, so ours
+        // makes `digest` optional (its description says why); the published one requires it.
+        const schema = ((mine.defs as JsonObject).main as JsonObject).input as JsonObject
+        const input = schema.schema as JsonObject
+        assert.equal(input.required, undefined)
+        input.required = ['digest']
+      }
       assert.deepEqual(withoutProse(mine), withoutProse(published))
     })
 

@@ -51,8 +51,11 @@ export interface BlobTable {
 /** A multipart blob upload in progress (see `uploads/`); times are Unix milliseconds. */
 export interface HoldUploadTable {
   id: string
-  /** The digest declared at initiateUpload (completeUpload's digest is the one checked). */
-  digest: string
+  /**
+   * The digest declared at initiateUpload, null when the uploader did not know it yet
+   * (completeUpload's digest is the one checked, in every case).
+   */
+  digest: string | null
   uploader_did: string
   /** The storage driver's multipart id: never shown to clients. */
   driver_upload_id: string

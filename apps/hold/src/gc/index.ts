@@ -181,8 +181,14 @@ export async function collectGarbage(deps: GcDeps, options: GcOptions): Promise<
 
 /** Digests with an upload in progress (any state), or only `digest` when given. */
 async function uploadingDigests(db: Kysely<HoldSchema>, digest?: string): Promise<Set<string>> {
-  let query = db.selectFrom('hold_upload').select('digest').distinct()
+  // An upload initiated without a digest is named when its completion begins (see
+  // completeUpload): from then on it keeps its blob here too.
+  let query = db
+    .selectFrom('hold_upload')
+    .select('digest')
+    .distinct()
+    .where('digest', 'is not', null)
   if (digest !== undefined) query = query.where('digest', '=', digest)
   const rows = await query.execute()
-  return new Set(rows.map((row) => row.digest))
+  return new Set(rows.flatMap((row) => (row.digest === null ? [] : [row.digest])))
 }

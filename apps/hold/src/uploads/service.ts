@@ -28,6 +28,7 @@ import {
   getUpload,
   insertUpload,
   listIdleUploads,
+  nameUpload,
   touchUpload,
   type UploadRow,
 } from './store.ts'
@@ -53,26 +54,33 @@ function uploadError(error: string, message: string, status = 400): XrpcError {
   return new XrpcError(status, error, message)
 }
 
-/** Opens an upload of a blob that should hash to `digest`; returns its id. */
+/**
+ * Opens an upload of a blob that should hash to `digest`, or of a blob named only at
+ * completeUpload (a stream whose digest the uploader learns with its last byte); returns
+ * its id. Either way completeUpload checks the digest it is given.
+ */
 export async function initiateUpload(
   ctx: HoldContext,
   uploaderDid: string,
-  digest: string,
+  digest: string | undefined,
 ): Promise<{ uploadId: string }> {
-  parseUploadDigest(digest)
+  if (digest !== undefined) parseUploadDigest(digest)
   const id = randomBytes(16).toString('base64url')
   const driverUploadId = await ctx.storage.createMultipart(uploadPath(id))
   const now = Date.now()
   await insertUpload(ctx.db, {
     id,
-    digest,
+    digest: digest ?? null,
     uploader_did: uploaderDid,
     driver_upload_id: driverUploadId,
     state: 'open',
     created_at: now,
     updated_at: now,
   })
-  ctx.logger.debug({ uploadId: id, digest, uploader: uploaderDid }, 'upload initiated')
+  ctx.logger.debug(
+    { uploadId: id, digest: digest ?? null, uploader: uploaderDid },
+    'upload initiated',
+  )
   return { uploadId: id }
 }
 
@@ -159,6 +167,8 @@ export async function completeUpload(
     throw uploadError('InvalidUploadId', 'The upload is already being completed or aborted')
   }
   const reopen = () => claimUpload(ctx.db, upload.id, ['completing'], 'open', Date.now())
+  // Garbage collection keeps the blob of an upload in progress: name it before it exists.
+  if (upload.digest !== expected.digest) await nameUpload(ctx.db, upload.id, expected.digest)
   const assembled = uploadPath(upload.id)
   const digester = createDigester(expected.algorithm)
   let hashed = false

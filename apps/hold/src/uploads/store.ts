@@ -52,6 +52,11 @@ export async function claimUpload(
   return result.numUpdatedRows > 0n
 }
 
+/** Names the blob an upload is completing into (its digest may not have been known before). */
+export async function nameUpload(db: HoldDatabase, id: string, digest: string): Promise<void> {
+  await db.db.updateTable('hold_upload').set({ digest }).where('id', '=', id).execute()
+}
+
 export async function deleteUpload(db: HoldDatabase, id: string): Promise<void> {
   await db.db.deleteFrom('hold_upload').where('id', '=', id).execute()
 }

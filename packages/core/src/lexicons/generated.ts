@@ -217,8 +217,8 @@ export interface GetQuotaOutput {
 }
 
 export interface InitiateUploadInput {
-  /** Digest the finished blob will have, such as 'sha256:' followed by hex. */
-  digest: string
+  /** Digest the finished blob will have, such as 'sha256:' followed by hex, when the uploader knows it at this point. Optional here (the published lexicon requires it): an upload streamed to the hold as it arrives is named only by its last byte, so its digest is given at completeUpload, which is where the hold checks it in every case. */
+  digest?: string
 }
 
 export interface InitiateUploadOutput {
