@@ -74,9 +74,10 @@ export async function startUpload(
   const hold = await registry.selection.pushHold(target.owner)
   await registry.selection.ensureCrew(callerDid, hold)
 
-  // Blobs are stored per hold, not per repository: a blob already on the hold this push
-  // goes to is there for every repository (and `from` needs no copy).
-  if (mountDigest !== undefined && (await registry.holds.hasBlob(hold, mountDigest, callerDid))) {
+  if (
+    mountDigest !== undefined &&
+    (await registry.mountBlob(target, queryValue(request, 'from'), mountDigest, hold, callerDid))
+  ) {
     return created(reply, name, mountDigest)
   }
 
@@ -90,6 +91,7 @@ export async function startUpload(
     // Monolithic: the whole blob in this one request.
     await registry.uploads.append(session, body(request), lengthOf(request))
     await registry.uploads.complete(session, expected.digest, expected.algorithm)
+    await registry.linkBlob(target, expected.digest, hold.did)
     return created(reply, name, expected.digest)
   }
   if (hasBody(request)) {
@@ -169,7 +171,8 @@ export async function finishUpload(
   uploadId: string,
 ): Promise<FastifyReply> {
   const digestParam = queryValue(request, 'digest')
-  const session = await findSession(registry, request, name, uploadId)
+  const { target, callerDid } = await authorizePush(registry, request, name)
+  const session = registry.uploads.get(uploadId, name, callerDid)
   if (digestParam === undefined) {
     throw new OciError('DIGEST_INVALID', {
       message: 'finishing an upload needs ?digest=<digest> of the whole blob',
@@ -184,6 +187,7 @@ export async function finishUpload(
   }
   if (hasBody(request)) await appendChunk(registry, request, name, session)
   await registry.uploads.complete(session, expected.digest, expected.algorithm)
+  await registry.linkBlob(target, expected.digest, session.hold.did)
   return created(reply, name, expected.digest)
 }
 
