@@ -36,6 +36,11 @@ export interface RegistryStack {
   dns: StaticDns
   /** The AppView's log lines (show them when a test fails: `logs.flushIfFailed(t)`). */
   logs: CapturedLogs
+  /**
+   * Another AppView on the same network and hold, with its own (empty) database: what a
+   * second AppView of the network sees of the content pushed through the first.
+   */
+  anotherAppView(options?: { mode?: 'dev' | 'production' }): Promise<RegistryStack>
   /** `did-plc-.../<repository>`: a name OCI clients accept. */
   nameOf(account: TestAccount, repository: string): string
   /** A registry token from /auth/token (anonymous when `account` is null). */
@@ -89,68 +94,62 @@ export async function startRegistryStack(
         '_atproto.bob.test': [`did=${bob.did}`],
       },
     })
-    const dataDir = await mkdtemp(join(tmpdir(), 'atcr-appview-'))
-    cleanups.push(() => rm(dataDir, { recursive: true, force: true }))
-    const port = await freePort()
-    const host = `127.0.0.1:${port}`
-    const config = appviewConfig.load({
-      env: {},
-      overrides: {
-        server: {
-          data_dir: dataDir,
-          mode: 'dev',
-          host: '127.0.0.1',
-          port,
-          base_url: `http://${host}`,
+    const startAppView = async (mode: 'dev' | 'production' = 'dev') => {
+      const dataDir = await mkdtemp(join(tmpdir(), 'atcr-appview-'))
+      cleanups.push(() => rm(dataDir, { recursive: true, force: true }))
+      const port = await freePort()
+      const host = `127.0.0.1:${port}`
+      const config = appviewConfig.load({
+        env: {},
+        overrides: {
+          server: { data_dir: dataDir, mode, host: '127.0.0.1', port, base_url: `http://${host}` },
+          identity: { plc_directory_url: net.plc.url },
+          registry: { default_hold_did: hold.did, ...options.registry },
         },
-        identity: { plc_directory_url: net.plc.url },
-        registry: { default_hold_did: hold.did, ...options.registry },
-      },
-    })
-    const logs = captureLogger()
-    const appview = await AppView.create(config, { logger: logs.logger, dns })
-    cleanups.push(() => appview.destroy())
-    const url = await appview.start()
-
-    const token = async (account: TestAccount | null, scopes: string[]) => {
-      const query = new URLSearchParams({ service: host })
-      for (const scope of scopes) query.append('scope', scope)
-      const headers: Record<string, string> = {}
-      if (account) {
-        const basic = Buffer.from(`${account.did}:${account.appPassword}`).toString('base64')
-        headers.authorization = `Basic ${basic}`
+      })
+      const logs = captureLogger()
+      const appview = await AppView.create(config, { logger: logs.logger, dns })
+      cleanups.push(() => appview.destroy())
+      const url = await appview.start()
+      const token = async (account: TestAccount | null, scopes: string[]) => {
+        const query = new URLSearchParams({ service: host })
+        for (const scope of scopes) query.append('scope', scope)
+        const headers: Record<string, string> = {}
+        if (account) {
+          const basic = Buffer.from(`${account.did}:${account.appPassword}`).toString('base64')
+          headers.authorization = `Basic ${basic}`
+        }
+        const response = await fetch(`${url}/auth/token?${query}`, { headers })
+        const body = (await response.json()) as { token?: string }
+        if (!response.ok || !body.token) {
+          throw new Error(`/auth/token answered ${response.status}: ${JSON.stringify(body)}`)
+        }
+        return body.token
       }
-      const response = await fetch(`${url}/auth/token?${query}`, { headers })
-      const body = (await response.json()) as { token?: string }
-      if (!response.ok || !body.token) {
-        throw new Error(`/auth/token answered ${response.status}: ${JSON.stringify(body)}`)
-      }
-      return body.token
+      return { appview, url, host, logs, token }
     }
 
-    return {
+    const stackOf = (view: Awaited<ReturnType<typeof startAppView>>): RegistryStack => ({
       net,
       alice,
       bob,
       hold,
       s3,
-      appview,
-      url,
-      host,
+      ...view,
       dns,
-      logs,
+      anotherAppView: async (other = {}) => stackOf(await startAppView(other.mode)),
       nameOf: (account, repository) => `${clientSafeDid(account.did)}/${repository}`,
-      token,
       request: async (path, init = {}) => {
         const { as, scopes, ...rest } = init
         const headers = new Headers(rest.headers)
         if (scopes !== undefined) {
-          headers.set('authorization', `Bearer ${await token(as ?? null, scopes)}`)
+          headers.set('authorization', `Bearer ${await view.token(as ?? null, scopes)}`)
         }
-        return fetch(`${url}${path}`, { ...rest, headers, redirect: 'manual' })
+        return fetch(`${view.url}${path}`, { ...rest, headers, redirect: 'manual' })
       },
       close,
-    }
+    })
+    return stackOf(await startAppView())
   } catch (error) {
     await close()
     throw error

@@ -43,6 +43,7 @@ export interface RepositoryManifestTable {
   repository: string
   digest: string
   linked: number
+  record_digest: string | null
   subject: string | null
   updated_at: string
 }

@@ -77,15 +77,24 @@ export class PdsReader {
     })
   }
 
-  /** Every record of a collection, page by page (the cursor is the PDS's). */
-  async *listRecords(pds: string, did: string, collection: string): AsyncIterable<StoredRecord> {
-    let cursor: string | undefined
+  /**
+   * Every record of a collection, page by page (the cursor is the PDS's). With `after`,
+   * only the records whose keys sort after it, in ascending key order.
+   */
+  async *listRecords(
+    pds: string,
+    did: string,
+    collection: string,
+    options: { after?: string } = {},
+  ): AsyncIterable<StoredRecord> {
+    let cursor = options.after
     for (;;) {
       const params: Record<string, string> = {
         repo: did,
         collection,
         limit: String(LIST_PAGE),
       }
+      if (options.after !== undefined) params.reverse = 'true'
       if (cursor) params.cursor = cursor
       const response = await this.#get(xrpcUrl(pds, 'com.atproto.repo.listRecords', params))
       if (!response.ok) {

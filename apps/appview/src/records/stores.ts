@@ -24,9 +24,24 @@ export interface Owner {
   pds: string
 }
 
-/** A manifest record in JSON form (blob refs as `{$type: 'blob', ref: {$link}}`). */
+/**
+ * A manifest record in JSON form (blob refs as `{$type: 'blob', ref: {$link}}`), with the
+ * fields ATCR adds beyond the lexicon (see buildManifestRecord).
+ */
 export type ManifestRecordJson = Omit<ManifestRecord, 'manifestBlob'> & {
   manifestBlob?: BlobJson
+  sha512Digest?: string
+  omittedAnnotations?: string[]
+}
+
+/**
+ * The digest clients know content by: a record's or descriptor's `digest` is always a
+ * sha256 (the lexicon's digest fields hold 128 characters at most), and `sha512Digest`
+ * carries the sha512 when the client used that.
+ */
+export function contentDigest(value: { digest: string }): string {
+  const sha512 = (value as { sha512Digest?: unknown }).sha512Digest
+  return typeof sha512 === 'string' ? sha512 : value.digest
 }
 
 export interface BlobJson {
@@ -85,16 +100,19 @@ function asTag(record: StoredRecord): StoredTag | null {
   return { uri: record.uri, repository: value.repository, tag: value.tag, digest, value }
 }
 
-/** Maps a failed write to the user's PDS onto an OCI error. */
+/**
+ * Maps a failed write to the user's PDS onto an OCI error by what the PDS meant: too large
+ * (413), refused as invalid (MANIFEST_INVALID), not allowed (DENIED), down (UNAVAILABLE).
+ */
 export function pdsWriteError(what: string, error: unknown): OciError {
   if (error instanceof OciError) return error
   const status = (error as { status?: unknown }).status
   const message = error instanceof Error ? error.message : String(error)
+  const reason = `your PDS refused to ${what}: ${message}`
+  if (status === 413) return new OciError('MANIFEST_INVALID', { status: 413, message: reason })
+  if (status === 401 || status === 403) return new OciError('DENIED', { message: reason })
   if (typeof status === 'number' && status >= 400 && status < 500) {
-    return new OciError('DENIED', {
-      message: `your PDS refused to ${what}: ${message}`,
-      cause: error,
-    })
+    return new OciError('MANIFEST_INVALID', { message: reason, cause: error })
   }
   return new OciError('UNAVAILABLE', {
     message: `your PDS failed to ${what}: ${message}`,
@@ -102,19 +120,36 @@ export function pdsWriteError(what: string, error: unknown): OciError {
   })
 }
 
-function blobReference(descriptor: OciDescriptor): Record<string, unknown> {
+/** Largest record JSON written: the PDS takes at most 1,000,000 bytes of putRecord input. */
+export const RECORD_BUDGET = 900_000
+
+/** sha512 digests of descriptors, mapped to the sha256 of the same content. */
+export type Sha256Of = ReadonlyMap<string, string>
+
+function blobReference(descriptor: OciDescriptor, sha256Of: Sha256Of): Record<string, unknown> {
   const ref: Record<string, unknown> = {
     mediaType: descriptor.mediaType,
     size: descriptor.size,
     digest: descriptor.digest,
+  }
+  if (descriptor.digest.startsWith('sha512:')) {
+    const sha256 = sha256Of.get(descriptor.digest)
+    if (sha256 === undefined) {
+      throw new OciError('MANIFEST_BLOB_UNKNOWN', {
+        message: `${descriptor.digest} is not known here by its sha256: push it first`,
+        detail: { digest: descriptor.digest },
+      })
+    }
+    ref.digest = sha256
+    ref.sha512Digest = descriptor.digest
   }
   if (descriptor.annotations) ref.annotations = descriptor.annotations
   if (descriptor.urls) ref.urls = descriptor.urls
   return ref
 }
 
-function manifestReference(descriptor: OciDescriptor): Record<string, unknown> {
-  const ref = blobReference(descriptor)
+function manifestReference(descriptor: OciDescriptor, sha256Of: Sha256Of): Record<string, unknown> {
+  const ref = blobReference(descriptor, sha256Of)
   delete ref.urls
   const platform = descriptor.platform
   if (platform) {
@@ -129,19 +164,62 @@ function manifestReference(descriptor: OciDescriptor): Record<string, unknown> {
 
 export interface ManifestRecordInput {
   repository: string
+  /** The sha256 of the manifest's bytes (its record key). */
   digest: string
+  /** The sha512 of the bytes, when the client pushed the manifest by it. */
+  sha512Digest?: string
   document: ManifestDocument
+  /** sha256 digests for the sha512 digests the manifest references. */
+  sha256Of: Sha256Of
   holdDid: string
   createdAt: string
   manifestBlob?: BlobJson
 }
 
+function jsonBytes(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value))
+}
+
 /**
- * The io.atcr.manifest record for a manifest, checked against the lexicon. Throws
- * MANIFEST_INVALID saying which field cannot be recorded.
+ * Annotations take the room the PDS lacks: the largest are left out (from the record only;
+ * the manifest's bytes keep them) until the record fits, and `omittedAnnotations` lists
+ * where they were (`annotations`, `layers/3/annotations`...).
+ */
+function fitAnnotations(record: Record<string, unknown>): void {
+  let excess = jsonBytes(record) - RECORD_BUDGET
+  if (excess <= 0) return
+  const holders: { path: string; holder: Record<string, unknown>; size: number }[] = []
+  const consider = (path: string, holder: unknown) => {
+    const h = holder as Record<string, unknown> | undefined
+    if (h?.annotations !== undefined)
+      holders.push({ path, holder: h, size: jsonBytes(h.annotations) })
+  }
+  consider('annotations', record)
+  for (const field of ['config', 'subject']) consider(`${field}/annotations`, record[field])
+  for (const field of ['layers', 'manifests']) {
+    const list = record[field]
+    if (!Array.isArray(list)) continue
+    for (const [i, item] of list.entries()) consider(`${field}/${i}/annotations`, item)
+  }
+  holders.sort((a, b) => b.size - a.size)
+  const omitted: string[] = []
+  for (const { path, holder, size } of holders) {
+    if (excess <= 0) break
+    delete holder.annotations
+    omitted.push(path)
+    excess -= size
+  }
+  record.omittedAnnotations = omitted.sort()
+}
+
+/**
+ * The io.atcr.manifest record for a manifest, checked against the lexicon. The lexicon's
+ * digest fields hold sha256 digests; sha512 ones travel in `sha512Digest` beside them.
+ * Annotations that do not fit the PDS's record size are left out (`omittedAnnotations`).
+ * Throws MANIFEST_INVALID saying which field cannot be recorded.
  */
 export function buildManifestRecord(input: ManifestRecordInput): ManifestRecordJson {
-  const { document } = input
+  const { document, sha256Of } = input
   const record: Record<string, unknown> = {
     $type: NSID.manifest,
     repository: input.repository,
@@ -151,22 +229,21 @@ export function buildManifestRecord(input: ManifestRecordInput): ManifestRecordJ
     createdAt: input.createdAt,
     holdDid: input.holdDid,
   }
+  if (input.sha512Digest) record.sha512Digest = input.sha512Digest
   if (document.kind === 'image') {
-    if (document.config) record.config = blobReference(document.config)
-    record.layers = document.layers.map(blobReference)
+    if (document.config) record.config = blobReference(document.config, sha256Of)
+    record.layers = document.layers.map((layer) => blobReference(layer, sha256Of))
   } else {
-    record.manifests = document.manifests.map(manifestReference)
+    record.manifests = document.manifests.map((child) => manifestReference(child, sha256Of))
   }
-  if (document.subject) record.subject = blobReference(document.subject)
+  if (document.subject) record.subject = blobReference(document.subject, sha256Of)
   if (document.annotations) record.annotations = document.annotations
   if (input.manifestBlob) record.manifestBlob = input.manifestBlob
-  const sha512 = [document.config, document.subject, ...document.layers, ...document.manifests]
-    .map((d) => d?.digest)
-    .find((d) => d?.startsWith('sha512:'))
-  if (sha512 !== undefined || input.digest.startsWith('sha512:')) {
+  fitAnnotations(record)
+  if (jsonBytes(record) > RECORD_BUDGET) {
     throw new OciError('MANIFEST_INVALID', {
-      message:
-        'sha512 digests cannot be recorded: the digest fields of io.atcr.manifest hold at most 128 characters. Push manifests that use sha256.',
+      status: 413,
+      message: `the manifest lists too much to be recorded in a PDS record (${RECORD_BUDGET} bytes, annotations left out)`,
     })
   }
   try {
@@ -283,6 +360,36 @@ export class ManifestStore {
     return { uri: written.uri, rkey, digest: input.digest, value: record }
   }
 
+  /**
+   * Rewrites a record to name another repository that holds the manifest (its own was
+   * deleted from), so that the records keep telling the truth.
+   */
+  async setRepository(
+    agent: AtpAgent,
+    owner: Owner,
+    manifest: StoredManifest,
+    repository: string,
+  ): Promise<void> {
+    const record = { ...manifest.value, repository } as unknown as Record<string, unknown>
+    try {
+      const response = await agent.com.atproto.repo.putRecord({
+        repo: owner.did,
+        collection: NSID.manifest,
+        rkey: manifest.rkey,
+        record,
+      })
+      this.#reader.remember(
+        owner.did,
+        NSID.manifest,
+        { uri: response.data.uri, cid: response.data.cid, rkey: manifest.rkey, value: record },
+        manifest.rkey,
+      )
+    } catch (error) {
+      this.#reader.invalidate(owner.did, NSID.manifest, manifest.rkey)
+      throw pdsWriteError('update the manifest record', error)
+    }
+  }
+
   async delete(agent: AtpAgent, owner: Owner, digest: string): Promise<void> {
     const rkey = manifestRkey(digest)
     try {
@@ -317,9 +424,17 @@ export class TagStore {
     return record ? asTag(record) : null
   }
 
-  /** Every tag of the owner, optionally only those of one repository. */
+  /**
+   * Every tag of the owner, or only those of one repository: tag keys start with the
+   * repository (`tools~app:`), so those are read from the PDS as one range of keys.
+   */
   async *list(owner: Owner, repository?: string): AsyncIterable<StoredTag> {
-    for await (const record of this.#reader.listRecords(owner.pds, owner.did, NSID.tag)) {
+    const prefix = repository === undefined ? undefined : tagRkey(repository, '_').slice(0, -1)
+    const records = this.#reader.listRecords(owner.pds, owner.did, NSID.tag, {
+      ...(prefix === undefined ? {} : { after: prefix }),
+    })
+    for await (const record of records) {
+      if (prefix !== undefined && !record.rkey.startsWith(prefix)) return
       const tag = asTag(record)
       if (!tag) continue
       if (repository !== undefined) {

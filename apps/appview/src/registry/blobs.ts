@@ -20,13 +20,16 @@ export async function getBlob(
 ): Promise<FastifyReply> {
   const image = registry.parseName(name)
   const { digest } = parseDigest(rawDigest)
+  const range = header(request, 'range')
+  assertSatisfiable(range)
   const caller = await registry.authorize(request, name, 'pull')
   const target = await registry.resolve(image)
+  const held = await registry.content.blob(target, digest)
+  if (!held) throw blobUnknown(name, digest)
   const method = request.method === 'HEAD' ? 'HEAD' : 'GET'
-  const range = header(request, 'range')
   let refused: number | null = null
   let unreachable: unknown = null
-  for (const holdDid of await registry.pullHolds(target)) {
+  for (const holdDid of await registry.blobHolds(target, held.holdDid)) {
     let hold: Hold
     let response: Response
     try {
@@ -93,10 +96,7 @@ export async function getBlob(
       message: `the hold of ${name} does not let you read ${digest}`,
     })
   }
-  throw new OciError('BLOB_UNKNOWN', {
-    message: `blob ${digest} is unknown in ${name}`,
-    detail: { digest },
-  })
+  throw blobUnknown(name, digest)
 }
 
 async function askHold(
@@ -115,21 +115,41 @@ async function askHold(
 }
 
 /**
- * Blobs belong to their hold, shared by every image that references them, and the hold's
- * garbage collection reclaims those no manifest uses: the registry does not delete them.
+ * Unlinks a blob from the repository (202): it is no longer served there. The bytes stay on
+ * the hold, shared with every repository that holds them, until the hold's garbage
+ * collection finds no manifest using them.
  */
 export async function deleteBlob(
   registry: Registry,
   request: FastifyRequest,
-  _reply: FastifyReply,
+  reply: FastifyReply,
   name: string,
   rawDigest: string,
 ): Promise<FastifyReply> {
-  registry.parseName(name)
-  parseDigest(rawDigest)
-  await registry.authorize(request, name, 'delete')
-  throw new OciError('UNSUPPORTED', {
-    message:
-      "blobs are not deleted through the registry: delete the manifests that use them, and the hold's garbage collection reclaims the space",
+  const image = registry.parseName(name)
+  const { digest } = parseDigest(rawDigest)
+  const caller = await registry.authorize(request, name, 'delete')
+  const target = await registry.resolve(image)
+  registry.assertOwner(caller, target)
+  if (!(await registry.content.blob(target, digest))) throw blobUnknown(name, digest)
+  await registry.links.unlinkBlob(target.owner.did, target.repository, digest)
+  return reply.code(202).header('content-length', 0).send()
+}
+
+function blobUnknown(name: string, digest: string): OciError {
+  return new OciError('BLOB_UNKNOWN', {
+    message: `blob ${digest} is unknown in ${name}`,
+    detail: { digest },
   })
+}
+
+/** A byte range that ends before it starts can never be served: 416, as for any other. */
+function assertSatisfiable(range: string | undefined): void {
+  const match = range === undefined ? null : /^bytes=(\d+)-(\d+)$/.exec(range.trim())
+  if (match && Number(match[2]) < Number(match[1])) {
+    throw new OciError('RANGE_INVALID', {
+      message: `the range ${range} ends before it starts`,
+      status: 416,
+    })
+  }
 }

@@ -26,29 +26,37 @@ export class ContentLinks {
     this.#db = db
   }
 
-  async manifest(did: string, repository: string, digest: string): Promise<LinkState> {
+  /** The link of a manifest, and the digest its record is keyed by when not its own. */
+  async manifest(
+    did: string,
+    repository: string,
+    digest: string,
+  ): Promise<{ state: LinkState; recordDigest: string }> {
     const row = await this.#db.db
       .selectFrom('repository_manifest')
-      .select('linked')
+      .select(['linked', 'record_digest'])
       .where('did', '=', did)
       .where('repository', '=', repository)
       .where('digest', '=', digest)
       .executeTakeFirst()
-    return state(row)
+    return { state: state(row), recordDigest: row?.record_digest ?? digest }
   }
 
   async linkManifest(
     did: string,
     repository: string,
-    digest: string,
-    subject: string | null,
+    manifest: { digest: string; recordDigest: string; subject: string | null },
   ): Promise<void> {
     const now = new Date().toISOString()
+    const { digest, subject } = manifest
+    const record_digest = manifest.recordDigest === digest ? null : manifest.recordDigest
     await this.#db.db
       .insertInto('repository_manifest')
-      .values({ did, repository, digest, linked: 1, subject, updated_at: now })
+      .values({ did, repository, digest, linked: 1, record_digest, subject, updated_at: now })
       .onConflict((c) =>
-        c.columns(['did', 'repository', 'digest']).doUpdateSet({ linked: 1, subject, updated_at: now }),
+        c
+          .columns(['did', 'repository', 'digest'])
+          .doUpdateSet({ linked: 1, record_digest, subject, updated_at: now }),
       )
       .execute()
   }
@@ -57,7 +65,15 @@ export class ContentLinks {
     const now = new Date().toISOString()
     await this.#db.db
       .insertInto('repository_manifest')
-      .values({ did, repository, digest, linked: 0, subject: null, updated_at: now })
+      .values({
+        did,
+        repository,
+        digest,
+        linked: 0,
+        record_digest: null,
+        subject: null,
+        updated_at: now,
+      })
       .onConflict((c) =>
         c.columns(['did', 'repository', 'digest']).doUpdateSet({ linked: 0, updated_at: now }),
       )
@@ -163,5 +179,28 @@ export class ContentLinks {
         c.columns(['did', 'repository', 'digest']).doUpdateSet({ linked: 0, updated_at: now }),
       )
       .execute()
+  }
+
+  /**
+   * Names for `/v2/_catalog`, in order, after `last`: the repositories that hold a manifest
+   * (one whose content was all deleted is not listed).
+   */
+  async catalog(last: string | undefined, limit: number | undefined): Promise<string[]> {
+    let query = this.#db.db
+      .selectFrom('registry_repository as r')
+      .select('r.name')
+      .where(({ exists, selectFrom }) =>
+        exists(
+          selectFrom('repository_manifest as m')
+            .select('m.digest')
+            .whereRef('m.did', '=', 'r.did')
+            .whereRef('m.repository', '=', 'r.repository')
+            .where('m.linked', '=', 1),
+        ),
+      )
+      .orderBy('r.name')
+    if (last !== undefined) query = query.where('r.name', '>', last)
+    if (limit !== undefined) query = query.limit(limit)
+    return (await query.execute()).map((row) => row.name)
   }
 }

@@ -10,7 +10,11 @@ import {
   scopeAllows,
 } from '@atcr/core/oci'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { artifactTypeOf, parseManifest } from '../records/manifest-document.ts'
+import {
+  artifactTypeOf,
+  type ManifestDocument,
+  parseManifest,
+} from '../records/manifest-document.ts'
 import { queryValue } from './http.ts'
 import type { Registry } from './registry.ts'
 
@@ -36,14 +40,7 @@ export async function listTags(
   const tags: string[] = []
   for await (const tag of registry.tags.list(target.owner, target.repository)) tags.push(tag.tag)
   if (tags.length === 0) {
-    let known = false
-    for await (const manifest of registry.manifests.list(target.owner)) {
-      if (manifest.value.repository === target.repository) {
-        known = true
-        break
-      }
-    }
-    if (!known) {
+    if (!(await registry.content.holdsSomething(target))) {
       throw new OciError('NAME_UNKNOWN', {
         message: `nothing was pushed to ${name}`,
         detail: { name },
@@ -69,28 +66,28 @@ export async function listReferrers(
   const target = await registry.resolve(image)
 
   const manifests: Record<string, unknown>[] = []
-  for await (const manifest of registry.manifests.list(target.owner)) {
+  for (const referrer of await registry.content.referrers(target, digest)) {
+    const manifest = await registry.content.manifest(target, referrer)
+    if (!manifest) continue
     const record = manifest.value
-    if (record.repository !== target.repository || record.subject?.digest !== digest) continue
     // The artifactType is only in the manifest itself (the record has no such field).
     const bytes = await registry.manifests.bytes(target.owner, manifest).catch(() => null)
     if (!bytes) continue
-    let type: string | undefined
+    let document: ManifestDocument
     try {
-      type = artifactTypeOf(parseManifest(bytes, record.mediaType))
+      document = parseManifest(bytes, record.mediaType)
     } catch {
       continue
     }
+    const type = artifactTypeOf(document)
     if (artifactType !== undefined && type !== artifactType) continue
     const descriptor: Record<string, unknown> = {
       mediaType: record.mediaType,
-      digest: manifest.digest,
+      digest: referrer,
       size: bytes.byteLength,
     }
     if (type !== undefined) descriptor.artifactType = type
-    if (record.annotations && typeof record.annotations === 'object') {
-      descriptor.annotations = record.annotations
-    }
+    if (document.annotations) descriptor.annotations = document.annotations
     manifests.push(descriptor)
   }
   manifests.sort((a, b) => (String(a.digest) < String(b.digest) ? -1 : 1))
@@ -112,10 +109,10 @@ export async function listCatalog(
   if (caller.did === null && !scopeAllows(caller.access, CATALOG_SCOPE, '*')) {
     throw registry.challenge(caller, [CATALOG_SCOPE])
   }
-  let query = registry.ctx.db.db.selectFrom('registry_repository').select('name').orderBy('name')
-  if (pageRequest.last !== undefined) query = query.where('name', '>', pageRequest.last)
-  if (pageRequest.n !== undefined) query = query.limit(pageRequest.n + 1)
-  const names = (await query.execute()).map((row) => row.name)
+  const names = await registry.links.catalog(
+    pageRequest.last,
+    pageRequest.n === undefined ? undefined : pageRequest.n + 1,
+  )
   let repositories = names
   if (pageRequest.n !== undefined && names.length > pageRequest.n) {
     repositories = names.slice(0, pageRequest.n)

@@ -17,45 +17,49 @@ import {
 } from '@atcr/core/oci'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { type Hold, HoldXrpcError } from '../holds/hold-client.ts'
-import { clientSafeDid } from '../names.ts'
 import {
   type ManifestDocument,
   parseManifest,
   requiredBlobs,
 } from '../records/manifest-document.ts'
-import type { ManifestRecordJson, StoredManifest, StoredTag } from '../records/stores.ts'
+import {
+  contentDigest,
+  type ManifestRecordJson,
+  type StoredManifest,
+  type StoredTag,
+} from '../records/stores.ts'
+import type { LinkState } from './content-links.ts'
 import { header, readBody } from './http.ts'
 import type { Registry, Target } from './registry.ts'
 import { registryPath } from './routes.ts'
 
 const BLOB_CHECK_CONCURRENCY = 8
 
+/** The manifest a reference names in the repository, and the digest to answer with. */
 async function findManifest(
   registry: Registry,
   target: Target,
   reference: ManifestReference,
-): Promise<{ manifest: StoredManifest; tag?: string }> {
-  let digest: string
+): Promise<{ manifest: StoredManifest; digest: string; tag?: string }> {
   if (reference.kind === 'tag') {
     const tag = await registry.tags.get(target.owner, target.repository, reference.tag)
-    if (!tag) {
+    const manifest = tag ? await registry.manifests.get(target.owner, tag.digest) : null
+    if (!manifest) {
       throw new OciError('MANIFEST_UNKNOWN', {
         message: `no tag ${reference.tag} in ${target.name}`,
         detail: { tag: reference.tag },
       })
     }
-    digest = tag.digest
-  } else {
-    digest = reference.digest
+    return { manifest, digest: contentDigest(manifest.value), tag: reference.tag }
   }
-  const manifest = await registry.manifests.get(target.owner, digest)
+  const manifest = await registry.content.manifest(target, reference.digest)
   if (!manifest) {
     throw new OciError('MANIFEST_UNKNOWN', {
-      message: `manifest ${digest} is unknown in ${target.name}`,
-      detail: { digest },
+      message: `manifest ${reference.digest} is unknown in ${target.name}`,
+      detail: { digest: reference.digest },
     })
   }
-  return reference.kind === 'tag' ? { manifest, tag: reference.tag } : { manifest }
+  return { manifest, digest: reference.digest }
 }
 
 export async function getManifest(
@@ -69,12 +73,9 @@ export async function getManifest(
   const reference = parseManifestReference(rawReference)
   const caller = await registry.authorize(request, name, 'pull')
   const target = await registry.resolve(image)
-  const { manifest, tag } = await findManifest(registry, target, reference)
+  const { manifest, digest, tag } = await findManifest(registry, target, reference)
   const mediaType = manifest.value.mediaType
-  reply
-    .header('docker-content-digest', manifest.digest)
-    .header('etag', `"${manifest.digest}"`)
-    .type(mediaType)
+  reply.header('docker-content-digest', digest).header('etag', `"${digest}"`).type(mediaType)
   if (request.method === 'HEAD') {
     const size = manifest.value.manifestBlob?.size
     if (typeof size === 'number') return reply.header('content-length', size).send()
@@ -161,39 +162,58 @@ async function mapLimit<T, R>(items: T[], limit: number, run: (item: T) => Promi
   return results
 }
 
-/** MANIFEST_BLOB_UNKNOWN unless everything the manifest references is already stored. */
+/**
+ * MANIFEST_BLOB_UNKNOWN unless the repository holds everything the manifest references
+ * (blobs uploaded or mounted into it, child manifests pushed to it). Returns the sha256
+ * digests of the sha512 ones, which the record needs.
+ */
 async function checkReferences(
   registry: Registry,
   target: Target,
   hold: Hold,
-  callerDid: string,
   document: ManifestDocument,
-): Promise<void> {
+): Promise<Map<string, string>> {
+  const sha256Of = new Map<string, string>()
   if (document.kind === 'index') {
     const children = await mapLimit(document.manifests, BLOB_CHECK_CONCURRENCY, async (child) => ({
       child,
-      found: await registry.manifests.get(target.owner, child.digest),
+      found: await registry.content.manifest(target, child.digest),
     }))
-    const missing = children.find((c) => !c.found)
+    for (const { child, found } of children) {
+      if (!found) {
+        throw new OciError('MANIFEST_BLOB_UNKNOWN', {
+          message: `the index lists manifest ${child.digest}, which was not pushed to ${target.name}`,
+          detail: { digest: child.digest },
+        })
+      }
+      if (child.digest !== found.digest) sha256Of.set(child.digest, found.digest)
+    }
+  } else {
+    const blobs = requiredBlobs(document)
+    const held = await mapLimit(blobs, BLOB_CHECK_CONCURRENCY, (blob) =>
+      registry.content.blob(target, blob.digest),
+    )
+    const missing = blobs.find((_, i) => !held[i])
     if (missing) {
       throw new OciError('MANIFEST_BLOB_UNKNOWN', {
-        message: `the index lists manifest ${missing.child.digest}, which was not pushed to ${target.name}`,
-        detail: { digest: missing.child.digest },
+        message: `blob ${missing.digest} is not in ${target.name}: push it first`,
+        detail: { digest: missing.digest },
       })
     }
-    return
+    for (const [i, blob] of blobs.entries()) {
+      if (!blob.digest.startsWith('sha512:')) continue
+      const holdDid = held[i]?.holdDid ?? hold.did
+      const stored = await registry.holds.aliases.storedDigest(holdDid, blob.digest)
+      if (stored.startsWith('sha256:')) sha256Of.set(blob.digest, stored)
+    }
   }
-  const blobs = requiredBlobs(document)
-  const found = await mapLimit(blobs, BLOB_CHECK_CONCURRENCY, (blob) =>
-    registry.holds.hasBlob(hold, blob.digest, callerDid),
-  )
-  const missing = blobs.find((_, i) => !found[i])
-  if (missing) {
-    throw new OciError('MANIFEST_BLOB_UNKNOWN', {
-      message: `blob ${missing.digest} is not on hold ${hold.did}: push it first`,
-      detail: { digest: missing.digest },
-    })
+  // A subject need not be in the registry, but a sha512 one can only be recorded when it is.
+  const subject = document.subject?.digest
+  if (subject?.startsWith('sha512:')) {
+    const found = await registry.content.manifest(target, subject)
+    if (found) sha256Of.set(subject, found.digest)
   }
+  return sha256Of
 }
 
 export async function putManifest(
@@ -220,12 +240,6 @@ export async function putManifest(
       }),
   )
   const algorithm: DigestAlgorithm = reference.kind === 'digest' ? reference.algorithm : 'sha256'
-  if (algorithm === 'sha512') {
-    throw new OciError('MANIFEST_INVALID', {
-      message:
-        'sha512 manifest digests cannot be recorded: the digest fields of io.atcr.manifest hold at most 128 characters. Push the manifest by tag or by its sha256 digest.',
-    })
-  }
   const digest = digestOf(bytes, algorithm)
   if (reference.kind === 'digest' && reference.digest !== digest) {
     throw new OciError('DIGEST_INVALID', {
@@ -233,52 +247,75 @@ export async function putManifest(
       detail: { expected: reference.digest, actual: digest },
     })
   }
+  // Records are keyed by the sha256 of the bytes, whatever digest the client used.
+  const recordDigest = algorithm === 'sha256' ? digest : digestOf(bytes, 'sha256')
   const document = parseManifest(bytes, header(request, 'content-type'))
 
   const hold = await registry.selection.pushHold(target.owner)
   await registry.selection.ensureCrew(callerDid, hold)
-  await checkReferences(registry, target, hold, callerDid, document)
+  const sha256Of = await checkReferences(registry, target, hold, document)
 
   const scope = [repositoryScope(name, ['pull', 'push'])]
   const agent = await registry.agentFor(caller, scope)
   const tag = reference.kind === 'tag' ? reference.tag : undefined
   const previousTag = tag ? await registry.tags.get(target.owner, target.repository, tag) : null
-  const previousManifest = await registry.manifests.get(target.owner, digest)
+  const previousManifest = await registry.manifests.get(target.owner, recordDigest)
+  const { owner, repository } = target
+  const wasLinked = (await registry.links.manifest(owner.did, repository, digest)).state
 
-  const stored = await registry.manifests.put(
-    agent,
-    target.owner,
-    {
-      repository: target.repository,
-      digest,
-      document,
-      holdDid: hold.did,
-      createdAt: new Date().toISOString(),
-    },
-    bytes,
-  )
+  // One record per manifest of the owner: it stays as it is while the repository it names
+  // still holds the manifest (another repository pushing the same bytes only links them).
+  let stored = previousManifest
+  if (!stored || !(await recordStillHeld(registry, target, stored, digest))) {
+    stored = await registry.manifests.put(
+      agent,
+      owner,
+      {
+        repository,
+        digest: recordDigest,
+        ...(algorithm === 'sha512' ? { sha512Digest: digest } : {}),
+        document,
+        sha256Of,
+        holdDid: hold.did,
+        createdAt: new Date().toISOString(),
+      },
+      bytes,
+    )
+  }
+  await registry.links.linkManifest(owner.did, repository, {
+    digest,
+    recordDigest,
+    subject: document.subject?.digest ?? null,
+  })
+  registry.content.changed(target)
   // The tag is written only once its manifest exists, so it never points at nothing.
-  if (tag) {
-    await registry.tags.put(agent, target.owner, {
-      repository: target.repository,
+  if (tag && previousTag?.digest !== recordDigest) {
+    await registry.tags.put(agent, owner, {
+      repository,
       tag,
-      digest,
+      digest: recordDigest,
       mediaType: document.mediaType,
     })
   }
-  registry.pushedTo(target, hold)
-  await registry.remember(target, `${clientSafeDid(target.owner.did)}/${target.repository}`)
+  await registry.remember(target)
 
   try {
     await registry.holds.procedure(
       hold,
       NSID.holdNotifyManifest,
-      notifyInput(target, digest, stored.value, 'push', tag),
+      notifyInput(target, recordDigest, stored.value, 'push', tag),
       callerDid,
     )
   } catch (error) {
     if (error instanceof HoldXrpcError && error.error === 'QuotaExceeded') {
-      await undoPush(registry, agent, target, { digest, tag, previousTag, previousManifest })
+      await undoPush(registry, agent, target, {
+        digest,
+        recordDigest,
+        tag,
+        previousTag,
+        previousManifest,
+        wasLinked,
+      })
       throw new OciError('DENIED', {
         message: `hold ${hold.did} refused the push: ${error.message || 'storage quota exceeded'}`,
       })
@@ -295,6 +332,19 @@ export async function putManifest(
   return reply.send()
 }
 
+/** Whether the repository a manifest record names still holds that manifest. */
+async function recordStillHeld(
+  registry: Registry,
+  target: Target,
+  record: StoredManifest,
+  digest: string,
+): Promise<boolean> {
+  const named = record.value.repository
+  if (named === target.repository) return true
+  const link = await registry.links.manifest(target.owner.did, named, digest)
+  return link.state !== 'unlinked'
+}
+
 /** Puts things back as they were before a push the hold refused. */
 async function undoPush(
   registry: Registry,
@@ -302,9 +352,11 @@ async function undoPush(
   target: Target,
   pushed: {
     digest: string
+    recordDigest: string
     tag: string | undefined
     previousTag: StoredTag | null
     previousManifest: StoredManifest | null
+    wasLinked: LinkState
   },
 ): Promise<void> {
   const { owner, repository } = target
@@ -322,7 +374,11 @@ async function undoPush(
         await registry.tags.delete(agent, owner, repository, pushed.tag)
       }
     }
-    if (!pushed.previousManifest) await registry.manifests.delete(agent, owner, pushed.digest)
+    if (pushed.wasLinked !== 'linked') {
+      await registry.links.unlinkManifest(owner.did, repository, pushed.digest)
+      registry.content.changed(target)
+    }
+    if (!pushed.previousManifest) await registry.manifests.delete(agent, owner, pushed.recordDigest)
   } catch (error) {
     registry.ctx.logger.error({ err: error }, 'undoing a refused push failed')
   }
@@ -350,21 +406,37 @@ export async function deleteManifest(
     await registry.tags.delete(agent, target.owner, target.repository, reference.tag)
     return reply.code(202).send()
   }
-  const manifest = await registry.manifests.get(target.owner, reference.digest)
+  const manifest = await registry.content.manifest(target, reference.digest)
   if (!manifest) {
     throw new OciError('MANIFEST_UNKNOWN', {
       message: `manifest ${reference.digest} is unknown in ${name}`,
     })
   }
-  // Tags go first: at no moment does a tag point at a deleted manifest. Manifest records
-  // are keyed by digest alone, so tags of any of the owner's repositories may point here.
-  const pointing: StoredTag[] = []
-  for await (const tag of registry.tags.list(target.owner)) {
-    if (tag.digest === reference.digest) pointing.push(tag)
+  // Tags go first: at no moment does a tag point at a manifest its repository lost.
+  const { owner, repository } = target
+  for await (const tag of registry.tags.list(owner, repository)) {
+    if (tag.digest === manifest.digest)
+      await registry.tags.delete(agent, owner, repository, tag.tag)
   }
-  for (const tag of pointing) {
-    await registry.tags.delete(agent, target.owner, tag.repository, tag.tag)
+  await registry.links.unlinkManifest(owner.did, repository, reference.digest)
+  registry.content.changed(target)
+
+  // The record goes with the last repository of the owner that holds the manifest; while
+  // others still do, it names one of them.
+  const holders = new Set(await registry.links.repositoriesHolding(owner.did, reference.digest))
+  for await (const tag of registry.tags.list(owner)) {
+    if (tag.digest === manifest.digest) holders.add(tag.repository)
   }
-  await registry.manifests.delete(agent, target.owner, reference.digest)
+  const named = manifest.value.repository
+  if (named !== repository) {
+    const link = await registry.links.manifest(owner.did, named, reference.digest)
+    if (link.state !== 'unlinked') holders.add(named)
+  }
+  holders.delete(repository)
+  if (holders.size === 0) {
+    await registry.manifests.delete(agent, owner, manifest.digest)
+  } else if (named === repository) {
+    await registry.manifests.setRepository(agent, owner, manifest, [...holders].sort()[0]!)
+  }
   return reply.code(202).send()
 }

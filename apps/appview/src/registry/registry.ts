@@ -1,15 +1,16 @@
 // What the /v2 handlers share: the record stores, the hold client and hold selection, the
 // upload sessions; and the two steps every request takes: authorize, then resolve the name.
-import { IdentityError, TtlCache } from '@atcr/core/identity'
+import { IdentityError, SsrfBlockedError } from '@atcr/core/identity'
 import { OciError, repositoryScope, scopeAllows, type TokenScope } from '@atcr/core/oci'
 import type { FastifyRequest } from 'fastify'
 import { type Caller, NoSessionError } from '../auth/types.ts'
 import type { AppViewContext } from '../context.ts'
 import { type Hold, HoldClient } from '../holds/hold-client.ts'
 import { HoldSelection } from '../holds/hold-selection.ts'
-import { type ImageName, parseImageName } from '../names.ts'
+import { clientSafeDid, type ImageName, parseImageName } from '../names.ts'
 import { PdsReader } from '../records/pds-reader.ts'
 import { ManifestStore, type Owner, TagStore } from '../records/stores.ts'
+import { RepositoryContent } from './content.ts'
 import { ContentLinks } from './content-links.ts'
 import { UploadSessions } from './upload-sessions.ts'
 
@@ -19,11 +20,11 @@ export interface Target {
   name: string
   repository: string
   owner: Owner
+  /** The owner's handle, when their DID document claims one that resolves back. */
+  handle?: string
 }
 
 export type Action = 'pull' | 'push' | 'delete'
-
-const PULL_HOLDS_TTL_MS = 60_000
 
 export class Registry {
   readonly ctx: AppViewContext
@@ -34,8 +35,7 @@ export class Registry {
   readonly selection: HoldSelection
   readonly uploads: UploadSessions
   readonly links: ContentLinks
-  // Holds a repository's blobs may be on, most recent manifest first.
-  readonly #pullHolds = new TtlCache<string[]>({ ttlMs: PULL_HOLDS_TTL_MS, maxEntries: 10_000 })
+  readonly content: RepositoryContent
 
   constructor(ctx: AppViewContext) {
     this.ctx = ctx
@@ -45,6 +45,7 @@ export class Registry {
     this.holds = new HoldClient(ctx)
     this.selection = new HoldSelection(ctx, this.holds, this.reader)
     this.links = new ContentLinks(ctx.db)
+    this.content = new RepositoryContent(this.links, this.manifests, this.tags)
     this.uploads = new UploadSessions({
       holds: this.holds,
       partSize: ctx.config.registry.upload_part_size,
@@ -101,8 +102,15 @@ export class Registry {
         name: image.name,
         repository: image.repository,
         owner: { did: identity.did, pds: identity.pdsEndpoint },
+        ...(identity.handle ? { handle: identity.handle } : {}),
       }
     } catch (error) {
+      if (error instanceof SsrfBlockedError) {
+        throw new OciError('NAME_UNKNOWN', {
+          message: `${subject} cannot be resolved from this registry: ${error.message}`,
+          detail: { name: image.name },
+        })
+      }
       if (error instanceof IdentityError) {
         if (error.code === 'IdentityUnavailable') {
           throw new OciError('UNAVAILABLE', {
@@ -130,38 +138,21 @@ export class Registry {
   }
 
   /**
-   * The holds that may have a repository's blobs: the holdDid of its manifests, most
-   * recent first, then the owner's push hold.
+   * The holds to ask for a blob the repository holds: the one it was stored on, then the
+   * holds of the repository's manifests (newest first), then the owner's push hold.
    */
-  async pullHolds(target: Target): Promise<string[]> {
-    const key = `${target.owner.did} ${target.repository}`
-    return this.#pullHolds.getOrLoad(key, async () => {
-      const seen: { did: string; createdAt: string }[] = []
-      for await (const manifest of this.manifests.list(target.owner)) {
-        if (manifest.value.repository !== target.repository) continue
-        const did = manifest.value.holdDid
-        if (typeof did === 'string') {
-          seen.push({ did, createdAt: String(manifest.value.createdAt ?? '') })
-        }
-      }
-      seen.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0))
-      const dids = [...new Set(seen.map((s) => s.did))]
-      try {
-        const push = await this.selection.pushHold(target.owner)
-        if (!dids.includes(push.did)) dids.push(push.did)
-      } catch {
-        // No push hold (none configured, or it does not resolve): the manifests' holds are
-        // all there is, and a repository without them simply has no blobs.
-      }
-      return dids
-    })
-  }
-
-  /** After a push: the hold just written to is where this repository's blobs are now. */
-  pushedTo(target: Target, hold: Hold): void {
-    const key = `${target.owner.did} ${target.repository}`
-    const known = this.#pullHolds.get(key) ?? []
-    this.#pullHolds.set(key, [hold.did, ...known.filter((did) => did !== hold.did)])
+  async blobHolds(target: Target, storedOn: string | null): Promise<string[]> {
+    const dids = storedOn ? [storedOn] : []
+    for (const did of (await this.content.recorded(target)).holds) {
+      if (!dids.includes(did)) dids.push(did)
+    }
+    try {
+      const push = await this.selection.pushHold(target.owner)
+      if (!dids.includes(push.did)) dids.push(push.did)
+    } catch {
+      // No push hold (none configured, or it does not resolve): the others are all there is.
+    }
+    return dids
   }
 
   /** A blob just stored on `holdDid` (an upload finished) now belongs to the repository. */
@@ -190,31 +181,38 @@ export class Registry {
     }
     const sourceTarget = await this.resolve(source).catch(() => null)
     if (!sourceTarget || sourceTarget.owner.did !== target.owner.did) return false
-    if (!(await this.holdsBlob(sourceTarget, digest))) return false
+    if (!(await this.content.blob(sourceTarget, digest))) return false
     if (!(await this.holds.hasBlob(hold, digest, callerDid))) return false
     await this.linkBlob(target, digest, hold.did)
     return true
   }
 
-  /** Whether the repository holds the blob (see content.ts). */
-  async holdsBlob(target: Target, digest: string): Promise<boolean> {
-    const link = await this.links.blob(target.owner.did, target.repository, digest)
-    return link.state === 'linked'
-  }
-
-  /** Records a repository in the local catalog. */
-  async remember(target: Target, name: string): Promise<void> {
+  /**
+   * Records a repository in the local catalog, named by the owner's handle (so that
+   * searching by handle finds it); by the DID when the handle is unknown or its name is
+   * taken by an earlier owner of the handle.
+   */
+  async remember(target: Target): Promise<void> {
+    const didName = `${clientSafeDid(target.owner.did)}/${target.repository}`
+    const handleName = target.handle ? `${target.handle}/${target.repository}` : didName
     const now = new Date().toISOString()
-    await this.ctx.db.db
-      .insertInto('registry_repository')
-      .values({
-        did: target.owner.did,
-        repository: target.repository,
-        name,
-        created_at: now,
-        updated_at: now,
-      })
-      .onConflict((c) => c.columns(['did', 'repository']).doUpdateSet({ updated_at: now }))
-      .execute()
+    const upsert = (name: string) =>
+      this.ctx.db.db
+        .insertInto('registry_repository')
+        .values({
+          did: target.owner.did,
+          repository: target.repository,
+          name,
+          created_at: now,
+          updated_at: now,
+        })
+        .onConflict((c) => c.columns(['did', 'repository']).doUpdateSet({ name, updated_at: now }))
+        .execute()
+    try {
+      await upsert(handleName)
+    } catch (error) {
+      if (handleName === didName || !String(error).includes('UNIQUE')) throw error
+      await upsert(didName)
+    }
   }
 }

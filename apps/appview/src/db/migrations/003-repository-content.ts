@@ -14,6 +14,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('repository', 'text', (c) => c.notNull())
     .addColumn('digest', 'text', (c) => c.notNull())
     .addColumn('linked', 'integer', (c) => c.notNull())
+    // The digest its io.atcr.manifest record is keyed by, when the client used another
+    // algorithm (sha512 manifests are recorded under their sha256).
+    .addColumn('record_digest', 'text')
     // The manifest's subject digest, for the repository's referrers.
     .addColumn('subject', 'text')
     .addColumn('updated_at', 'text', (c) => c.notNull())
