@@ -340,7 +340,8 @@ describe('identities the registry cannot reach', () => {
     const production = await stack.anotherAppView({ mode: 'production' })
     for (const name of ['alice.test/app', `${didWeb.did}/app`]) {
       const token = await production.token(null, [`repository:${name}:pull`])
-      const response = await fetch(`${production.url}/v2/${name}/manifests/latest`, {
+      const path = `/v2/${name.replaceAll('%', '%25')}/manifests/latest`
+      const response = await fetch(`${production.url}${path}`, {
         headers: { authorization: `Bearer ${token}` },
       })
       assert.equal(response.status, 404, name)
@@ -374,9 +375,13 @@ describe('identities the registry cannot reach', () => {
     })
     const name = `${didWeb.did}/app`
     const token = await stack.token(null, [`repository:${name}:pull`])
-    const response = await fetch(`${stack.url}/v2/${name}/manifests/latest`, {
-      headers: { authorization: `Bearer ${token}` },
-    })
+    // The name's `%` (the port's `:` in a did:web) is written percent-encoded in the path.
+    const response = await fetch(
+      `${stack.url}/v2/${name.replaceAll('%', '%25')}/manifests/latest`,
+      {
+        headers: { authorization: `Bearer ${token}` },
+      },
+    )
     assert.equal(response.status, 503)
     assert.equal(await errorCode(response), 'UNAVAILABLE')
   })
