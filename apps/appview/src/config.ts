@@ -71,7 +71,20 @@ export const appviewConfig = defineConfig({
           .min(5 * 1024 * 1024)
           .default(16 * 1024 * 1024)
           .describe(
-            'Blob uploads are sent to the hold in parts of this size (S3 needs at least 5 MiB); one part per upload is buffered in memory.',
+            'Blob uploads are sent to the hold in parts of this size (S3 needs at least 5 MiB); the part being received waits in a file under <data_dir>/uploads, not in memory.',
+          ),
+        max_uploads_per_account: z
+          .number()
+          .int()
+          .min(1)
+          .default(100)
+          .describe(
+            'Blob upload sessions one account may have open at once; more are refused with 429 TOOMANYREQUESTS.',
+          ),
+        upload_idle_timeout: duration()
+          .default(15 * 60)
+          .describe(
+            'An upload session without a request for this long expires: it is aborted on the hold and its bytes here are removed.',
           ),
       })
       .describe('The OCI registry.'),

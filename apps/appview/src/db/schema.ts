@@ -58,10 +58,37 @@ export interface RepositoryBlobTable {
   updated_at: string
 }
 
+/** A blob upload session (see migrations/004); times are Unix milliseconds. */
+export interface RegistryUploadTable {
+  id: string
+  name: string
+  caller_did: string
+  hold_did: string
+  hold_endpoint: string
+  hold_upload_id: string | null
+  expected_digest: string | null
+  received: number
+  sent: number
+  lease_owner: string | null
+  lease_until: number
+  created_at: number
+  updated_at: number
+}
+
+/** A part of an upload session that the hold has stored. */
+export interface RegistryUploadPartTable {
+  upload_id: string
+  part_number: number
+  etag: string
+  size: number
+}
+
 export type AppViewSchema = {
   pds_session: PdsSessionTable
   registry_repository: RegistryRepositoryTable
   registry_blob_alias: RegistryBlobAliasTable
   repository_manifest: RepositoryManifestTable
   repository_blob: RepositoryBlobTable
+  registry_upload: RegistryUploadTable
+  registry_upload_part: RegistryUploadPartTable
 }

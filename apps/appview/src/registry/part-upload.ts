@@ -2,6 +2,7 @@
 // presigned storage URL, or the hold's own io.atcr.hold.uploadPart, which needs the
 // caller's service token), then the bytes are PUT there with their exact Content-Length,
 // either whole or streamed while they arrive, and the part's ETag comes back.
+import type { FileHandle } from 'node:fs/promises'
 import { NSID } from '@atcr/core/lexicons'
 import { type Hold, type HoldClient, holdUnavailable, readXrpcJson } from '../holds/hold-client.ts'
 
@@ -96,6 +97,52 @@ export async function sendPart(
     throw holdUnavailable(target.hold, `sending part ${target.partNumber} failed`, error)
   }
   return etagOf(target, request, response)
+}
+
+const FILE_CHUNK = 1024 * 1024
+
+/**
+ * Reads `length` bytes of `file` from `position`, a fresh buffer per chunk (a streamed
+ * part keeps the chunks it was given until it finishes).
+ */
+export async function* readFileRange(
+  file: FileHandle,
+  position: number,
+  length: number,
+): AsyncGenerator<Buffer> {
+  let done = 0
+  while (done < length) {
+    const chunk = Buffer.allocUnsafe(Math.min(FILE_CHUNK, length - done))
+    const { bytesRead } = await file.read(chunk, 0, chunk.byteLength, position + done)
+    if (bytesRead === 0) throw new Error(`the file ended ${length - done} bytes early`)
+    done += bytesRead
+    yield bytesRead === chunk.byteLength ? chunk : chunk.subarray(0, bytesRead)
+  }
+}
+
+/** Sends the first `length` bytes of a file as one part; returns its ETag. */
+export async function sendFilePart(
+  holds: HoldClient,
+  target: PartTarget,
+  file: FileHandle,
+  length: number,
+): Promise<string> {
+  if (length <= FILE_CHUNK) {
+    const bytes = Buffer.allocUnsafe(length)
+    if (length > 0) {
+      const { bytesRead } = await file.read(bytes, 0, length, 0)
+      if (bytesRead !== length) throw new Error(`the file holds ${bytesRead} of ${length} bytes`)
+    }
+    return sendPart(holds, target, bytes)
+  }
+  const part = await StreamedPart.open(holds, target, length)
+  try {
+    for await (const chunk of readFileRange(file, 0, length)) await part.write(chunk)
+  } catch (error) {
+    await part.abort()
+    throw error
+  }
+  return part.finish()
 }
 
 /**

@@ -48,7 +48,11 @@ export class Registry {
     this.content = new RepositoryContent(this.links, this.manifests, this.tags)
     this.uploads = new UploadSessions({
       holds: this.holds,
+      db: ctx.db,
+      dataDir: ctx.config.server.data_dir,
       partSize: ctx.config.registry.upload_part_size,
+      maxPerAccount: ctx.config.registry.max_uploads_per_account,
+      idleTimeoutMs: ctx.config.registry.upload_idle_timeout * 1000,
       logger: ctx.logger.child({ subsystem: 'uploads' }),
     })
   }

@@ -1,24 +1,38 @@
 // Blob upload sessions of the distribution API, mapped onto the hold's multipart upload.
 //
-// A session lives in this process's memory: the hold's uploadId, the parts sent so far,
-// the hash of every byte received (hashed while streaming, never re-read) and one part
-// buffer (registry.upload_part_size bytes at most) holding the part being received. A
-// restart of the AppView loses sessions in flight: clients start their upload again, and
-// the hold's upload expiry removes the orphaned parts.
+// Nothing of a session waits in memory between requests. Its state is a row in the
+// database (upload-store.ts): the hold's uploadId, the parts the hold stored, the bytes
+// received. Its bytes are in those parts, and the part being received in a spill file,
+// `<data_dir>/uploads/<session id>` (at most one part long). So a session survives a
+// restart, and any AppView sharing the database and data_dir can continue it.
+//
+// A request writing to a session holds a lease on it in the database (renewed while the
+// request lasts, lost if its process dies): two requests never write one session at once,
+// in one process or across several. Whatever a request recorded is consistent (bytes in
+// parts or in the spill file); a process that died mid-request may have left more in the
+// spill file than it recorded, and the next request cuts the file back to the record.
 //
 // A part goes to the hold while it arrives: once a request is known to fill the current
 // part (by its Content-Length, or, for a body of unknown length, once a quarter of a part
-// has arrived), the part's PUT opens with the part's full length and the bytes are copied
-// into the part buffer and written to the hold together, so receiving and sending overlap.
-// The buffer keeps them in case the request ends first: the half-sent part is then
-// abandoned and sent again, whole, later.
+// has arrived), the part's PUT opens with the part's full length and the bytes are written
+// to it and to the spill file together. If the request ends first, the PUT is abandoned;
+// the bytes are in the spill file for the next request or the last part.
+//
+// The bytes are hashed as they arrive, in this process's memory (a hash state cannot be
+// stored): when this process saw every byte of a session, it checks the client's digest
+// before completing; otherwise the hold's check at completion is the only one.
 import { createHash, type Hash, randomUUID } from 'node:crypto'
+import { mkdirSync } from 'node:fs'
+import { type FileHandle, open, readdir, stat, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
 import { NSID } from '@atcr/core/lexicons'
 import type { Logger } from '@atcr/core/log'
 import { type DigestAlgorithm, DigestMismatchError, OciError } from '@atcr/core/oci'
 import { NoSessionError } from '../auth/types.ts'
+import type { AppViewDatabase } from '../db/index.ts'
 import { type Hold, type HoldClient, HoldXrpcError, holdUnavailable } from '../holds/hold-client.ts'
-import { type PartTarget, StreamedPart, sendPart } from './part-upload.ts'
+import { type PartTarget, readFileRange, StreamedPart, sendFilePart } from './part-upload.ts'
+import { type UploadPart, type UploadRow, UploadStore } from './upload-store.ts'
 
 export interface UploadSession {
   readonly id: string
@@ -28,184 +42,494 @@ export interface UploadSession {
   readonly hold: Hold
   /** Bytes received so far. */
   offset: number
-  startedAt: number
-  lastUsedAt: number
-}
-
-interface SessionState extends UploadSession {
-  holdUploadId: string | null
-  parts: { partNumber: number; etag: string }[]
-  hashes: Partial<Record<DigestAlgorithm, Hash>>
-  /** The part being received (allocated on the first byte, reused for every part). */
-  partBuffer: Buffer | null
-  /** Bytes of the current part in partBuffer. */
-  partFill: number
-  /** The current part's PUT, when it is being streamed to the hold. */
-  streaming: StreamedPart | null
-  busy: boolean
-  /** The digest announced when the upload began (monolithic uploads), if any. */
-  expectedDigest: string | undefined
 }
 
 export interface UploadSessionsOptions {
   holds: HoldClient
-  /** Bytes per part sent to the hold; one part per session is held in memory. */
+  db: AppViewDatabase
+  /** The AppView's data_dir: spill files go to its `uploads/`. */
+  dataDir: string
+  /** Bytes per part sent to the hold. */
   partSize: number
+  /** Open sessions one account may have. */
+  maxPerAccount: number
+  /** Sessions without a request for this long expire (aborted on the hold). */
+  idleTimeoutMs: number
   logger: Logger
-  /** Sessions untouched for this long are dropped (and aborted on the hold). */
-  idleTimeoutMs?: number
+  /** Tests: the clock. */
+  now?: () => number
 }
 
-const DEFAULT_IDLE_MS = 60 * 60_000
-const SWEEP_EVERY_MS = 60_000
-// The hold wants a digest when an upload begins, before a streamed upload's digest can be
-// known; it verifies the digest given at completion. This stands in until then.
-const PROVISIONAL_DIGEST = `sha256:${createHash('sha256').digest('hex')}`
+/** How long a request's lease on its session lasts unless renewed. */
+export const LEASE_MS = 30_000
+const RENEW_EVERY_MS = LEASE_MS / 3
+const SWEEP_MIN_MS = 250
+const SWEEP_MAX_MS = 60_000
+const SWEEP_BATCH = 100
+
+/** The hashes of a session's bytes, from its first byte up to `covered`. */
+interface HashState {
+  covered: number
+  sha256: Hash
+  sha512?: Hash
+}
+
+/** One request's hold on a session: its lease (renewed on a timer) and where it stands. */
+interface Writer {
+  readonly session: UploadSession
+  readonly owner: string
+  readonly hold: Hold
+  row: UploadRow
+  file: FileHandle | null
+  /** Bytes of the current part in the spill file. */
+  spill: number
+  received: number
+  sent: number
+  partNumber: number
+  streaming: StreamedPart | null
+  /** The current part's PUT failed: the part goes from the spill file once full. */
+  streamFailed: boolean
+  hash: HashState | null
+  lost: boolean
+  timer: NodeJS.Timeout
+}
 
 function uploadUnknown(): OciError {
   return new OciError('BLOB_UPLOAD_UNKNOWN', {
-    message: 'no such upload: it finished, was cancelled, expired, or the registry restarted',
+    message: 'no such upload: it finished, was cancelled, or expired',
+  })
+}
+
+function busy(): OciError {
+  return new OciError('RANGE_INVALID', {
+    message: 'another request is writing to this upload',
+    status: 416,
+  })
+}
+
+function leaseLost(): OciError {
+  return new OciError('RANGE_INVALID', {
+    message: 'this request lost its hold on the upload (it stalled); retry from the current offset',
+    status: 416,
   })
 }
 
 export class UploadSessions {
   readonly #holds: HoldClient
+  readonly #store: UploadStore
+  readonly #dir: string
   readonly #partSize: number
-  readonly #logger: Logger
+  readonly #maxPerAccount: number
   readonly #idleMs: number
-  readonly #sessions = new Map<string, SessionState>()
+  readonly #logger: Logger
+  readonly #now: () => number
+  readonly #hashes = new Map<string, HashState>()
   readonly #sweeper: NodeJS.Timeout
+  #sweeping: Promise<void> = Promise.resolve()
+  #closed = false
 
   constructor(options: UploadSessionsOptions) {
     this.#holds = options.holds
+    this.#store = new UploadStore(options.db)
+    this.#dir = join(options.dataDir, 'uploads')
     this.#partSize = options.partSize
+    this.#maxPerAccount = options.maxPerAccount
+    this.#idleMs = Math.max(options.idleTimeoutMs, 1)
     this.#logger = options.logger
-    this.#idleMs = options.idleTimeoutMs ?? DEFAULT_IDLE_MS
-    this.#sweeper = setInterval(() => this.#sweep(), SWEEP_EVERY_MS)
+    this.#now = options.now ?? Date.now
+    mkdirSync(this.#dir, { recursive: true, mode: 0o700 })
+    const every = Math.min(Math.max(this.#idleMs / 4, SWEEP_MIN_MS), SWEEP_MAX_MS)
+    this.#sweeper = setInterval(() => {
+      this.#sweeping = this.#sweeping.then(() => this.sweep())
+    }, every)
     this.#sweeper.unref()
   }
 
-  get size(): number {
-    return this.#sessions.size
-  }
-
-  has(id: string): boolean {
-    return this.#sessions.has(id)
-  }
-
-  open(input: {
+  /** Opens a session; 429 TOOMANYREQUESTS when the account has its fill of open ones. */
+  async open(input: {
     name: string
     callerDid: string
     hold: Hold
     expectedDigest?: string
-    algorithm?: DigestAlgorithm
-  }): UploadSession {
-    const now = Date.now()
-    const hashes: SessionState['hashes'] = { sha256: createHash('sha256') }
-    // sha512 is hashed only when announced up front; a streamed upload finished with a
-    // sha512 digest is verified by the hold alone.
-    if (input.algorithm === 'sha512') hashes.sha512 = createHash('sha512')
-    const session: SessionState = {
+  }): Promise<UploadSession> {
+    const now = this.#now()
+    const row: UploadRow = {
       id: randomUUID(),
       name: input.name,
-      callerDid: input.callerDid,
-      hold: input.hold,
-      offset: 0,
-      startedAt: now,
-      lastUsedAt: now,
-      holdUploadId: null,
-      parts: [],
-      hashes,
-      partBuffer: null,
-      partFill: 0,
-      streaming: null,
-      busy: false,
-      expectedDigest: input.expectedDigest,
+      caller_did: input.callerDid,
+      hold_did: input.hold.did,
+      hold_endpoint: input.hold.endpoint,
+      hold_upload_id: null,
+      expected_digest: input.expectedDigest ?? null,
+      received: 0,
+      sent: 0,
+      lease_owner: null,
+      lease_until: 0,
+      created_at: now,
+      updated_at: now,
     }
-    this.#sessions.set(session.id, session)
-    return session
+    if (!(await this.#store.insert(row, this.#maxPerAccount, now - this.#idleMs))) {
+      throw new OciError('TOOMANYREQUESTS', {
+        message: `you have ${this.#maxPerAccount} blob uploads open, the most this registry allows: finish or cancel (DELETE) one, or wait for idle ones to expire`,
+      })
+    }
+    return sessionOf(row)
   }
 
   /** The caller's session under this name; BLOB_UPLOAD_UNKNOWN for anything else. */
-  get(id: string, name: string, callerDid: string | null): UploadSession {
-    const session = this.#sessions.get(id)
-    if (!session || session.name !== name || session.callerDid !== callerDid) {
+  async get(id: string, name: string, callerDid: string | null): Promise<UploadSession> {
+    const row = await this.#store.get(id)
+    if (!row || row.name !== name || row.caller_did !== callerDid) throw uploadUnknown()
+    if (row.updated_at < this.#now() - this.#idleMs && row.lease_until < this.#now()) {
+      await this.#expire(id)
       throw uploadUnknown()
     }
-    return session
+    return sessionOf(row)
+  }
+
+  /** Where a session stands now (for answers after a failed request), or null. */
+  async find(id: string): Promise<UploadSession | null> {
+    const row = await this.#store.get(id)
+    return row ? sessionOf(row) : null
   }
 
   /**
    * Appends a request body at `start` (when the client said where it belongs). Bytes are
-   * hashed as they arrive and go to the hold part by part; the request is not read
-   * further while the hold is slower (backpressure instead of buffering). `length` is the
-   * request's Content-Length, when it has one.
+   * hashed as they arrive and go to the spill file and to the hold part by part; the
+   * request is not read further while the disk or the hold is slower. `length` is the
+   * request's Content-Length, when it has one; `digest` the blob's digest when the client
+   * named it already (it goes to the hold when the hold's upload begins).
    */
   async append(
     handle: UploadSession,
     body: AsyncIterable<Buffer>,
-    options: { range?: { start: number; end: number }; length?: number } = {},
+    options: { range?: { start: number; end: number }; length?: number; digest?: string } = {},
   ): Promise<void> {
-    const session = this.#state(handle)
+    const writer = await this.#begin(handle)
     const { range, length } = options
-    if (session.busy) {
-      throw new OciError('RANGE_INVALID', {
-        message: 'another request is writing to this upload',
-        status: 416,
-      })
-    }
-    if (range && range.start !== session.offset) {
-      throw new OciError('RANGE_INVALID', {
-        message: `the chunk starts at ${range.start}, but ${session.offset} bytes were received`,
-        status: 416,
-      })
-    }
-    session.busy = true
-    const before = session.offset
     try {
-      for await (const chunk of body) {
-        for (const hash of Object.values(session.hashes)) hash.update(chunk)
-        session.offset += chunk.byteLength
-        const remaining = length === undefined ? undefined : length - (session.offset - before)
-        await this.#take(session, chunk, remaining)
-      }
-      // A part still open was not filled by this request: abandon its PUT (the bytes stay
-      // in the part buffer for the next request or the last part).
-      await this.#stopStreaming(session)
-      if (range && session.offset - before !== range.end - range.start + 1) {
+      if (range && range.start !== writer.received) {
         throw new OciError('RANGE_INVALID', {
-          message: `Content-Range announced ${range.end - range.start + 1} bytes, ${session.offset - before} arrived`,
+          message: `the chunk starts at ${range.start}, but ${writer.received} bytes were received`,
+          status: 416,
+        })
+      }
+      const before = writer.received
+      await this.#openSpill(writer)
+      writer.hash = this.#hashFor(writer, options.digest)
+      await this.#receive(writer, body, length, options.digest)
+      if (range && writer.received - before !== range.end - range.start + 1) {
+        throw new OciError('RANGE_INVALID', {
+          message: `Content-Range announced ${range.end - range.start + 1} bytes, ${writer.received - before} arrived`,
           status: 416,
         })
       }
     } catch (error) {
-      // The hash has seen bytes that may never reach the hold: the session cannot go on.
-      await this.abort(session)
+      if (error instanceof OciError && error.code === 'BLOB_UPLOAD_UNKNOWN') {
+        await this.#end(writer, { abortOnHold: false })
+      }
       throw error
     } finally {
-      session.busy = false
-      session.lastUsedAt = Date.now()
+      await this.#finish(writer)
     }
   }
 
-  /** Copies a chunk into the part buffer, streaming or sending parts as they fill. */
-  async #take(session: SessionState, chunk: Buffer, remaining: number | undefined) {
-    let position = 0
-    while (position < chunk.byteLength) {
-      session.partBuffer ??= Buffer.allocUnsafeSlow(this.#partSize)
-      const take = Math.min(this.#partSize - session.partFill, chunk.byteLength - position)
-      const start = session.partFill
-      chunk.copy(session.partBuffer, start, position, position + take)
-      session.partFill += take
-      position += take
-      const rest = remaining === undefined ? undefined : remaining + (chunk.byteLength - position)
-      if (session.streaming) {
-        await session.streaming.write(session.partBuffer.subarray(start, session.partFill))
-      } else if (this.#worthStreaming(session, rest)) {
-        session.streaming = await this.#openStream(session)
-        await session.streaming.write(session.partBuffer.subarray(0, session.partFill))
+  /**
+   * Sends what is left as the last part and asks the hold to complete the blob under
+   * `digest`, checked here first when this process saw every byte. The session ends
+   * either way.
+   */
+  async complete(handle: UploadSession, digest: string, algorithm: DigestAlgorithm): Promise<void> {
+    const writer = await this.#begin(handle)
+    let abortOnHold = true
+    try {
+      const hash = this.#coveringHash(writer)
+      const sha256 = hash ? `sha256:${hash.sha256.copy().digest('hex')}` : null
+      const announced = hash?.[algorithm]
+      if (announced) {
+        const actual = `${algorithm}:${announced.copy().digest('hex')}`
+        if (actual !== digest) throw new DigestMismatchError(digest, actual)
       }
-      if (session.partFill === this.#partSize) await this.#partDone(session)
+      // Holds take sha256 digests only (the hold API's digest fields are 128 characters at
+      // most): a sha512 blob is completed under its sha256, known only from the hash of
+      // every byte.
+      if (algorithm !== 'sha256' && sha256 === null) {
+        throw new OciError('BLOB_UPLOAD_INVALID', {
+          message: `this ${algorithm} upload was continued by another registry process or after a restart, which cannot check ${algorithm} digests; please upload the blob again`,
+        })
+      }
+      const holdDigest = sha256 ?? digest
+
+      await this.#openSpill(writer)
+      // Every part but the last is full; the last may be short, or empty for an empty blob.
+      const parts = await this.#store.parts(handle.id)
+      if (writer.spill > 0 || parts.length === 0) {
+        parts.push(await this.#sendSpill(writer, holdDigest))
+      }
+      const uploadId = await this.#holdUpload(writer, holdDigest)
+      try {
+        await this.#holds.procedure(
+          writer.hold,
+          NSID.holdCompleteUpload,
+          {
+            uploadId,
+            digest: holdDigest,
+            parts: parts.map((p) => ({ partNumber: p.part_number, etag: p.etag })),
+          },
+          handle.callerDid,
+        )
+      } catch (error) {
+        if (error instanceof HoldXrpcError && error.error === 'InvalidDigest') {
+          abortOnHold = false // the hold discarded it
+          throw new OciError('DIGEST_INVALID', {
+            message: `the hold found the uploaded content does not match ${holdDigest}: ${error.message}`,
+          })
+        }
+        throw this.#holdError(writer.hold, 'completeUpload', error)
+      }
+      abortOnHold = false
+      if (digest !== holdDigest) {
+        if (!announced) {
+          // Not hashed while streaming (the digest was named only now): read it back.
+          const actual = await this.#holds.digestOfStored(
+            writer.hold,
+            holdDigest,
+            algorithm,
+            handle.callerDid,
+          )
+          // The blob stays on the hold under its sha256, unreferenced: its GC reclaims it.
+          if (actual !== digest) throw new DigestMismatchError(digest, actual)
+        }
+        await this.#holds.aliases.record(writer.hold.did, digest, holdDigest)
+      }
+      await this.#end(writer, { abortOnHold: false })
+    } catch (error) {
+      // A request that lost its lease leaves the session to the one that took it.
+      if (!writer.lost) await this.#end(writer, { abortOnHold })
+      throw error
+    } finally {
+      await this.#finish(writer)
+    }
+  }
+
+  /** Ends a session and abandons its upload on the hold (best effort). */
+  async abort(handle: UploadSession): Promise<void> {
+    const writer = await this.#begin(handle)
+    try {
+      await this.#end(writer, { abortOnHold: true })
+    } finally {
+      await this.#finish(writer)
+    }
+  }
+
+  close(): void {
+    this.#closed = true
+    clearInterval(this.#sweeper)
+    this.#hashes.clear()
+  }
+
+  /**
+   * Ends sessions idle past the timeout (each claimed in the database first, so that of
+   * several processes sharing it exactly one ends a session), then removes spill files no
+   * session owns and forgets hashes of sessions that ended elsewhere.
+   */
+  async sweep(): Promise<void> {
+    try {
+      const seen = new Set<string>()
+      for (;;) {
+        const now = this.#now()
+        const ids = (await this.#store.idle(now - this.#idleMs, now, SWEEP_BATCH)).filter(
+          (id) => !seen.has(id),
+        )
+        if (ids.length === 0 || this.#closed) break
+        for (const id of ids) {
+          seen.add(id)
+          await this.#expire(id)
+        }
+      }
+      await this.#sweepLeftovers()
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'sweeping idle uploads failed')
+    }
+  }
+
+  /** Ends an idle session if this process is the one to claim it. */
+  async #expire(id: string): Promise<void> {
+    const now = this.#now()
+    const owner = `expire:${randomUUID()}`
+    const row = await this.#store.claimIdle(id, owner, now, now + LEASE_MS, now - this.#idleMs)
+    if (!row) return
+    this.#logger.info({ upload: id, caller: row.caller_did }, 'upload expired')
+    await this.#discard(row, true)
+  }
+
+  async #sweepLeftovers(): Promise<void> {
+    const cutoff = this.#now() - this.#idleMs
+    const names = await readdir(this.#dir)
+    for (let i = 0; i < names.length; i += 500) {
+      const batch = names.slice(i, i + 500)
+      const live = await this.#store.existing(batch)
+      for (const name of batch) {
+        if (live.has(name)) continue
+        const path = join(this.#dir, name)
+        const info = await stat(path).catch(() => null)
+        if (info && info.mtimeMs < cutoff) await unlink(path).catch(() => {})
+      }
+    }
+    const known = [...this.#hashes.keys()]
+    for (let i = 0; i < known.length; i += 500) {
+      const batch = known.slice(i, i + 500)
+      const live = await this.#store.existing(batch)
+      for (const id of batch) if (!live.has(id)) this.#hashes.delete(id)
+    }
+  }
+
+  /** Takes the session's lease: 416 while another request has it, unknown when gone. */
+  async #begin(handle: UploadSession): Promise<Writer> {
+    const now = this.#now()
+    const owner = randomUUID()
+    const result = await this.#store.lease(
+      handle.id,
+      owner,
+      now,
+      now + LEASE_MS,
+      now - this.#idleMs,
+    )
+    if (result.state === 'busy') {
+      handle.offset = result.row.received
+      throw busy()
+    }
+    if (result.state === 'expired') {
+      await this.#expire(handle.id)
+      throw uploadUnknown()
+    }
+    if (result.state === 'unknown') throw uploadUnknown()
+    const row = result.row
+    const writer: Writer = {
+      session: handle,
+      owner,
+      hold: { did: row.hold_did, endpoint: row.hold_endpoint },
+      row,
+      file: null,
+      spill: row.received - row.sent,
+      received: row.received,
+      sent: row.sent,
+      partNumber: 0,
+      streaming: null,
+      streamFailed: false,
+      hash: null,
+      lost: false,
+      timer: setInterval(() => {
+        const at = this.#now()
+        this.#store.renew(handle.id, owner, at, at + LEASE_MS).then(
+          (held) => {
+            if (!held) writer.lost = true
+          },
+          (error: unknown) => this.#logger.warn({ err: error }, 'renewing an upload lease failed'),
+        )
+      }, RENEW_EVERY_MS),
+    }
+    writer.timer.unref()
+    handle.offset = row.received
+    return writer
+  }
+
+  /** Closes the spill file, records where the session stands and gives up the lease. */
+  async #finish(writer: Writer): Promise<void> {
+    clearInterval(writer.timer)
+    await this.#stopStreaming(writer)
+    const file = writer.file
+    writer.file = null
+    try {
+      if (file) {
+        await file.datasync()
+        await file.close()
+      }
+      if (writer.hash) writer.hash.covered = writer.received
+      writer.session.offset = writer.received
+      if (writer.received !== writer.row.received) {
+        await this.#store.record(writer.session.id, writer.owner, { received: writer.received })
+      }
+      await this.#store.release(writer.session.id, writer.owner, this.#now())
+    } catch (error) {
+      this.#logger.warn({ err: error, upload: writer.session.id }, 'recording an upload failed')
+    }
+  }
+
+  /** Opens the spill file, cut back to the bytes the database recorded. */
+  async #openSpill(writer: Writer): Promise<void> {
+    const path = this.#spillPath(writer.session.id)
+    let file: FileHandle
+    try {
+      file = await open(path, 'r+')
+    } catch {
+      file = await open(path, 'w+', 0o600)
+    }
+    writer.file = file
+    const { size } = await file.stat()
+    if (size < writer.spill) {
+      throw new OciError('BLOB_UPLOAD_INVALID', {
+        message: `the upload lost bytes kept by the registry (${size} of ${writer.spill}); please upload the blob again`,
+      })
+    }
+    if (size > writer.spill) await file.truncate(writer.spill)
+    writer.partNumber = (await this.#store.parts(writer.session.id)).length
+  }
+
+  /** This process's hash of the session, when it saw every byte so far. */
+  #hashFor(writer: Writer, digest: string | undefined): HashState | null {
+    const id = writer.session.id
+    const known = this.#hashes.get(id)
+    if (known && known.covered === writer.received) return known
+    this.#hashes.delete(id)
+    if (writer.received !== 0) return null
+    const hash: HashState = { covered: 0, sha256: createHash('sha256') }
+    // sha512 is hashed only when announced before the first byte; a streamed upload
+    // finished with a sha512 digest is read back from the hold instead.
+    const named = digest ?? writer.row.expected_digest
+    if (named?.startsWith('sha512:')) hash.sha512 = createHash('sha512')
+    this.#hashes.set(id, hash)
+    return hash
+  }
+
+  #coveringHash(writer: Writer): HashState | null {
+    const known = this.#hashes.get(writer.session.id)
+    return known && known.covered === writer.received ? known : null
+  }
+
+  async #receive(
+    writer: Writer,
+    body: AsyncIterable<Buffer>,
+    length: number | undefined,
+    digest: string | undefined,
+  ): Promise<void> {
+    // A full part left by a request whose send failed goes first.
+    if (writer.spill >= this.#partSize) await this.#partFull(writer, digest)
+    let arrived = 0
+    for await (const chunk of body) {
+      arrived += chunk.byteLength
+      let position = 0
+      while (position < chunk.byteLength) {
+        if (writer.lost) throw leaseLost()
+        const take = Math.min(this.#partSize - writer.spill, chunk.byteLength - position)
+        const piece = chunk.subarray(position, position + take)
+        position += take
+        const start = writer.spill
+        const written = writer.file!.write(piece, 0, take, start)
+        if (writer.streaming) await Promise.all([written, this.#stream(writer, piece)])
+        else await written
+        writer.hash?.sha256.update(piece)
+        writer.hash?.sha512?.update(piece)
+        writer.spill += take
+        writer.received += take
+        if (writer.hash) writer.hash.covered = writer.received
+        const rest =
+          length === undefined ? undefined : length - arrived + (chunk.byteLength - position)
+        if (!writer.streaming && this.#worthStreaming(writer, rest)) {
+          await this.#startStreaming(writer, digest)
+        }
+        if (writer.spill === this.#partSize) await this.#partFull(writer, digest)
+      }
     }
   }
 
@@ -214,223 +538,191 @@ export class UploadSessions {
    * length), or, not knowing, once a quarter of a part has arrived (smaller blobs go in one
    * PUT at the end; a larger last part may be sent twice).
    */
-  #worthStreaming(session: SessionState, rest: number | undefined): boolean {
-    if (session.partFill === this.#partSize) return false
-    if (rest !== undefined) return session.partFill + rest >= this.#partSize
-    return session.partFill >= this.#partSize / 4
+  #worthStreaming(writer: Writer, rest: number | undefined): boolean {
+    if (writer.spill === this.#partSize || writer.streamFailed) return false
+    if (rest !== undefined) return writer.spill + rest >= this.#partSize
+    return writer.spill >= this.#partSize / 4
   }
 
-  async #openStream(session: SessionState): Promise<StreamedPart> {
-    const target = await this.#partTarget(session)
+  /**
+   * Writes to the part's PUT. A PUT that fails is dropped, not the request: the bytes are
+   * in the spill file, and the part goes from there once full.
+   */
+  async #stream(writer: Writer, piece: Buffer): Promise<void> {
     try {
-      return await StreamedPart.open(this.#holds, target, this.#partSize)
+      await writer.streaming?.write(piece)
     } catch (error) {
-      throw this.#holdError(session, 'getPartUploadUrl', error)
+      this.#logger.warn({ err: error, upload: writer.session.id }, 'streaming a part failed')
+      writer.streamFailed = true
+      await this.#stopStreaming(writer)
     }
   }
 
-  /** The current part is full: finish its PUT, or send it whole. */
-  async #partDone(session: SessionState): Promise<void> {
-    const streaming = session.streaming
-    session.streaming = null
+  /** Opens the part's PUT and sends it what the spill file has of the part so far. */
+  async #startStreaming(writer: Writer, digest: string | undefined): Promise<void> {
+    const target = await this.#partTarget(writer, digest)
+    let part: StreamedPart
+    try {
+      part = await StreamedPart.open(this.#holds, target, this.#partSize)
+    } catch (error) {
+      throw this.#holdError(writer.hold, 'getPartUploadUrl', error)
+    }
+    writer.streaming = part
+    for await (const chunk of readFileRange(writer.file!, 0, writer.spill)) await part.write(chunk)
+  }
+
+  /** The current part is full: finish its PUT, or send it from the spill file. */
+  async #partFull(writer: Writer, digest: string | undefined): Promise<void> {
+    const streaming = writer.streaming
+    writer.streaming = null
+    let part: UploadPart
     if (streaming) {
       let etag: string
       try {
         etag = await streaming.finish()
       } catch (error) {
-        throw this.#holdError(session, 'uploadPart', error)
+        throw this.#holdError(writer.hold, 'uploadPart', error)
       }
-      session.parts.push({ partNumber: streaming.target.partNumber, etag })
+      part = { part_number: streaming.target.partNumber, etag, size: this.#partSize }
     } else {
-      await this.#sendBuffered(session)
+      part = await this.#sendSpill(writer, digest)
     }
-    session.partFill = 0
+    const totals = { received: writer.received, sent: writer.sent + part.size }
+    if (!(await this.#store.addPart(writer.session.id, writer.owner, part, totals))) {
+      throw leaseLost()
+    }
+    writer.row.received = writer.received
+    writer.sent = totals.sent
+    writer.partNumber = part.part_number
+    writer.spill = 0
+    writer.streamFailed = false
+    await writer.file!.truncate(0)
   }
 
-  async #stopStreaming(session: SessionState): Promise<void> {
-    const streaming = session.streaming
-    session.streaming = null
+  /** Sends the spill file's bytes as the next part. */
+  async #sendSpill(writer: Writer, digest: string | undefined): Promise<UploadPart> {
+    const target = await this.#partTarget(writer, digest)
+    try {
+      const etag = await sendFilePart(this.#holds, target, writer.file!, writer.spill)
+      return { part_number: target.partNumber, etag, size: writer.spill }
+    } catch (error) {
+      throw this.#holdError(writer.hold, 'uploadPart', error)
+    }
+  }
+
+  async #stopStreaming(writer: Writer): Promise<void> {
+    const streaming = writer.streaming
+    writer.streaming = null
     await streaming?.abort()
   }
 
-  /** Sends the part buffer's bytes as one part. */
-  async #sendBuffered(session: SessionState): Promise<void> {
-    const bytes = (session.partBuffer ?? Buffer.alloc(0)).subarray(0, session.partFill)
-    const target = await this.#partTarget(session)
-    let etag: string
-    try {
-      etag = await sendPart(this.#holds, target, bytes)
-    } catch (error) {
-      throw this.#holdError(session, 'uploadPart', error)
-    }
-    session.parts.push({ partNumber: target.partNumber, etag })
-  }
-
-  async #partTarget(session: SessionState): Promise<PartTarget> {
-    const uploadId = await this.#holdUpload(session)
+  async #partTarget(writer: Writer, digest: string | undefined): Promise<PartTarget> {
+    const uploadId = await this.#holdUpload(writer, digest)
     return {
-      hold: session.hold,
-      callerDid: session.callerDid,
+      hold: writer.hold,
+      callerDid: writer.session.callerDid,
       uploadId,
-      partNumber: session.parts.length + 1,
+      partNumber: writer.partNumber + 1,
     }
   }
 
   /**
-   * Sends what is left, checks the digest of everything received against `digest` and
-   * asks the hold to complete the blob. The session ends either way.
+   * The hold's upload, begun on the first part. It is given the blob's digest when the
+   * client named one already; a streamed upload's digest is known only at its end, and
+   * the hold is told it at completion.
    */
-  async complete(handle: UploadSession, digest: string, algorithm: DigestAlgorithm): Promise<void> {
-    const session = this.#state(handle)
-    if (session.busy) {
-      throw new OciError('RANGE_INVALID', {
-        message: 'another request is writing to this upload',
-        status: 416,
-      })
-    }
-    session.busy = true
+  async #holdUpload(writer: Writer, digest: string | undefined): Promise<string> {
+    if (writer.row.hold_upload_id !== null) return writer.row.hold_upload_id
+    const named = digest ?? writer.row.expected_digest
+    const input = named?.startsWith('sha256:') ? { digest: named } : {}
+    let uploadId: string
     try {
-      // Holds take sha256 digests only (the hold API's digest fields are 128 characters at
-      // most): every blob is completed under its sha256, which is always hashed here.
-      const sha256 = `sha256:${session.hashes.sha256!.copy().digest('hex')}`
-      const announced = session.hashes[algorithm]
-      if (announced) {
-        const actual =
-          algorithm === 'sha256' ? sha256 : `${algorithm}:${announced.copy().digest('hex')}`
-        if (actual !== digest) throw new DigestMismatchError(digest, actual)
+      const answer = await this.#holds.procedure<{ uploadId?: unknown }>(
+        writer.hold,
+        NSID.holdInitiateUpload,
+        input,
+        writer.session.callerDid,
+      )
+      if (typeof answer.uploadId !== 'string' || answer.uploadId === '') {
+        throw holdUnavailable(writer.hold, 'initiateUpload returned no uploadId')
       }
-      session.expectedDigest = sha256
-      // Every part but the last is full; the last may be short, or empty for an empty blob.
-      if (session.partFill > 0 || session.parts.length === 0) await this.#sendBuffered(session)
-      session.partFill = 0
-      session.partBuffer = null
-      const uploadId = await this.#holdUpload(session)
+      uploadId = answer.uploadId
+    } catch (error) {
+      throw this.#holdError(writer.hold, 'initiateUpload', error)
+    }
+    if (
+      !(await this.#store.record(writer.session.id, writer.owner, { hold_upload_id: uploadId }))
+    ) {
+      throw leaseLost()
+    }
+    writer.row.hold_upload_id = uploadId
+    return uploadId
+  }
+
+  /** Removes a session this writer holds (and its hold upload, unless told otherwise). */
+  async #end(writer: Writer, options: { abortOnHold: boolean }): Promise<void> {
+    await this.#stopStreaming(writer)
+    await writer.file?.close().catch(() => {})
+    writer.file = null
+    await this.#discard(writer.row, options.abortOnHold)
+  }
+
+  /** Drops a session: the hold's upload (best effort), the spill file, the rows, the hash. */
+  async #discard(row: UploadRow, abortOnHold: boolean): Promise<void> {
+    const uploadId = row.hold_upload_id
+    if (abortOnHold && uploadId !== null) {
       try {
         await this.#holds.procedure(
-          session.hold,
-          NSID.holdCompleteUpload,
-          { uploadId, digest: sha256, parts: session.parts },
-          session.callerDid,
+          { did: row.hold_did, endpoint: row.hold_endpoint },
+          NSID.holdAbortUpload,
+          { uploadId },
+          row.caller_did,
         )
       } catch (error) {
-        if (error instanceof HoldXrpcError && error.error === 'InvalidDigest') {
-          session.holdUploadId = null // the hold discarded it
-          throw new OciError('DIGEST_INVALID', {
-            message: `the hold found the uploaded content does not match ${sha256}: ${error.message}`,
-          })
-        }
-        throw this.#holdError(session, 'completeUpload', error)
+        // The hold's upload expiry removes what is left.
+        this.#logger.warn({ err: error, hold: row.hold_did }, 'aborting a hold upload failed')
       }
-      session.holdUploadId = null
-      if (digest !== sha256) {
-        if (!announced) {
-          // Not hashed while streaming (the digest was named only now): read it back.
-          const actual = await this.#holds.digestOfStored(
-            session.hold,
-            sha256,
-            algorithm,
-            session.callerDid,
-          )
-          // The blob stays on the hold under its sha256, unreferenced: its GC reclaims it.
-          if (actual !== digest) throw new DigestMismatchError(digest, actual)
-        }
-        await this.#holds.aliases.record(session.hold.did, digest, sha256)
-      }
-    } catch (error) {
-      await this.abort(session)
-      throw error
-    } finally {
-      session.busy = false
-      this.#sessions.delete(session.id)
     }
+    await unlink(this.#spillPath(row.id)).catch(() => {})
+    await this.#store.delete(row.id)
+    this.#hashes.delete(row.id)
   }
 
-  /** Ends a session and abandons its upload on the hold (best effort). */
-  async abort(handle: UploadSession): Promise<void> {
-    const session = this.#sessions.get(handle.id)
-    this.#sessions.delete(handle.id)
-    if (!session) return
-    await this.#stopStreaming(session)
-    session.partBuffer = null
-    session.partFill = 0
-    const uploadId = session.holdUploadId
-    session.holdUploadId = null
-    if (uploadId === null) return
-    try {
-      await this.#holds.procedure(
-        session.hold,
-        NSID.holdAbortUpload,
-        { uploadId },
-        session.callerDid,
-      )
-    } catch (error) {
-      // The hold's upload expiry removes what is left.
-      this.#logger.warn({ err: error, hold: session.hold.did }, 'aborting a hold upload failed')
-    }
+  #spillPath(id: string): string {
+    // Session ids are UUIDs this class made; anything else never names a file.
+    if (!/^[0-9a-f-]{36}$/.test(id)) throw uploadUnknown()
+    return join(this.#dir, id)
   }
 
-  close(): void {
-    clearInterval(this.#sweeper)
-    this.#sessions.clear()
-  }
-
-  #state(handle: UploadSession): SessionState {
-    const session = this.#sessions.get(handle.id)
-    if (!session) throw uploadUnknown()
-    return session
-  }
-
-  async #holdUpload(session: SessionState): Promise<string> {
-    if (session.holdUploadId !== null) return session.holdUploadId
-    try {
-      const { uploadId } = await this.#holds.procedure<{ uploadId: string }>(
-        session.hold,
-        NSID.holdInitiateUpload,
-        {
-          digest: session.expectedDigest?.startsWith('sha256:')
-            ? session.expectedDigest
-            : PROVISIONAL_DIGEST,
-        },
-        session.callerDid,
-      )
-      if (typeof uploadId !== 'string' || uploadId === '') {
-        throw holdUnavailable(session.hold, 'initiateUpload returned no uploadId')
-      }
-      session.holdUploadId = uploadId
-      return uploadId
-    } catch (error) {
-      throw this.#holdError(session, 'initiateUpload', error)
-    }
-  }
-
-  #holdError(session: SessionState, what: string, error: unknown): Error {
+  #holdError(hold: Hold, what: string, error: unknown): Error {
     if (error instanceof OciError || error instanceof NoSessionError) return error
     if (error instanceof HoldXrpcError) {
       if (error.status === 401 || error.status === 403) {
         return new OciError('DENIED', {
-          message: `hold ${session.hold.did} refused ${what}: ${error.error} ${error.message}`,
+          message: `hold ${hold.did} refused ${what}: ${error.error} ${error.message}`,
           cause: error,
         })
       }
       if (error.error === 'InvalidUploadId') return uploadUnknown()
       if (error.status === 413) {
         return new OciError('DENIED', {
-          message: `hold ${session.hold.did} refused the blob: ${error.message}`,
+          message: `hold ${hold.did} refused the blob: ${error.message}`,
           cause: error,
         })
       }
     }
     const reason =
       error instanceof HoldXrpcError ? `: ${error.status} ${error.error} ${error.message}` : ''
-    return holdUnavailable(session.hold, `${what} failed${reason}`, error)
+    return holdUnavailable(hold, `${what} failed${reason}`, error)
   }
+}
 
-  #sweep(): void {
-    const cutoff = Date.now() - this.#idleMs
-    for (const session of this.#sessions.values()) {
-      if (!session.busy && session.lastUsedAt < cutoff) {
-        void this.abort(session)
-      }
-    }
+function sessionOf(row: UploadRow): UploadSession {
+  return {
+    id: row.id,
+    name: row.name,
+    callerDid: row.caller_did,
+    hold: { did: row.hold_did, endpoint: row.hold_endpoint },
+    offset: row.received,
   }
 }

@@ -81,15 +81,18 @@ export async function startUpload(
     return created(reply, name, mountDigest)
   }
 
-  const session = registry.uploads.open({
+  const session = await registry.uploads.open({
     name,
     callerDid,
     hold,
-    ...(expected ? { expectedDigest: expected.digest, algorithm: expected.algorithm } : {}),
+    ...(expected ? { expectedDigest: expected.digest } : {}),
   })
   if (expected) {
     // Monolithic: the whole blob in this one request.
-    await registry.uploads.append(session, body(request), lengthOf(request))
+    await registry.uploads.append(session, body(request), {
+      ...lengthOf(request),
+      digest: expected.digest,
+    })
     await registry.uploads.complete(session, expected.digest, expected.algorithm)
     await registry.linkBlob(target, expected.digest, hold.did)
     return created(reply, name, expected.digest)
@@ -107,7 +110,7 @@ async function findSession(
   uploadId: string,
 ): Promise<UploadSession> {
   const { callerDid } = await authorizePush(registry, request, name)
-  return registry.uploads.get(uploadId, name, callerDid)
+  return await registry.uploads.get(uploadId, name, callerDid)
 }
 
 /** Appends a request's body (a chunk with its Content-Range, or a stream) to the session. */
@@ -116,15 +119,17 @@ async function appendChunk(
   request: FastifyRequest,
   name: string,
   session: UploadSession,
+  digest?: string,
 ): Promise<void> {
   try {
     const range = parseContentRange(header(request, 'content-range'))
     await registry.uploads.append(session, body(request), {
       ...(range ? { range } : {}),
       ...lengthOf(request),
+      ...(digest === undefined ? {} : { digest }),
     })
   } catch (error) {
-    throw withUploadState(registry, name, session, error)
+    throw await withUploadState(registry, name, session, error)
   }
 }
 
@@ -144,21 +149,22 @@ export async function patchUpload(
  * A misplaced chunk leaves its session as it was: the 416 tells the client where the
  * upload stands, so it can resume from there.
  */
-function withUploadState(
+async function withUploadState(
   registry: Registry,
   name: string,
   session: UploadSession,
   error: unknown,
-): unknown {
+): Promise<unknown> {
   if (!(error instanceof OciError) || error.code !== 'RANGE_INVALID') return error
-  if (!registry.uploads.has(session.id)) return error
+  const current = await registry.uploads.find(session.id)
+  if (!current) return error
   return new OciError('RANGE_INVALID', {
     message: error.message,
     status: 416,
     headers: {
-      location: sessionPath(name, session),
-      range: uploadRange(session.offset),
-      'docker-upload-uuid': session.id,
+      location: sessionPath(name, current),
+      range: uploadRange(current.offset),
+      'docker-upload-uuid': current.id,
     },
   })
 }
@@ -172,7 +178,7 @@ export async function finishUpload(
 ): Promise<FastifyReply> {
   const digestParam = queryValue(request, 'digest')
   const { target, callerDid } = await authorizePush(registry, request, name)
-  const session = registry.uploads.get(uploadId, name, callerDid)
+  const session = await registry.uploads.get(uploadId, name, callerDid)
   if (digestParam === undefined) {
     throw new OciError('DIGEST_INVALID', {
       message: 'finishing an upload needs ?digest=<digest> of the whole blob',
@@ -185,7 +191,7 @@ export async function finishUpload(
     await registry.uploads.abort(session)
     throw error
   }
-  if (hasBody(request)) await appendChunk(registry, request, name, session)
+  if (hasBody(request)) await appendChunk(registry, request, name, session, expected.digest)
   await registry.uploads.complete(session, expected.digest, expected.algorithm)
   await registry.linkBlob(target, expected.digest, session.hold.did)
   return created(reply, name, expected.digest)

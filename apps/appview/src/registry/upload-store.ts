@@ -1,0 +1,200 @@
+// The registry_upload and registry_upload_part tables: upload sessions, their leases and
+// the parts the hold has stored. Every write made by a request names its lease, so a
+// request that lost its lease (its process stalled past the lease) records nothing.
+import { sql } from 'kysely'
+import type { AppViewDatabase } from '../db/index.ts'
+import type { RegistryUploadPartTable, RegistryUploadTable } from '../db/schema.ts'
+
+export type UploadRow = RegistryUploadTable
+export type UploadPart = Pick<RegistryUploadPartTable, 'part_number' | 'etag' | 'size'>
+
+/** What acquiring a lease found: the session (now leased), or why not. */
+export type LeaseResult =
+  | { state: 'leased'; row: UploadRow }
+  | { state: 'busy'; row: UploadRow }
+  | { state: 'expired' }
+  | { state: 'unknown' }
+
+export class UploadStore {
+  readonly #db: AppViewDatabase
+
+  constructor(db: AppViewDatabase) {
+    this.#db = db
+  }
+
+  /**
+   * Inserts a session unless its account already has `cap` live ones (idle since before
+   * `idleBefore` and unleased: expired, not counted). One statement, so two processes
+   * opening at once cannot both pass the count on SQLite.
+   */
+  async insert(row: UploadRow, cap: number, idleBefore: number): Promise<boolean> {
+    const result = await sql`
+      INSERT INTO registry_upload (id, name, caller_did, hold_did, hold_endpoint,
+        hold_upload_id, expected_digest, received, sent, lease_owner, lease_until,
+        created_at, updated_at)
+      SELECT ${row.id}, ${row.name}, ${row.caller_did}, ${row.hold_did}, ${row.hold_endpoint},
+        ${row.hold_upload_id}, ${row.expected_digest}, ${row.received}, ${row.sent},
+        ${row.lease_owner}, ${row.lease_until}, ${row.created_at}, ${row.updated_at}
+      WHERE (SELECT COUNT(*) FROM registry_upload
+             WHERE caller_did = ${row.caller_did}
+               AND (updated_at >= ${idleBefore} OR lease_until >= ${row.created_at})) < ${cap}
+    `.execute(this.#db.db)
+    return (result.numAffectedRows ?? 0n) > 0n
+  }
+
+  async get(id: string): Promise<UploadRow | null> {
+    const row = await this.#db.db
+      .selectFrom('registry_upload')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirst()
+    return row ?? null
+  }
+
+  /**
+   * Leases a session to `owner` until `until`, unless another request holds it, or it has
+   * been idle since before `idleBefore` (expired: the caller ends it).
+   */
+  async lease(
+    id: string,
+    owner: string,
+    now: number,
+    until: number,
+    idleBefore: number,
+  ): Promise<LeaseResult> {
+    const result = await this.#db.db
+      .updateTable('registry_upload')
+      .set({ lease_owner: owner, lease_until: until, updated_at: now })
+      .where('id', '=', id)
+      .where('lease_until', '<', now)
+      .where('updated_at', '>=', idleBefore)
+      .executeTakeFirst()
+    const row = await this.get(id)
+    if (!row) return { state: 'unknown' }
+    if (result.numUpdatedRows > 0n && row.lease_owner === owner) return { state: 'leased', row }
+    if (row.lease_until >= now) return { state: 'busy', row }
+    return { state: 'expired' }
+  }
+
+  /** Leases an idle session for ending it (the sweeper); false when it is not idle or busy. */
+  async claimIdle(
+    id: string,
+    owner: string,
+    now: number,
+    until: number,
+    idleBefore: number,
+  ): Promise<UploadRow | null> {
+    const result = await this.#db.db
+      .updateTable('registry_upload')
+      .set({ lease_owner: owner, lease_until: until })
+      .where('id', '=', id)
+      .where('lease_until', '<', now)
+      .where('updated_at', '<', idleBefore)
+      .executeTakeFirst()
+    if (result.numUpdatedRows === 0n) return null
+    const row = await this.get(id)
+    return row?.lease_owner === owner ? row : null
+  }
+
+  /** Extends a lease (and the session's activity); false when it was lost. */
+  async renew(id: string, owner: string, now: number, until: number): Promise<boolean> {
+    const result = await this.#db.db
+      .updateTable('registry_upload')
+      .set({ lease_until: until, updated_at: now })
+      .where('id', '=', id)
+      .where('lease_owner', '=', owner)
+      .executeTakeFirst()
+    return result.numUpdatedRows > 0n
+  }
+
+  /** Records progress made under a lease; false when the lease was lost. */
+  async record(
+    id: string,
+    owner: string,
+    values: Partial<Pick<UploadRow, 'received' | 'sent' | 'hold_upload_id' | 'updated_at'>>,
+  ): Promise<boolean> {
+    const result = await this.#db.db
+      .updateTable('registry_upload')
+      .set(values)
+      .where('id', '=', id)
+      .where('lease_owner', '=', owner)
+      .executeTakeFirst()
+    return result.numUpdatedRows > 0n
+  }
+
+  /** Records a part the hold stored, with the session's new totals, in one transaction. */
+  async addPart(
+    id: string,
+    owner: string,
+    part: UploadPart,
+    totals: { received: number; sent: number },
+  ): Promise<boolean> {
+    return this.#db.db.transaction().execute(async (trx) => {
+      const result = await trx
+        .updateTable('registry_upload')
+        .set(totals)
+        .where('id', '=', id)
+        .where('lease_owner', '=', owner)
+        .executeTakeFirst()
+      if (result.numUpdatedRows === 0n) return false
+      await trx
+        .insertInto('registry_upload_part')
+        .values({ upload_id: id, ...part })
+        .onConflict((c) =>
+          c.columns(['upload_id', 'part_number']).doUpdateSet({ etag: part.etag, size: part.size }),
+        )
+        .execute()
+      return true
+    })
+  }
+
+  async parts(id: string): Promise<UploadPart[]> {
+    return this.#db.db
+      .selectFrom('registry_upload_part')
+      .select(['part_number', 'etag', 'size'])
+      .where('upload_id', '=', id)
+      .orderBy('part_number')
+      .execute()
+  }
+
+  /** Gives up a lease, recording the session's activity. */
+  async release(id: string, owner: string, now: number): Promise<void> {
+    await this.#db.db
+      .updateTable('registry_upload')
+      .set({ lease_owner: null, lease_until: 0, updated_at: now })
+      .where('id', '=', id)
+      .where('lease_owner', '=', owner)
+      .execute()
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.#db.db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('registry_upload_part').where('upload_id', '=', id).execute()
+      await trx.deleteFrom('registry_upload').where('id', '=', id).execute()
+    })
+  }
+
+  /** Sessions idle since before `idleBefore` and not leased, oldest first. */
+  async idle(idleBefore: number, now: number, limit: number): Promise<string[]> {
+    const rows = await this.#db.db
+      .selectFrom('registry_upload')
+      .select('id')
+      .where('updated_at', '<', idleBefore)
+      .where('lease_until', '<', now)
+      .orderBy('updated_at')
+      .limit(limit)
+      .execute()
+    return rows.map((row) => row.id)
+  }
+
+  /** Which of `ids` are sessions. */
+  async existing(ids: readonly string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set()
+    const rows = await this.#db.db
+      .selectFrom('registry_upload')
+      .select('id')
+      .where('id', 'in', ids)
+      .execute()
+    return new Set(rows.map((row) => row.id))
+  }
+}
