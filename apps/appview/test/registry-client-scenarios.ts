@@ -137,6 +137,47 @@ export function registryClientScenarios(storage: 'filesystem' | 's3'): void {
       assert.match(gone.stderr, /manifest unknown/i)
     })
 
+    it('skopeo deletes an image from one repository only; podman search finds repositories by handle', async () => {
+      const shared = join(dir, 'shared')
+      await writeOciImage(shared, {
+        tag: 'v1',
+        layers: [{ files: [{ path: 'a', content: 'in two repositories' }] }],
+      })
+      const hello = `${ref('alice.test/hello')}`
+      const hello2 = `${ref('alice.test/hello2')}`
+      for (const destination of [`${hello}:latest`, `${hello}:podman`, `${hello2}:v1`]) {
+        await skopeo([
+          'copy',
+          '--dest-tls-verify=false',
+          '--dest-creds',
+          creds,
+          `oci:${shared}:v1`,
+          destination,
+        ])
+      }
+      await skopeo(['delete', '--tls-verify=false', '--creds', creds, `${hello2}:v1`])
+      const kept = JSON.parse((await skopeo(['list-tags', '--tls-verify=false', hello])).stdout)
+      assert.deepEqual(kept.Tags, ['latest', 'podman'])
+      await skopeo(['inspect', '--tls-verify=false', `${hello}:latest`])
+      const gone = await run('skopeo', ['inspect', '--tls-verify=false', `${hello2}:v1`], {
+        check: false,
+      })
+      assert.notEqual(gone.code, 0)
+
+      const search = await run('podman', [
+        'search',
+        '--tls-verify=false',
+        '--authfile',
+        authFile,
+        '--format',
+        '{{.Name}}',
+        `${stack.host}/alice`,
+      ])
+      const found = search.stdout.split('\n').filter(Boolean)
+      assert.ok(found.includes(`${stack.host}/alice.test/hello`), search.stdout)
+      assert.ok(!found.includes(`${stack.host}/alice.test/hello2`), search.stdout)
+    })
+
     it('skopeo copies a multi-platform index with --all, both platforms kept', async () => {
       const multi = join(dir, 'multi')
       const layoutMulti = await createOciLayout(multi)
