@@ -1,3 +1,8 @@
+export {
+  type AppViewProcess,
+  type StartAppViewProcessOptions,
+  startAppViewProcess,
+} from './appview-process.ts'
 export { type DidWebServer, startDidWebServer } from './did-web-server.ts'
 export { type StaticDns, type StaticDnsTable, staticDns } from './dns.ts'
 export { type HoldProcess, type StartHoldProcessOptions, startHoldProcess } from './hold-process.ts'
