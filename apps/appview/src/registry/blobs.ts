@@ -29,7 +29,7 @@ export async function getBlob(
   const method = request.method === 'HEAD' ? 'HEAD' : 'GET'
   let refused: number | null = null
   let unreachable: unknown = null
-  for (const holdDid of await registry.blobHolds(target, held.holdDid)) {
+  for await (const holdDid of registry.blobHolds(target, held.holdDid)) {
     let hold: Hold
     let response: Response
     try {

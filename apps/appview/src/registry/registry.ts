@@ -142,21 +142,23 @@ export class Registry {
   }
 
   /**
-   * The holds to ask for a blob the repository holds: the one it was stored on, then the
-   * holds of the repository's manifests (newest first), then the owner's push hold.
+   * The holds to ask for a blob the repository holds, in order: the one it was stored on,
+   * then the holds of the repository's manifests (newest first), then the owner's push
+   * hold. Lazy: the records are read only when the first holds do not have it.
    */
-  async blobHolds(target: Target, storedOn: string | null): Promise<string[]> {
-    const dids = storedOn ? [storedOn] : []
+  async *blobHolds(target: Target, storedOn: string | null): AsyncIterable<string> {
+    const asked = new Set<string>()
+    if (storedOn) {
+      asked.add(storedOn)
+      yield storedOn
+    }
     for (const did of (await this.content.recorded(target)).holds) {
-      if (!dids.includes(did)) dids.push(did)
+      if (!asked.has(did)) yield did
+      asked.add(did)
     }
-    try {
-      const push = await this.selection.pushHold(target.owner)
-      if (!dids.includes(push.did)) dids.push(push.did)
-    } catch {
-      // No push hold (none configured, or it does not resolve): the others are all there is.
-    }
-    return dids
+    // No push hold (none configured, or it does not resolve): the others are all there is.
+    const push = await this.selection.pushHold(target.owner).catch(() => null)
+    if (push && !asked.has(push.did)) yield push.did
   }
 
   /** A blob just stored on `holdDid` (an upload finished) now belongs to the repository. */
