@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import { createIdentityResolver, type IdentityResolver } from '@atcr/core/identity'
 import type { Logger } from '@atcr/core/log'
+import { VerifiedSignatures } from '@atcr/core/service-auth'
 import type { HoldConfig } from './config.ts'
 import { type HoldDatabase, openDatabase } from './db/index.ts'
 import { type HoldIdentity, loadHoldIdentity } from './identity.ts'
@@ -17,6 +18,8 @@ export interface HoldContext {
   storage: StorageDriver
   /** Resolves the DIDs of callers (service-token issuers) to their signing keys. */
   resolver: IdentityResolver
+  /** Service tokens whose signatures were checked (callers reuse theirs until they expire). */
+  verifiedSignatures: VerifiedSignatures
 }
 
 export async function createHoldContext(config: HoldConfig, logger: Logger): Promise<HoldContext> {
@@ -34,7 +37,8 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
       mode: config.server.mode,
       plcUrl: config.identity.plc_directory_url,
     })
-    return { config, logger, identity, db, repo, storage, resolver }
+    const verifiedSignatures = new VerifiedSignatures()
+    return { config, logger, identity, db, repo, storage, resolver, verifiedSignatures }
   } catch (error) {
     await db.close()
     throw error

@@ -10,6 +10,7 @@ import {
   mintServiceAuthToken,
   ServiceAuthError,
   type ServiceAuthErrorCode,
+  VerifiedSignatures,
   verifyServiceAuthToken,
 } from '@atcr/core/service-auth'
 import { startNetwork, staticDns, type TestAccount, type TestNetwork } from '@atcr/testkit'
@@ -174,5 +175,46 @@ describe('service auth tokens', () => {
       'BadJwtSignature',
     )
     ownKey = newKey
+  })
+
+  it('remembers checked signatures, still checks the claims, and forgets a rotated key', async () => {
+    const verifiedSignatures = new VerifiedSignatures()
+    const signer = ownKey
+    const token = await mintServiceAuthToken({
+      iss: ownDid,
+      aud: HOLD_DID,
+      lxm: LXM,
+      keypair: signer,
+    })
+    await verify(token, { verifiedSignatures })
+    assert.equal(verifiedSignatures.has(token, signer.did()), true)
+    await verify(token, { verifiedSignatures })
+    await refusedWith(
+      verify(token, { verifiedSignatures, lxm: 'io.atcr.hold.other' }),
+      'BadJwtLexiconMethod',
+    )
+    await refusedWith(
+      verify(token, { verifiedSignatures, audience: APPVIEW_DID }),
+      'BadJwtAudience',
+    )
+    await refusedWith(
+      verify(withClaim(token, 'jti', 'another'), { verifiedSignatures }),
+      'BadJwtSignature',
+    )
+
+    // The issuer rotates its key: once the new key is known, the remembered token is not.
+    const rotated = await Secp256k1Keypair.create()
+    await ensurePlcCurrent({
+      did: ownDid,
+      plcUrl: net.plc.url,
+      mode: 'dev',
+      rotationKey: ownRotationKey,
+      signingKey: rotated,
+      handle: 'hold.test',
+      serviceEndpoint: 'https://hold.test',
+    })
+    assert.equal(await resolver.resolveSigningKey(ownDid, { forceRefresh: true }), rotated.did())
+    await refusedWith(verify(token, { verifiedSignatures }), 'BadJwtSignature')
+    ownKey = rotated
   })
 })

@@ -40,6 +40,7 @@ export async function authenticate(
       audience: [did, `${did}#${HOLD_SERVICE_ID}`],
       lxm,
       resolver: ctx.resolver,
+      verifiedSignatures: ctx.verifiedSignatures,
     })
     const trusted = ctx.config.auth.trusted_appview_did
     return { did: verified.iss, trustedAppView: trusted !== null && verified.iss === trusted }

@@ -15,6 +15,7 @@ export { type JwtSigner, type MintServiceAuthTokenOptions, mintServiceAuthToken 
 export {
   type SigningKeyResolver,
   type VerifiedServiceAuth,
+  VerifiedSignatures,
   type VerifyServiceAuthOptions,
   verifyServiceAuthToken,
 } from './verify.ts'

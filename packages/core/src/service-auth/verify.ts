@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto'
 import { verifySignature } from '@atproto/crypto'
 import { isAtprotoDid } from '@atproto/did'
+import { TtlCache } from '../identity/cache.ts'
 import { IdentityError } from '../identity/errors.ts'
 import { SsrfBlockedError } from '../identity/ssrf.ts'
 import {
@@ -27,6 +29,39 @@ export interface VerifyServiceAuthOptions {
   resolver: SigningKeyResolver
   /** Tolerance for clocks that disagree, applied to `exp` and `iat`; default 30, max 300. */
   clockSkewSeconds?: number
+  /**
+   * Signatures already checked: a caller reuses its token until it expires, and the
+   * signature check is most of a verification's cost. Claims are checked every time.
+   */
+  verifiedSignatures?: VerifiedSignatures
+}
+
+/**
+ * Tokens whose signature matched a key, remembered (bounded, for a few minutes) under a
+ * hash of the token and the key: a token is taken on trust again only while its issuer's
+ * key is the one that signed it.
+ */
+export class VerifiedSignatures {
+  readonly #seen: TtlCache<true>
+
+  constructor(options: { maxEntries?: number; ttlMs?: number } = {}) {
+    this.#seen = new TtlCache({
+      maxEntries: options.maxEntries ?? 10_000,
+      ttlMs: options.ttlMs ?? 5 * 60_000,
+    })
+  }
+
+  has(token: string, key: string): boolean {
+    return this.#seen.get(signatureKey(token, key)) === true
+  }
+
+  add(token: string, key: string): void {
+    this.#seen.set(signatureKey(token, key), true)
+  }
+}
+
+function signatureKey(token: string, key: string): string {
+  return createHash('sha256').update(key).update('\n').update(token).digest('base64url')
 }
 
 export interface VerifiedServiceAuth {
@@ -111,13 +146,17 @@ export async function verifyServiceAuthToken(
 
   const message = Buffer.from(`${headerPart}.${payloadPart}`, 'utf8')
   const signature = Buffer.from(signaturePart, 'base64url')
-  const key = await issuerKey(options.resolver, iss, false)
+  const verified = options.verifiedSignatures
+  let key = await issuerKey(options.resolver, iss, false)
+  if (verified?.has(token, key)) return { iss, aud, lxm, exp, iat, jti }
   if (!(await signatureMatches(key, message, signature, alg))) {
     const freshKey = await issuerKey(options.resolver, iss, true)
     if (freshKey === key || !(await signatureMatches(freshKey, message, signature, alg))) {
       throw new BadJwtSignatureError(`token signature does not match the key of ${iss}`)
     }
+    key = freshKey
   }
+  verified?.add(token, key)
   return { iss, aud, lxm, exp, iat, jti }
 }
 
