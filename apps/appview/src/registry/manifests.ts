@@ -299,15 +299,24 @@ export async function putManifest(
   }
   await registry.remember(target)
 
-  try {
-    await registry.holds.procedure(
-      hold,
-      NSID.holdNotifyManifest,
-      notifyInput(target, recordDigest, stored.value, 'push', tag),
-      callerDid,
-    )
-  } catch (error) {
-    if (error instanceof HoldXrpcError && error.error === 'QuotaExceeded') {
+  const notified = registry.holds.procedure(
+    hold,
+    NSID.holdNotifyManifest,
+    notifyInput(target, recordDigest, stored.value, 'push', tag),
+    callerDid,
+  )
+  // Stats and layer records are the hold's bookkeeping: the push itself succeeded.
+  const notifyFailed = (error: unknown) =>
+    registry.ctx.logger.warn({ err: error, hold: hold.did }, 'notifyManifest (push) failed')
+  if (wasLinked === 'linked') {
+    // A new tag for a manifest the repository holds: its layers are on the hold and in the
+    // quota already, so the answer does not wait for the hold's bookkeeping.
+    notified.catch(notifyFailed)
+  } else {
+    await notified.catch(async (error: unknown) => {
+      if (!(error instanceof HoldXrpcError && error.error === 'QuotaExceeded')) {
+        return notifyFailed(error)
+      }
       await undoPush(registry, agent, target, {
         digest,
         recordDigest,
@@ -319,9 +328,7 @@ export async function putManifest(
       throw new OciError('DENIED', {
         message: `hold ${hold.did} refused the push: ${error.message || 'storage quota exceeded'}`,
       })
-    }
-    // Stats and layer records are the hold's bookkeeping: the push itself succeeded.
-    registry.ctx.logger.warn({ err: error, hold: hold.did }, 'notifyManifest (push) failed')
+    })
   }
 
   reply
