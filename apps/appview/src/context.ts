@@ -1,3 +1,6 @@
+// The AppView's composition root: every service is built here, once, from config, and
+// handed to routes (as the reference PDS's AppContext is). Tests replace parts through
+// AppViewOverrides rather than reaching into modules.
 import { join } from 'node:path'
 import {
   createGuardedFetch,
@@ -7,12 +10,13 @@ import {
   type LookupAll,
   type ResolveTxt,
 } from '@atcr/core/identity'
-import type { Logger } from '@atcr/core/log'
-import type { RegistryAuth, UserSessions } from './auth/types.ts'
+import { type Logger, subsystemLogger } from '@atcr/core/log'
+import { type AuthServices, buildAuthServices } from './auth/index.ts'
 import type { AppViewConfig } from './config.ts'
 import { type AppViewDatabase, openAppViewDatabase } from './db/index.ts'
+import { Registry } from './registry/registry.ts'
 
-/** What every part of the AppView shares, built once from config and handed to routes. */
+/** What every part of the AppView shares. */
 export interface AppViewBase {
   config: AppViewConfig
   logger: Logger
@@ -20,11 +24,15 @@ export interface AppViewBase {
   /** Every outbound request goes through it: in production mode, https and public addresses only. */
   fetch: GuardedFetch
   identity: IdentityResolver
+  /** Milliseconds since the epoch; tests move it forward instead of sleeping. */
+  now: () => number
 }
 
-export interface AppViewContext extends AppViewBase {
-  auth: RegistryAuth
-  sessions: UserSessions
+/** Every service but the registry (which is built from these). */
+export interface AppViewServices extends AppViewBase, AuthServices {}
+
+export interface AppViewContext extends AppViewServices {
+  registry: Registry
 }
 
 /** Name resolution in place of the system's (tests: `@atcr/testkit` staticDns). */
@@ -33,12 +41,19 @@ export interface DnsOverrides {
   resolveTxt?: ResolveTxt
 }
 
-export async function createBase(
+/** What tests may replace. */
+export interface AppViewOverrides {
+  dns?: DnsOverrides
+  now?: () => number
+}
+
+export async function createAppViewContext(
   config: AppViewConfig,
   logger: Logger,
-  dns: DnsOverrides = {},
-): Promise<AppViewBase> {
+  overrides: AppViewOverrides = {},
+): Promise<AppViewContext> {
   const mode = config.server.mode
+  const dns = overrides.dns ?? {}
   const fetch = createGuardedFetch({ mode, lookup: dns.lookup })
   const identity = createIdentityResolver({
     mode,
@@ -47,12 +62,34 @@ export async function createBase(
     resolveTxt: dns.resolveTxt,
     handleResolver: config.identity.handle_resolver_url ?? undefined,
   })
-  const db = await openAppViewDatabase(join(config.server.data_dir, 'appview.sqlite'))
-  return { config, logger, db, fetch, identity }
+  let db: AppViewDatabase | undefined
+  try {
+    db = await openAppViewDatabase(join(config.server.data_dir, 'appview.sqlite'))
+    const base: AppViewBase = {
+      config,
+      logger,
+      db,
+      fetch,
+      identity,
+      now: overrides.now ?? Date.now,
+    }
+    const services: AppViewServices = {
+      ...base,
+      ...(await buildAuthServices(base, subsystemLogger(logger, 'auth'))),
+    }
+    return { ...services, registry: new Registry(services) }
+  } catch (error) {
+    await identity.close()
+    await db?.close()
+    await fetch.close()
+    throw error
+  }
 }
 
-export async function closeBase(base: AppViewBase): Promise<void> {
-  await base.identity.close()
-  await base.db.close()
-  await base.fetch.close()
+export async function closeAppViewContext(ctx: AppViewContext): Promise<void> {
+  ctx.registry.close()
+  await ctx.pdsSessions.close()
+  await ctx.identity.close()
+  await ctx.db.close()
+  await ctx.fetch.close()
 }

@@ -2,18 +2,25 @@ import type { AddressInfo } from 'node:net'
 import { closeWithGrace } from '@atcr/core/lifecycle'
 import { createLogger, type Logger } from '@atcr/core/log'
 import type { FastifyInstance } from 'fastify'
-import { createAuthServices } from './auth/index.ts'
 import type { AppViewConfig } from './config.ts'
-import { type AppViewContext, closeBase, createBase, type DnsOverrides } from './context.ts'
+import {
+  type AppViewContext,
+  type AppViewOverrides,
+  closeAppViewContext,
+  createAppViewContext,
+  type DnsOverrides,
+} from './context.ts'
 import { buildServer } from './server.ts'
 
 export { type AppViewConfig, appviewConfig } from './config.ts'
-export type { AppViewContext } from './context.ts'
+export type { AppViewContext, AppViewOverrides } from './context.ts'
 
 export interface AppViewOptions {
   logger?: Logger
   /** Tests: answer DNS (addresses, handle TXT records) without asking a name server. */
   dns?: DnsOverrides
+  /** Tests: services replaced (see AppViewOverrides). */
+  overrides?: Omit<AppViewOverrides, 'dns'>
 }
 
 /** The AppView service: create (database, keys, services), start (listen), destroy. */
@@ -28,12 +35,14 @@ export class AppView {
 
   static async create(config: AppViewConfig, options: AppViewOptions = {}): Promise<AppView> {
     const logger = options.logger ?? createLogger({ level: config.log.level, name: 'atcr-appview' })
-    const base = await createBase(config, logger, options.dns)
+    const ctx = await createAppViewContext(config, logger, {
+      ...options.overrides,
+      ...(options.dns ? { dns: options.dns } : {}),
+    })
     try {
-      const ctx: AppViewContext = { ...base, ...(await createAuthServices(base)) }
       return new AppView(ctx, await buildServer(ctx))
     } catch (error) {
-      await closeBase(base)
+      await closeAppViewContext(ctx)
       throw error
     }
   }
@@ -49,6 +58,6 @@ export class AppView {
 
   async destroy(): Promise<void> {
     await closeWithGrace(this.app)
-    await closeBase(this.ctx)
+    await closeAppViewContext(this.ctx)
   }
 }

@@ -1,8 +1,9 @@
-// The AppView's HTTP surface: token auth and login under /auth, the OCI Distribution API
-// under /v2 (each with its own error envelope).
+// The AppView's HTTP surface: token auth under /auth and the OCI Distribution API under /v2,
+// both answering errors with the OCI JSON envelope through one handler.
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { registerAuthRoutes } from './auth/index.ts'
 import type { AppViewContext } from './context.ts'
+import { ociErrorHandler } from './oci-error-handler.ts'
 import { registerRegistryRoutes } from './registry/index.ts'
 
 export async function buildServer(ctx: AppViewContext): Promise<FastifyInstance> {
@@ -12,7 +13,14 @@ export async function buildServer(ctx: AppViewContext): Promise<FastifyInstance>
     // Manifests are read whole (bounded by registry.max_manifest_size); blobs stream.
     bodyLimit: ctx.config.registry.max_manifest_size,
   })
-  await registerAuthRoutes(app, ctx)
-  await registerRegistryRoutes(app, ctx)
+  const onError = ociErrorHandler(ctx)
+  await app.register(async (scope) => {
+    scope.setErrorHandler(onError)
+    registerAuthRoutes(scope, ctx)
+  })
+  await app.register(async (scope) => {
+    scope.setErrorHandler(onError)
+    registerRegistryRoutes(scope, ctx)
+  })
   return app
 }

@@ -10,7 +10,7 @@ import {
 } from '@atcr/core/identity'
 import { createDigester, type DigestAlgorithm, OciError } from '@atcr/core/oci'
 import { NoSessionError } from '../auth/types.ts'
-import type { AppViewContext } from '../context.ts'
+import type { AppViewServices } from '../context.ts'
 import { xrpcUrl } from '../records/pds-reader.ts'
 import { BlobAliases } from './blob-aliases.ts'
 
@@ -61,11 +61,11 @@ export function normalizeHoldRef(value: string): string | null {
 }
 
 export class HoldClient {
-  readonly #ctx: AppViewContext
+  readonly #ctx: AppViewServices
   readonly #holds = new TtlCache<Hold>({ ttlMs: HOLD_TTL_MS, maxEntries: 1000 })
   readonly aliases: BlobAliases
 
-  constructor(ctx: AppViewContext) {
+  constructor(ctx: AppViewServices) {
     this.#ctx = ctx
     this.aliases = new BlobAliases(ctx.db)
   }
@@ -73,7 +73,7 @@ export class HoldClient {
   /** The hold's endpoint from its DID document: `#atcr_hold`, else `#atproto_pds`. */
   async resolve(did: string): Promise<Hold> {
     return this.#holds.getOrLoad(did, async () => {
-      let document: Awaited<ReturnType<AppViewContext['identity']['resolveDid']>>
+      let document: Awaited<ReturnType<AppViewServices['identity']['resolveDid']>>
       try {
         document = await this.#ctx.identity.resolveDid(did)
       } catch (error) {

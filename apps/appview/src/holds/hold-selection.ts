@@ -3,7 +3,7 @@
 import { TtlCache } from '@atcr/core/identity'
 import { type CaptainRecord, type CrewRecord, NSID, SELF_RKEY } from '@atcr/core/lexicons'
 import { OciError } from '@atcr/core/oci'
-import type { AppViewContext } from '../context.ts'
+import type { AppViewServices } from '../context.ts'
 import type { PdsReader } from '../records/pds-reader.ts'
 import type { Owner } from '../records/stores.ts'
 import {
@@ -25,7 +25,7 @@ interface Denial {
 }
 
 export class HoldSelection {
-  readonly #ctx: AppViewContext
+  readonly #ctx: AppViewServices
   readonly #holds: HoldClient
   readonly #reader: PdsReader
   readonly #members = new TtlCache<true>({ ttlMs: MEMBER_TTL_MS, maxEntries: 10_000 })
@@ -33,7 +33,7 @@ export class HoldSelection {
   // does not make every push ask the hold again.
   readonly #denials = new Map<string, Denial>()
 
-  constructor(ctx: AppViewContext, holds: HoldClient, reader: PdsReader) {
+  constructor(ctx: AppViewServices, holds: HoldClient, reader: PdsReader) {
     this.#ctx = ctx
     this.#holds = holds
     this.#reader = reader

@@ -2,14 +2,13 @@
 // every /v2 path and routes.ts takes it apart. Bodies are never parsed by fastify: blob
 // uploads stream from the request, manifests are read with a size bound. Every answer
 // carries Docker-Distribution-API-Version, and every error is the OCI JSON envelope.
-import { OciError, ociErrorResponse } from '@atcr/core/oci'
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { NoSessionError } from '../auth/types.ts'
+import { OciError } from '@atcr/core/oci'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { AppViewContext } from '../context.ts'
 import { deleteBlob, getBlob } from './blobs.ts'
 import { listCatalog, listReferrers, listTags } from './listings.ts'
 import { deleteManifest, getManifest, putManifest } from './manifests.ts'
-import { Registry } from './registry.ts'
+import type { Registry } from './registry.ts'
 import { matchRoute, type RegistryRoute } from './routes.ts'
 import { cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus } from './uploads.ts'
 
@@ -82,58 +81,29 @@ async function base(registry: Registry, request: FastifyRequest, reply: FastifyR
   return reply.type('application/json').send({})
 }
 
-export async function registerRegistryRoutes(
-  app: FastifyInstance,
-  ctx: AppViewContext,
-): Promise<Registry> {
-  const registry = new Registry(ctx)
-  app.addHook('onClose', async () => registry.close())
-  await app.register(async (scope) => {
-    scope.removeAllContentTypeParsers()
-    // Bodies stay unread streams; each handler reads what it needs, bounded.
-    scope.addContentTypeParser('*', (_request, _payload, done) => done(null))
-    scope.addHook('onSend', async (request, reply) => {
-      reply.header(API_VERSION_HEADER, API_VERSION)
-      // An answer given before the body was read (refused, malformed) closes the connection
-      // rather than making the server read and discard a large upload.
-      if (!request.raw.complete && request.raw.readable) reply.header('connection', 'close')
-    })
-    scope.setErrorHandler((error: FastifyError, request, reply) => {
-      const oci = toRegistryError(registry, error)
-      const response = ociErrorResponse(oci)
-      if (response.status >= 500) {
-        request.log.error({ err: error }, 'registry request failed')
-      }
-      return reply.code(response.status).headers(response.headers).send(response.body)
-    })
-    const handler = async (request: FastifyRequest, reply: FastifyReply) => {
-      const pathname = request.url.split('?', 1)[0]!
-      const route = matchRoute(pathname)
-      if (!route) {
-        throw new OciError('NAME_UNKNOWN', {
-          status: 404,
-          message: `${pathname} is not an endpoint of the distribution API`,
-        })
-      }
-      return dispatch(route, request)(registry, request, reply)
-    }
-    scope.route({ method: [...METHODS], url: '/v2', handler, exposeHeadRoute: false })
-    scope.route({ method: [...METHODS], url: '/v2/*', handler, exposeHeadRoute: false })
+/** The /v2 routes, in a scope of their own (errors: the OCI envelope, set by the caller). */
+export function registerRegistryRoutes(scope: FastifyInstance, ctx: AppViewContext): void {
+  const registry = ctx.registry
+  scope.removeAllContentTypeParsers()
+  // Bodies stay unread streams; each handler reads what it needs, bounded.
+  scope.addContentTypeParser('*', (_request, _payload, done) => done(null))
+  scope.addHook('onSend', async (request, reply) => {
+    reply.header(API_VERSION_HEADER, API_VERSION)
+    // An answer given before the body was read (refused, malformed) closes the connection
+    // rather than making the server read and discard a large upload.
+    if (!request.raw.complete && request.raw.readable) reply.header('connection', 'close')
   })
-  return registry
-}
-
-function toRegistryError(registry: Registry, error: FastifyError): unknown {
-  if (error instanceof OciError) return error
-  if (error instanceof NoSessionError) {
-    return registry.ctx.auth.challenge(undefined, 'invalid_token')
+  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+    const pathname = request.url.split('?', 1)[0]!
+    const route = matchRoute(pathname)
+    if (!route) {
+      throw new OciError('NAME_UNKNOWN', {
+        status: 404,
+        message: `${pathname} is not an endpoint of the distribution API`,
+      })
+    }
+    return dispatch(route, request)(registry, request, reply)
   }
-  const status = error.statusCode
-  if (typeof status === 'number' && status >= 400 && status < 500) {
-    return new OciError(status === 413 ? 'SIZE_INVALID' : 'UNSUPPORTED', {
-      status,
-      message: error.message,
-    })
-  }
-  return error
+  scope.route({ method: [...METHODS], url: '/v2', handler, exposeHeadRoute: false })
+  scope.route({ method: [...METHODS], url: '/v2/*', handler, exposeHeadRoute: false })
 }

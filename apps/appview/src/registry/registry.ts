@@ -4,7 +4,7 @@ import { IdentityError, SsrfBlockedError } from '@atcr/core/identity'
 import { OciError, repositoryScope, scopeAllows, type TokenScope } from '@atcr/core/oci'
 import type { FastifyRequest } from 'fastify'
 import { type Caller, NoSessionError } from '../auth/types.ts'
-import type { AppViewContext } from '../context.ts'
+import type { AppViewServices } from '../context.ts'
 import { type Hold, HoldClient } from '../holds/hold-client.ts'
 import { HoldSelection } from '../holds/hold-selection.ts'
 import { clientSafeDid, type ImageName, parseImageName } from '../names.ts'
@@ -27,7 +27,7 @@ export interface Target {
 export type Action = 'pull' | 'push' | 'delete'
 
 export class Registry {
-  readonly ctx: AppViewContext
+  readonly ctx: AppViewServices
   readonly reader: PdsReader
   readonly manifests: ManifestStore
   readonly tags: TagStore
@@ -37,7 +37,7 @@ export class Registry {
   readonly links: ContentLinks
   readonly content: RepositoryContent
 
-  constructor(ctx: AppViewContext) {
+  constructor(ctx: AppViewServices) {
     this.ctx = ctx
     this.reader = new PdsReader(ctx.fetch, { maxBlobBytes: ctx.config.registry.max_manifest_size })
     this.manifests = new ManifestStore(this.reader)
