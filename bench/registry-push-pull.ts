@@ -49,8 +49,7 @@
 // first sign-in, not at start. Idle RSS: @atproto/api not loaded (−35 MiB) and 2 MiB
 // semi-spaces (−20 MiB, set by the bin); the peak stays ~85 MiB over idle (the part buffer
 // plus V8's lag in collecting socket buffers).
-import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -63,6 +62,8 @@ import {
   startS3,
   writeOciImage,
 } from '@atcr/testkit'
+import { startDistribution } from './lib/distribution.ts'
+import { spawnLogged, statusKiB, stopChild, waitForUrl } from './lib/processes.ts'
 
 const MiB = 1024 * 1024
 const APPVIEW_BIN = new URL('../apps/appview/bin/atcr-appview', import.meta.url).pathname
@@ -152,57 +153,6 @@ function printTimeline(title: string, lines: string[]): void {
   for (const [kind, { count, ms }] of gc) console.log(`GC ${kind}: ${count}×, ${ms.toFixed(0)} ms`)
 }
 
-function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
-  return readFile(`/proc/${pid}/status`, 'utf8').then((text) => {
-    const match = new RegExp(`${field}:\\s+(\\d+) kB`).exec(text)
-    return match ? Number(match[1]) : 0
-  })
-}
-
-async function waitFor(url: string, child: ChildProcess, output: () => string): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    if (child.exitCode !== null) throw new Error(`exited early:\n${output()}`)
-    try {
-      const response = await fetch(url)
-      await response.body?.cancel()
-      return
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-  }
-  throw new Error(`${url} never answered:\n${output()}`)
-}
-
-function spawnLogged(
-  command: string,
-  argv: string[],
-  lines?: string[],
-): { child: ChildProcess; output: () => string } {
-  const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  let partial = ''
-  const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-32_768)
-  }
-  child.stdout?.on('data', (chunk: Buffer) => {
-    keep(chunk)
-    if (!lines) return
-    const text = partial + chunk.toString()
-    const split = text.split('\n')
-    partial = split.pop() ?? ''
-    lines.push(...split)
-  })
-  child.stderr?.on('data', keep)
-  return { child, output: () => output }
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return
-  const exited = new Promise((resolve) => child.once('exit', resolve))
-  child.kill('SIGTERM')
-  await exited
-}
-
 async function timed(action: () => Promise<unknown>): Promise<number> {
   const start = performance.now()
   await action()
@@ -239,31 +189,18 @@ async function distribution(work: string, layout: string): Promise<Result | null
     console.log('docker-registry not installed (apt-get install docker-registry): no reference')
     return null
   }
-  const port = await freePort()
-  const root = await mkdtemp(join(work, 'distribution-'))
-  const config = join(root, 'distribution.yml')
-  await writeFile(
-    config,
-    JSON.stringify({
-      version: 0.1,
-      log: { level: 'error' },
-      storage: { filesystem: { rootdirectory: join(root, 'storage') } },
-      http: { addr: `127.0.0.1:${port}` },
-    }),
-  )
-  const { child, output } = spawnLogged('docker-registry', ['serve', config])
+  const registry = await startDistribution(work)
   try {
-    await waitFor(`http://127.0.0.1:${port}/v2/`, child, output)
     const times = await pushPull(
       work,
       layout,
       'distribution',
-      `docker://127.0.0.1:${port}/bench/app:bench`,
+      `docker://${registry.host}/bench/app:bench`,
       [],
     )
     return { target: 'CNCF distribution 2.8 (filesystem)', ...times }
   } finally {
-    await stop(child)
+    await registry.close()
   }
 }
 
@@ -308,11 +245,11 @@ async function atcr(
   const { child, output } = spawnLogged(
     process.execPath,
     [...(args['appview-node-option'] ?? []), bin, 'serve', '--config', config],
-    args.trace ? lines : undefined,
+    args.trace ? (line) => lines.push(line) : undefined,
   )
   try {
-    await waitFor(`http://127.0.0.1:${port}/v2/`, child, output)
-    const idle = await statusKiB(child.pid!, 'VmRSS')
+    await waitForUrl(`http://127.0.0.1:${port}/v2/`, child, output)
+    const idle = statusKiB(child.pid!, 'VmRSS')
     const name = `${alice.did.replaceAll(':', '-')}/app`
     // As users do: `docker login` (here skopeo's) first, then the push asks for its tokens.
     const loginSeconds = await timed(() =>
@@ -335,7 +272,7 @@ async function atcr(
       `docker://127.0.0.1:${port}/${name}:bench`,
       ['--dest-creds', `${alice.did}:${alice.appPassword}`],
     )
-    const peak = await statusKiB(child.pid!, 'VmHWM')
+    const peak = statusKiB(child.pid!, 'VmHWM')
     if (args.trace) printTimeline(`ATCR, hold on ${storage}`, lines)
     const which = bin === APPVIEW_BIN ? '' : ` [${bin}]`
     return {
@@ -347,7 +284,7 @@ async function atcr(
       appviewPeakMiB: peak / 1024,
     }
   } finally {
-    await stop(child)
+    await stopChild(child)
     await hold.close()
     await s3?.close()
     await net.close()
