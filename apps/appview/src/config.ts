@@ -88,6 +88,72 @@ export const appviewConfig = defineConfig({
           ),
       })
       .describe('The OCI registry.'),
+    auth: z
+      .object({
+        app_password_recheck: duration()
+          .default(5)
+          .describe(
+            'An app password the PDS accepted is let in again without asking the PDS for this long (the several token requests of one push); a revoked app password stops working after at most this long.',
+          ),
+        max_scopes_per_request: z
+          .number()
+          .int()
+          .min(1)
+          .default(32)
+          .describe(
+            'Most scopes one /auth/token request may name; a request naming more is refused (400) before any identity is looked up.',
+          ),
+        failed_lookup_ttl: duration()
+          .default(60)
+          .describe(
+            'A handle that could not be resolved while granting scopes is not looked up again for this long.',
+          ),
+        rate_limit: z
+          .object({
+            window: duration().default(60).describe('The window of the request limits below.'),
+            token_per_address: z
+              .number()
+              .int()
+              .min(1)
+              .default(600)
+              .describe('/auth/token requests per client address and window.'),
+            token_per_account: z
+              .number()
+              .int()
+              .min(1)
+              .default(300)
+              .describe('/auth/token requests naming one account (username) per window.'),
+            failed_sign_ins: z
+              .number()
+              .int()
+              .min(1)
+              .default(100)
+              .describe(
+                'Refused sign-ins per account within failed_sign_in_window; the next one is answered 429 with Retry-After without asking the PDS.',
+              ),
+            failed_sign_ins_per_address: z
+              .number()
+              .int()
+              .min(1)
+              .default(500)
+              .describe(
+                'Refused sign-ins per client address within failed_sign_in_window (an address may be shared by many users), then 429 likewise.',
+              ),
+            failed_sign_in_window: duration()
+              .default(15 * 60)
+              .describe('The window of failed_sign_ins.'),
+            device_per_address: z
+              .number()
+              .int()
+              .min(1)
+              .default(60)
+              .describe(
+                'Requests to /auth/device/code and /auth/device/token per client address and window.',
+              ),
+          })
+          .describe('Abuse limits (429 TOOMANYREQUESTS with Retry-After).'),
+      })
+      .describe('Sign-in at /auth/token.'),
     log: z
       .object({ level: z.enum(LOG_LEVELS).default('info').describe('Log level.') })
       .describe('Logging.'),

@@ -1,5 +1,6 @@
 // The AppView's HTTP surface: token auth under /auth and the OCI Distribution API under /v2,
 // both answering errors with the OCI JSON envelope through one handler.
+import rateLimit from '@fastify/rate-limit'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { registerAuthRoutes } from './auth/index.ts'
 import type { AppViewContext } from './context.ts'
@@ -13,6 +14,8 @@ export async function buildServer(ctx: AppViewContext): Promise<FastifyInstance>
     // Manifests are read whole (bounded by registry.max_manifest_size); blobs stream.
     bodyLimit: ctx.config.registry.max_manifest_size,
   })
+  // Limits are declared per route (config.rateLimit) or taken with app.createRateLimit.
+  await app.register(rateLimit, { global: false })
   const onError = ociErrorHandler(ctx)
   await app.register(async (scope) => {
     scope.setErrorHandler(onError)

@@ -20,6 +20,8 @@ export interface AuthAppViewOptions {
   logs: CapturedLogs
   defaultHoldDid?: string | null
   tokenExpiration?: number
+  /** The AppView's clock (tests move it forward instead of sleeping). */
+  now?: () => number
 }
 
 export async function startAuthAppView(options: AuthAppViewOptions): Promise<AuthAppView> {
@@ -40,7 +42,11 @@ export async function startAuthAppView(options: AuthAppViewOptions): Promise<Aut
       },
     },
   })
-  const appview = await AppView.create(config, { logger: options.logs.logger, dns: options.dns })
+  const appview = await AppView.create(config, {
+    logger: options.logs.logger,
+    dns: options.dns,
+    ...(options.now ? { overrides: { now: options.now } } : {}),
+  })
   try {
     const url = await appview.start()
     return { url, ctx: appview.ctx, config, close: () => appview.destroy() }

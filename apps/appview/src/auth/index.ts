@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify'
 import { serviceName } from '../config.ts'
 import type { AppViewBase, AppViewContext } from '../context.ts'
 import { CredentialChecker, noDeviceSecrets } from './credentials.ts'
+import { FailedLookups } from './failed-lookups.ts'
 import { authKeyPaths, loadOrCreateSessionKey, loadOrCreateTokenKey } from './keys.ts'
 import { TokenRegistryAuth } from './registry-auth.ts'
 import { RegistryTokens } from './registry-token.ts'
@@ -43,7 +44,10 @@ export async function buildAuthServices(base: AppViewBase, logger: Logger): Prom
     lifetime: config.registry.token_expiration,
   })
   const store = new SessionStore(base.db, await loadOrCreateSessionKey(paths.sessionKey))
-  const verified = new VerifiedLogins({ now: base.now })
+  const verified = new VerifiedLogins({
+    now: base.now,
+    ttlMs: config.auth.app_password_recheck * 1000,
+  })
   const pdsSessions = new PdsSessions({
     store,
     fetch: base.fetch,
@@ -67,11 +71,22 @@ export async function buildAuthServices(base: AppViewBase, logger: Logger): Prom
 
 /** The /auth/token routes (errors: the OCI JSON envelope, set by the caller's scope). */
 export function registerAuthRoutes(app: FastifyInstance, ctx: AppViewContext): void {
+  const { auth } = ctx.config
+  const failed = new FailedLookups({ ttlMs: auth.failed_lookup_ttl * 1000, now: ctx.now })
   registerTokenRoutes(app, {
     tokens: ctx.tokens,
     checker: ctx.credentials,
-    identity: ctx.identity,
+    resolveHandle: failed.wrap((handle) => ctx.identity.resolveHandle(handle)),
     basicRealm: ctx.basicRealm,
+    maxScopes: auth.max_scopes_per_request,
+    limits: {
+      windowMs: auth.rate_limit.window * 1000,
+      perAddress: auth.rate_limit.token_per_address,
+      perAccount: auth.rate_limit.token_per_account,
+      failedSignIns: auth.rate_limit.failed_sign_ins,
+      failedSignInsPerAddress: auth.rate_limit.failed_sign_ins_per_address,
+      failedSignInWindowMs: auth.rate_limit.failed_sign_in_window * 1000,
+    },
   })
 }
 
