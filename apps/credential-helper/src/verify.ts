@@ -192,7 +192,7 @@ export async function verifyImage(options: VerifyOptions): Promise<Verification>
         throw new VerifyError(
           'tag',
           `${identity.did} has no tag ${ref.repository}:${ref.tag} in its repository ` +
-            `(proof checked at commit ${proof.commit}): the registry serves a tag the owner did not publish`,
+            `(${proof.absence}): the registry serves a tag the owner did not publish`,
         )
       }
       const tagged = taggedDigest(proof.record)
@@ -211,7 +211,7 @@ export async function verifyImage(options: VerifyOptions): Promise<Verification>
       throw new VerifyError(
         'record',
         `${identity.did} has no io.atcr.manifest record for ${served.digest} in its repository ` +
-          `(proof checked at commit ${proof.commit}): the registry serves a manifest the owner ` +
+          `(${proof.absence}): the registry serves a manifest the owner ` +
           'did not publish, or the owner deleted it',
       )
     }
@@ -349,9 +349,10 @@ async function readBounded(response: Response, max: number, step: VerifyStep): P
 }
 
 interface RecordProof {
-  /** The record, or null when the signed MST proves it absent. */
+  /** The record, or null when the signed MST proves it absent (or the PDS says so). */
   record: Record<string, unknown> | null
-  commit: string
+  /** How the absence of a missing record is known. */
+  absence: string
   where: VerifiedRecord
 }
 
@@ -387,7 +388,7 @@ async function provenRecord(
     if (body.error === 'RecordNotFound') {
       return {
         record: null,
-        commit: 'the PDS’s latest',
+        absence: 'the PDS answered RecordNotFound',
         where: { uri, cid: '', commit: '', rev: '' },
       }
     }
@@ -442,7 +443,9 @@ async function provenRecord(
     )
   }
   const where = { uri, cid: recordCid?.toString() ?? '', commit: commitCid, rev: commit.rev }
-  if (!recordCid) return { record: null, commit: commitCid, where }
+  if (!recordCid) {
+    return { record: null, absence: `its absence proven at signed commit ${commitCid}`, where }
+  }
   let record: Record<string, unknown>
   try {
     record = (await blocks.readRecord(recordCid)) as Record<string, unknown>
@@ -455,7 +458,7 @@ async function provenRecord(
       },
     )
   }
-  return { record, commit: commitCid, where }
+  return { record, absence: '', where }
 }
 
 /** The digest a tag record points at (its manifest AT-URI, else the older manifestDigest). */
