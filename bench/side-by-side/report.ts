@@ -95,7 +95,7 @@ function cell(values: number[], unit: string): string {
 function throughput(metric: Metric, a: number[], b: number[]): string {
   if (!metric.bytes || metric.unit !== 's') return ''
   const mibps = (values: number[]) =>
-    values.length ? (metric.bytes! / 1024 ** 2 / median(values)).toFixed(0) : '—'
+    values.length ? fmt(metric.bytes! / 1024 ** 2 / median(values)) : '—'
   return `${mibps(a)} / ${mibps(b)}`
 }
 

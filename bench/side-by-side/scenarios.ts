@@ -326,7 +326,11 @@ export function buildScenarios(ctx: Context): Built {
           unit: 'ms',
           what: `GET tags/list of ${options.tags} tags, every page (mean of 10)`,
         },
-        { name: 'n=100', unit: 'ms', what: `GET tags/list?n=100 (mean of 10)` },
+        {
+          name: 'n=100',
+          unit: 'ms',
+          what: 'GET tags/list?n=100, first page (mean of 10; Distribution 2.8 ignores n on tags/list and answers every tag)',
+        },
       ],
       setup: async (target) => {
         const repo = target.repo('tags')
@@ -351,8 +355,11 @@ export function buildScenarios(ctx: Context): Built {
         })
         const page = await time(async () => {
           for (let i = 0; i < 10; i++) {
+            // Distribution 2.8 ignores n on tags/list and answers every tag.
             const count = await listTags(target, repo, auth, 100)
-            if (count !== 100) throw new Error(`?n=100 listed ${count} tags`)
+            if (count !== Math.min(100, options.tags) && count !== options.tags) {
+              throw new Error(`?n=100 listed ${count} tags`)
+            }
           }
         })
         return { values: { full: full.seconds * 100, 'n=100': page.seconds * 100 } }
