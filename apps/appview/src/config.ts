@@ -88,6 +88,32 @@ export const appviewConfig = defineConfig({
           ),
       })
       .describe('The OCI registry.'),
+    oauth: z
+      .object({
+        client_name: z
+          .string()
+          .min(1)
+          .default('ATCR')
+          .describe('The name users see on their PDS when they sign in.'),
+        permission_set: z
+          .boolean()
+          .default(false)
+          .describe(
+            "Ask for include:io.atcr.authFullApp instead of granular repo: scopes (only where users' PDSes can resolve that permission set). Changing the scope drops stored OAuth sessions at the next start.",
+          ),
+        web_session_lifetime: duration()
+          .default(30 * 24 * 3600)
+          .describe('How long a browser stays signed in.'),
+        device_code_lifetime: duration()
+          .default(600)
+          .describe('How long a device login code (POST /auth/device/code) may wait for approval.'),
+        device_poll_interval: duration()
+          .default(5)
+          .describe('Seconds a device waits between polls of /auth/device/token.'),
+      })
+      .describe(
+        'ATProto OAuth sign-in, web sessions and device login. An https base_url makes the AppView a confidential client (metadata at /oauth-client-metadata.json); an http one a loopback client (dev: base_url must be http://127.0.0.1:PORT).',
+      ),
     auth: z
       .object({
         app_password_recheck: duration()

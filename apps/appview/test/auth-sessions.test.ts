@@ -81,7 +81,7 @@ describe('users PDS sessions', () => {
 
   it('keeps the session from a token exchange, sealed: no token in the database files', async () => {
     await login(alice)
-    const agent = await appview.ctx.sessions.agentFor(alice.did)
+    const agent = (await appview.ctx.sessions.agentFor(alice.did)) as AtpAgent
     const { accessJwt, refreshJwt } = agent.session!
     // The agent writes to alice's repo as alice.
     const { data } = await agent.com.atproto.server.getSession()
@@ -129,7 +129,7 @@ describe('users PDS sessions', () => {
       Array.from({ length: 5 }, () => appview.ctx.sessions.agentFor(alice.did)),
     )
     assert.ok(agents.every((agent) => agent === agents[0]))
-    const session = agents[0]!.session!
+    const session = (agents[0] as AtpAgent).session!
     assert.ok((decodeJwt(session.accessJwt).exp ?? 0) > Date.now() / 1000 + 600)
     assert.notEqual(session.refreshJwt, before.session.refreshJwt)
     const { data } = await agents[0]!.com.atproto.server.getSession()

@@ -366,7 +366,7 @@ describe('/auth/token and registry tokens', () => {
 
       // The stored session ends (the user signed out everywhere, the refresh is refused):
       // the next sign-in goes to the PDS again.
-      const agent = await appview.ctx.sessions.agentFor(erin.did)
+      const agent = (await appview.ctx.sessions.agentFor(erin.did)) as AtpAgent
       const session = agent.session!
       await new AtpAgent({ service: net.pds.url }).com.atproto.server.deleteSession(undefined, {
         headers: { authorization: `Bearer ${session.refreshJwt}` },

@@ -40,7 +40,10 @@ export interface RegistryStack {
    * Another AppView on the same network and hold, with its own (empty) database: what a
    * second AppView of the network sees of the content pushed through the first.
    */
-  anotherAppView(options?: { mode?: 'dev' | 'production' }): Promise<RegistryStack>
+  anotherAppView(options?: {
+    mode?: 'dev' | 'production'
+    oauth?: { permission_set?: boolean }
+  }): Promise<RegistryStack>
   /** `did-plc-.../<repository>`: a name OCI clients accept. */
   nameOf(account: TestAccount, repository: string): string
   /** A registry token from /auth/token (anonymous when `account` is null). */
@@ -60,6 +63,8 @@ export interface RegistryStackOptions {
   presignedRedirects?: boolean
   /** Config overrides of the AppView's registry section. */
   registry?: { max_manifest_size?: number; upload_part_size?: number; token_expiration?: number }
+  /** Config overrides of the AppView's oauth section. */
+  oauth?: { permission_set?: boolean }
 }
 
 export async function startRegistryStack(
@@ -94,7 +99,10 @@ export async function startRegistryStack(
         '_atproto.bob.test': [`did=${bob.did}`],
       },
     })
-    const startAppView = async (mode: 'dev' | 'production' = 'dev') => {
+    const startAppView = async (
+      mode: 'dev' | 'production' = 'dev',
+      oauth: { permission_set?: boolean } = options.oauth ?? {},
+    ) => {
       const dataDir = await mkdtemp(join(tmpdir(), 'atcr-appview-'))
       cleanups.push(() => rm(dataDir, { recursive: true, force: true }))
       const port = await freePort()
@@ -105,6 +113,7 @@ export async function startRegistryStack(
           server: { data_dir: dataDir, mode, host: '127.0.0.1', port, base_url: `http://${host}` },
           identity: { plc_directory_url: net.plc.url },
           registry: { default_hold_did: hold.did, ...options.registry },
+          oauth,
         },
       })
       const logs = captureLogger()
@@ -137,7 +146,7 @@ export async function startRegistryStack(
       s3,
       ...view,
       dns,
-      anotherAppView: async (other = {}) => stackOf(await startAppView(other.mode)),
+      anotherAppView: async (other = {}) => stackOf(await startAppView(other.mode, other.oauth)),
       nameOf: (account, repository) => `${clientSafeDid(account.did)}/${repository}`,
       request: async (path, init = {}) => {
         const { as, scopes, ...rest } = init

@@ -3,6 +3,13 @@ export {
   type StartAppViewProcessOptions,
   startAppViewProcess,
 } from './appview-process.ts'
+export {
+  approveOnAuthorizePage,
+  CHROMIUM_PATH,
+  hasChromium,
+  launchBrowser,
+  type TestBrowser,
+} from './browser.ts'
 export { type DidWebServer, startDidWebServer } from './did-web-server.ts'
 export { type StaticDns, type StaticDnsTable, staticDns } from './dns.ts'
 export { type HoldProcess, type StartHoldProcessOptions, startHoldProcess } from './hold-process.ts'

@@ -22,6 +22,12 @@ export interface TestPds {
   did: string
   pds: PDS
   createAccount(handle: string, options?: { password?: string }): Promise<TestAccount>
+  /**
+   * Publishes lexicon documents (e.g. the io.atcr.authFullApp permission set) as
+   * com.atproto.lexicon.schema records of an account on this PDS and makes that account
+   * the PDS's lexicon authority, so that `include:` OAuth scopes naming them resolve.
+   */
+  publishLexicons(documents: readonly { id: string }[]): Promise<void>
   close(): Promise<void>
 }
 
@@ -97,11 +103,28 @@ export async function startPds(options: StartPdsOptions): Promise<TestPds> {
     }
   }
 
+  let lexiconAuthority: TestAccount | undefined
+  const publishLexicons = async (documents: readonly { id: string }[]) => {
+    lexiconAuthority ??= await createAccount('atcr-lexicons.test')
+    for (const document of documents) {
+      await lexiconAuthority.agent.com.atproto.repo.putRecord({
+        repo: lexiconAuthority.did,
+        collection: 'com.atproto.lexicon.schema',
+        rkey: document.id,
+        record: { $type: 'com.atproto.lexicon.schema', ...document },
+      })
+    }
+    // Read by the PDS's lexicon resolver at each resolution (not copied at start-up).
+    ;(pds.ctx.cfg as { lexicon: { didAuthority?: string } }).lexicon.didAuthority =
+      lexiconAuthority.did
+  }
+
   return {
     url,
     did: pds.ctx.cfg.service.did,
     pds,
     createAccount,
+    publishLexicons,
     close: async () => {
       await pds.destroy()
       if (!options.dataDir) await rm(dataDir, { recursive: true, force: true })

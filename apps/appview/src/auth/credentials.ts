@@ -8,6 +8,7 @@ import {
 } from '@atcr/core/identity'
 import type { Logger } from '@atcr/core/log'
 import { OciError } from '@atcr/core/oci'
+import { DEVICE_SECRET_PREFIX } from './devices.ts'
 import { ensureSailorProfile } from './profile.ts'
 import type { SessionStore } from './session-store.ts'
 import {
@@ -25,17 +26,14 @@ export interface Credentials {
 }
 
 /**
- * Device secrets, issued to the credential helper by the device flow (a later issue),
- * are checked before app passwords. Answers whether `secret` is a live device secret of
+ * Device secrets, issued to the credential helper by the device flow (devices.ts), are
+ * checked before app passwords. Answers whether `secret` is a live device secret of
  * `did`; such a login uses the session the user approved the device with, so no PDS
  * session is created for it here.
  */
 export interface DeviceSecretVerifier {
   verify(did: string, secret: string): Promise<boolean>
 }
-
-/** Until the device flow exists: no password is a device secret. */
-export const noDeviceSecrets: DeviceSecretVerifier = { verify: async () => false }
 
 /** Reads `Authorization: Basic base64(username:password)`; null when absent or malformed. */
 export function parseBasicAuthorization(header: string | undefined): Credentials | null {
@@ -125,6 +123,12 @@ export class CredentialChecker {
     }
 
     if (await deviceSecrets.verify(resolved.did, password)) return resolved.did
+    // A device secret that is not (or no longer) valid is never sent to the PDS.
+    if (password.startsWith(DEVICE_SECRET_PREFIX)) {
+      throw unauthorized(
+        `the device secret of ${JSON.stringify(username)} was revoked or is unknown: sign in again (docker-credential-atcr login)`,
+      )
+    }
 
     let login: Awaited<ReturnType<PdsSessions['login']>>
     try {

@@ -4,16 +4,20 @@ import type { Logger } from '@atcr/core/log'
 import type { FastifyInstance } from 'fastify'
 import { serviceName } from '../config.ts'
 import type { AppViewBase, AppViewContext } from '../context.ts'
-import { CredentialChecker, noDeviceSecrets } from './credentials.ts'
+import { CredentialChecker } from './credentials.ts'
+import { DeviceFlow } from './devices.ts'
 import { FailedLookups } from './failed-lookups.ts'
 import { authKeyPaths, loadOrCreateSessionKey, loadOrCreateTokenKey } from './keys.ts'
+import { OAuthSignIn } from './oauth.ts'
 import { TokenRegistryAuth } from './registry-auth.ts'
 import { RegistryTokens } from './registry-token.ts'
+import { Sealer } from './sealer.ts'
 import { SessionStore } from './session-store.ts'
 import { PdsSessions } from './sessions.ts'
 import { credentialsRefused, registerTokenRoutes } from './token-route.ts'
 import type { RegistryAuth, UserSessions } from './types.ts'
 import { VerifiedLogins } from './verified-logins.ts'
+import { WebSessions } from './web-sessions.ts'
 
 export type { DeviceSecretVerifier } from './credentials.ts'
 export type { Caller, RegistryAuth, UserSessions } from './types.ts'
@@ -32,6 +36,9 @@ export interface AuthServices {
   credentials: CredentialChecker
   /** The realm of the Basic challenge sent with refused credentials. */
   basicRealm: string
+  oauth: OAuthSignIn
+  webSessions: WebSessions
+  devices: DeviceFlow
 }
 
 /** Loads (or creates) the keys under `<data_dir>/auth/` and builds the services. */
@@ -43,7 +50,26 @@ export async function buildAuthServices(base: AppViewBase, logger: Logger): Prom
     service: serviceName(config),
     lifetime: config.registry.token_expiration,
   })
-  const store = new SessionStore(base.db, await loadOrCreateSessionKey(paths.sessionKey))
+  const sessionKey = await loadOrCreateSessionKey(paths.sessionKey)
+  const store = new SessionStore(base.db, sessionKey)
+  const oauth = await OAuthSignIn.create({
+    config,
+    db: base.db,
+    sealer: new Sealer(sessionKey),
+    identity: base.identity,
+    fetch: base.fetch,
+    logger,
+    keyPath: paths.oauthClientKey,
+    now: base.now,
+  })
+  await oauth.dropMismatchedSessions()
+  const devices = new DeviceFlow({
+    db: base.db,
+    codeLifetime: config.oauth.device_code_lifetime,
+    interval: config.oauth.device_poll_interval,
+    now: base.now,
+  })
+  const webSessions = new WebSessions(base.db, config.oauth.web_session_lifetime * 1000, base.now)
   const verified = new VerifiedLogins({
     now: base.now,
     ttlMs: config.auth.app_password_recheck * 1000,
@@ -52,6 +78,7 @@ export async function buildAuthServices(base: AppViewBase, logger: Logger): Prom
     store,
     fetch: base.fetch,
     logger,
+    oauth,
     onSessionEnded: (did) => verified.forgetDid(did),
   })
   const auth = new TokenRegistryAuth({ tokens, realm: tokenRealm(config.server.base_url) })
@@ -61,12 +88,22 @@ export async function buildAuthServices(base: AppViewBase, logger: Logger): Prom
     sessions: pdsSessions,
     store,
     verified,
-    deviceSecrets: noDeviceSecrets,
+    deviceSecrets: devices,
     defaultHoldDid: config.registry.default_hold_did,
     logger,
     unauthorized: (message) => credentialsRefused(basicRealm, message),
   })
-  return { tokens, auth, sessions: pdsSessions, pdsSessions, credentials, basicRealm }
+  return {
+    tokens,
+    auth,
+    sessions: pdsSessions,
+    pdsSessions,
+    credentials,
+    basicRealm,
+    oauth,
+    webSessions,
+    devices,
+  }
 }
 
 /** The /auth/token routes (errors: the OCI JSON envelope, set by the caller's scope). */

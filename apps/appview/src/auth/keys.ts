@@ -22,10 +22,15 @@ export class AuthKeyFileError extends Error {
 }
 
 /** The files, relative to the data directory (the original's layout for the token key). */
-export function authKeyPaths(dataDir: string): { tokenKey: string; sessionKey: string } {
+export function authKeyPaths(dataDir: string): {
+  tokenKey: string
+  sessionKey: string
+  oauthClientKey: string
+} {
   return {
     tokenKey: join(dataDir, 'auth', 'private-key.pem'),
     sessionKey: join(dataDir, 'auth', 'session.key'),
+    oauthClientKey: join(dataDir, 'auth', 'oauth-client-key.pem'),
   }
 }
 

@@ -1,11 +1,11 @@
 // The user's io.atcr.sailor.profile (rkey self), made on their first login with the
 // AppView's default hold. An existing profile is never touched: it is the user's to edit.
 import { NSID, SELF_RKEY, validateRecord } from '@atcr/core/lexicons'
-import type { AtpAgent } from '@atproto/api'
+import type { Agent } from '@atproto/api'
 import { loadAtpApi } from './atp-api.ts'
 
 export async function ensureSailorProfile(
-  agent: AtpAgent,
+  agent: Agent,
   did: string,
   defaultHoldDid: string | null,
 ): Promise<'created' | 'exists'> {
@@ -30,7 +30,7 @@ export async function ensureSailorProfile(
   return 'created'
 }
 
-async function profileExists(agent: AtpAgent, did: string): Promise<boolean> {
+async function profileExists(agent: Agent, did: string): Promise<boolean> {
   try {
     await agent.com.atproto.repo.getRecord({
       repo: did,

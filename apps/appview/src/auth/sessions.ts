@@ -3,7 +3,7 @@
 // time, refreshed tokens sealed again), and service tokens minted by the user's PDS.
 import type { GuardedFetch } from '@atcr/core/identity'
 import type { Logger } from '@atcr/core/log'
-import type { AtpAgent, AtpSessionData } from '@atproto/api'
+import type { Agent, AtpAgent, AtpSessionData } from '@atproto/api'
 import { decodeJwt } from 'jose'
 import { loadAtpApi } from './atp-api.ts'
 import { type SessionStore, SessionUnsealError, type StoredSession } from './session-store.ts'
@@ -44,6 +44,8 @@ export interface PdsSessionsOptions {
   logger: Logger
   /** Told when a DID's stored session ends (refused refresh, unreadable, forgotten). */
   onSessionEnded?: (did: string) => void
+  /** OAuth sessions: used first, for users who signed in with OAuth. */
+  oauth?: { hasSession(did: string): Promise<boolean>; agentFor(did: string): Promise<Agent> }
 }
 
 interface CachedAgent {
@@ -56,6 +58,7 @@ export class PdsSessions implements UserSessions {
   private readonly fetch: GuardedFetch
   private readonly logger: Logger
   private readonly onSessionEnded: (did: string) => void
+  private readonly oauth: PdsSessionsOptions['oauth']
   private readonly agents = new Map<string, CachedAgent>()
   private readonly locks = new Map<string, Promise<void>>()
   private readonly writes = new Map<string, Promise<void>>()
@@ -67,6 +70,7 @@ export class PdsSessions implements UserSessions {
     this.fetch = options.fetch
     this.logger = options.logger
     this.onSessionEnded = options.onSessionEnded ?? (() => {})
+    this.oauth = options.oauth
   }
 
   /**
@@ -105,7 +109,13 @@ export class PdsSessions implements UserSessions {
     return { agent: this.agents.get(did)?.agent ?? agent, session }
   }
 
-  async agentFor(did: string): Promise<AtpAgent> {
+  /** The user's OAuth session when they have one, else their app-password session. */
+  async agentFor(did: string): Promise<Agent> {
+    if (this.oauth && (await this.oauth.hasSession(did))) return this.oauth.agentFor(did)
+    return this.appPasswordAgent(did)
+  }
+
+  private async appPasswordAgent(did: string): Promise<AtpAgent> {
     const agent = await this.exclusive(did, async () => {
       let cached = this.agents.get(did)
       if (!cached) {
@@ -162,6 +172,7 @@ export class PdsSessions implements UserSessions {
   /** Whether a session of the DID is stored (it may still turn out expired when used). */
   async hasSession(did: string): Promise<boolean> {
     if (this.agents.has(did)) return true
+    if (this.oauth && (await this.oauth.hasSession(did))) return true
     return this.store.exists(did)
   }
 
@@ -186,7 +197,7 @@ export class PdsSessions implements UserSessions {
       })
       token = response.data.token
     } catch (error) {
-      if (!agent.session) {
+      if ('session' in agent && !agent.session) {
         this.onSessionEnded(did)
         throw new NoSessionError(did)
       }

@@ -3,7 +3,7 @@
 // tokens for holds). Implemented in this folder; used by registry/.
 
 import type { OciError, TokenScope } from '@atcr/core/oci'
-import type { AtpAgent } from '@atproto/api'
+import type { Agent } from '@atproto/api'
 import type { FastifyRequest } from 'fastify'
 
 export interface Caller {
@@ -30,7 +30,7 @@ export interface UserSessions {
    * authenticated (tokens kept encrypted at rest, refreshed before they expire). Throws
    * NoSessionError when the AppView holds no usable session for that DID.
    */
-  agentFor(did: string): Promise<AtpAgent>
+  agentFor(did: string): Promise<Agent>
   /**
    * A service-auth JWT minted by the user's PDS (`aud` = a hold DID, `lxm` = the method),
    * cached until shortly before it expires.

@@ -83,7 +83,59 @@ export interface RegistryUploadPartTable {
   size: number
 }
 
+/** An ATProto OAuth authorization in progress (PKCE verifier, DPoP key), sealed. */
+export interface OAuthStateTable {
+  key: string
+  sealed: Uint8Array
+  created_at: number
+}
+
+/** A user's ATProto OAuth session (tokens, DPoP key), sealed. */
+export interface OAuthSessionTable {
+  did: string
+  sealed: Uint8Array
+  requested_scope: string
+  updated_at: number
+}
+
+/** A signed-in browser: the cookie holds the id, the table its SHA-256. */
+export interface WebSessionTable {
+  id_hash: string
+  did: string
+  handle: string | null
+  created_at: number
+  expires_at: number
+}
+
+/** A device authorization (RFC 8628) in progress or just decided. */
+export interface DeviceAuthorizationTable {
+  device_code_hash: string
+  user_code: string
+  client_name: string
+  status: 'pending' | 'approved' | 'denied' | 'issued'
+  did: string | null
+  handle: string | null
+  last_poll_at: number
+  created_at: number
+  expires_at: number
+}
+
+/** An approved device: its secret is stored as a SHA-256 only. */
+export interface DeviceTable {
+  id: string
+  did: string
+  name: string
+  secret_hash: string
+  created_at: number
+  last_used_at: number | null
+}
+
 export type AppViewSchema = {
+  oauth_state: OAuthStateTable
+  oauth_session: OAuthSessionTable
+  web_session: WebSessionTable
+  device_authorization: DeviceAuthorizationTable
+  device: DeviceTable
   pds_session: PdsSessionTable
   registry_repository: RegistryRepositoryTable
   registry_blob_alias: RegistryBlobAliasTable

@@ -14,7 +14,7 @@ import {
   validateRecordJson,
 } from '@atcr/core/lexicons'
 import { digestOf, OciError } from '@atcr/core/oci'
-import type { AtpAgent } from '@atproto/api'
+import type { Agent } from '@atproto/api'
 import type { ManifestDocument, OciDescriptor } from './manifest-document.ts'
 import type { PdsReader, StoredRecord } from './pds-reader.ts'
 
@@ -313,7 +313,7 @@ export class ManifestStore {
 
   /** Uploads the bytes as a blob, then writes the record that references them. */
   async put(
-    agent: AtpAgent,
+    agent: Agent,
     owner: Owner,
     input: Omit<ManifestRecordInput, 'manifestBlob'>,
     bytes: Uint8Array,
@@ -365,7 +365,7 @@ export class ManifestStore {
    * deleted from), so that the records keep telling the truth.
    */
   async setRepository(
-    agent: AtpAgent,
+    agent: Agent,
     owner: Owner,
     manifest: StoredManifest,
     repository: string,
@@ -390,7 +390,7 @@ export class ManifestStore {
     }
   }
 
-  async delete(agent: AtpAgent, owner: Owner, digest: string): Promise<void> {
+  async delete(agent: Agent, owner: Owner, digest: string): Promise<void> {
     const rkey = manifestRkey(digest)
     try {
       await agent.com.atproto.repo.deleteRecord({
@@ -452,7 +452,7 @@ export class TagStore {
   }
 
   async put(
-    agent: AtpAgent,
+    agent: Agent,
     owner: Owner,
     input: { repository: string; tag: string; digest: string; mediaType: string },
   ): Promise<void> {
@@ -488,7 +488,7 @@ export class TagStore {
     )
   }
 
-  async delete(agent: AtpAgent, owner: Owner, repository: string, tag: string): Promise<void> {
+  async delete(agent: Agent, owner: Owner, repository: string, tag: string): Promise<void> {
     const rkey = tagRkey(repository, tag)
     try {
       await agent.com.atproto.repo.deleteRecord({ repo: owner.did, collection: NSID.tag, rkey })

@@ -1,0 +1,257 @@
+// ATProto OAuth sign-in (PAR, PKCE, DPoP) with @atproto/oauth-client-node. In production
+// (an https base URL) the AppView is a confidential client: its metadata is served at
+// /oauth-client-metadata.json and it signs client assertions with a P-256 key kept in
+// <data_dir>/auth/oauth-client-key.pem (0600, made once). With an http base URL (dev mode,
+// local networks) it is a loopback client, which needs no metadata document or key; the
+// base URL must then be http://127.0.0.1:PORT (the PDS refuses `localhost` redirects).
+//
+// Authorizations in progress and sessions live in the database, sealed with the session
+// key. Refreshes of one DID's tokens are serialised by the library's request lock.
+import type { GuardedFetch, IdentityResolver } from '@atcr/core/identity'
+import { NSID } from '@atcr/core/lexicons'
+import type { Logger } from '@atcr/core/log'
+import type { Agent } from '@atproto/api'
+import {
+  JoseKey,
+  NodeOAuthClient,
+  type NodeSavedSession,
+  type NodeSavedState,
+  type OAuthClientMetadataInput,
+  requestLocalLock,
+} from '@atproto/oauth-client-node'
+import type { AppViewConfig } from '../config.ts'
+import type { AppViewDatabase } from '../db/index.ts'
+import { loadAtpApi } from './atp-api.ts'
+import { loadOrCreateTokenKey } from './keys.ts'
+import type { Sealer } from './sealer.ts'
+import { NoSessionError } from './types.ts'
+
+export const CALLBACK_PATH = '/auth/oauth/callback'
+export const CLIENT_METADATA_PATH = '/oauth-client-metadata.json'
+export const JWKS_PATH = '/oauth/jwks.json'
+
+/** Collections the AppView writes in the user's repository. */
+const COLLECTIONS = [
+  NSID.manifest,
+  NSID.tag,
+  NSID.sailorProfile,
+  NSID.sailorStar,
+  NSID.repoPage,
+] as const
+
+/** Methods the AppView calls on holds for the user (service tokens minted by their PDS). */
+const HOLD_METHODS = [
+  NSID.holdInitiateUpload,
+  NSID.holdGetPartUploadUrl,
+  NSID.holdUploadPart,
+  NSID.holdCompleteUpload,
+  NSID.holdAbortUpload,
+  NSID.holdNotifyManifest,
+  NSID.holdRequestCrew,
+  'com.atproto.sync.getBlob',
+] as const
+
+/**
+ * The scope the AppView asks for: `atproto`, the io.atcr collections (granular `repo:`
+ * scopes, or the `io.atcr.authFullApp` permission set where the PDS resolves it), blob
+ * uploads (manifests are stored as blobs) and `rpc:` for the hold methods, any audience.
+ */
+export function oauthScope(usePermissionSet: boolean): string {
+  const repo = usePermissionSet
+    ? ['include:io.atcr.authFullApp']
+    : COLLECTIONS.map((collection) => `repo:${collection}`)
+  const rpc = HOLD_METHODS.map((method) => `rpc:${method}?aud=*`)
+  return ['atproto', ...repo, 'blob:*/*', ...rpc].join(' ')
+}
+
+export interface OAuthSignInOptions {
+  config: AppViewConfig
+  db: AppViewDatabase
+  sealer: Sealer
+  identity: IdentityResolver
+  fetch: GuardedFetch
+  logger: Logger
+  keyPath: string
+  now: () => number
+}
+
+export class OAuthSignIn {
+  readonly client: NodeOAuthClient
+  readonly scope: string
+  readonly confidential: boolean
+  readonly #db: AppViewDatabase['db']
+  readonly #logger: Logger
+
+  private constructor(client: NodeOAuthClient, scope: string, options: OAuthSignInOptions) {
+    this.client = client
+    this.scope = scope
+    this.confidential = client.clientMetadata.token_endpoint_auth_method === 'private_key_jwt'
+    this.#db = options.db.db
+    this.#logger = options.logger
+  }
+
+  static async create(options: OAuthSignInOptions): Promise<OAuthSignIn> {
+    const { config, sealer, identity, now } = options
+    const db = options.db.db
+    const base = new URL(config.server.base_url)
+    const scope = oauthScope(config.oauth.permission_set)
+    const callback = new URL(CALLBACK_PATH, base).href
+    const confidential = base.protocol === 'https:'
+    let clientMetadata: OAuthClientMetadataInput
+    let keyset: JoseKey[] | undefined
+    if (confidential) {
+      const key = await loadOrCreateTokenKey(options.keyPath)
+      keyset = [await JoseKey.fromKeyLike(key.privateKey, key.kid, 'ES256')]
+      clientMetadata = {
+        client_id: new URL(CLIENT_METADATA_PATH, base).href,
+        client_name: config.oauth.client_name,
+        client_uri: base.href,
+        redirect_uris: [callback as `https://${string}`],
+        scope,
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        application_type: 'web',
+        token_endpoint_auth_method: 'private_key_jwt',
+        token_endpoint_auth_signing_alg: 'ES256',
+        dpop_bound_access_tokens: true,
+        jwks_uri: new URL(JWKS_PATH, base).href as `https://${string}`,
+      }
+    } else {
+      const query = new URLSearchParams({ redirect_uri: callback, scope })
+      clientMetadata = {
+        client_id: `http://localhost?${query}`,
+        redirect_uris: [callback as `http://127.0.0.1:${string}`],
+        scope,
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        application_type: 'native',
+        token_endpoint_auth_method: 'none',
+        dpop_bound_access_tokens: true,
+      }
+    }
+    const client = new NodeOAuthClient({
+      clientMetadata,
+      ...(keyset ? { keyset } : {}),
+      responseMode: 'query',
+      allowHttp: config.server.mode === 'dev',
+      fetch: options.fetch as typeof fetch,
+      requestLock: requestLocalLock,
+      identityResolver: {
+        resolve: async (input) => {
+          const resolved = await identity.resolveIdentity(input)
+          return {
+            did: resolved.did as `did:plc:${string}`,
+            didDoc: resolved.document as never,
+            handle: resolved.handle ?? 'handle.invalid',
+          }
+        },
+      },
+      stateStore: {
+        get: async (key) => {
+          const row = await db
+            .selectFrom('oauth_state')
+            .select(['sealed', 'created_at'])
+            .where('key', '=', key)
+            .executeTakeFirst()
+          // An authorization not finished within an hour is abandoned.
+          if (!row || Number(row.created_at) + 3_600_000 < now()) return undefined
+          return sealer.unseal<NodeSavedState>(`oauth_state ${key}`, row.sealed)
+        },
+        set: async (key, value) => {
+          await db
+            .deleteFrom('oauth_state')
+            .where('created_at', '<', now() - 3_600_000)
+            .execute()
+          await db
+            .insertInto('oauth_state')
+            .values({ key, sealed: sealer.seal(`oauth_state ${key}`, value), created_at: now() })
+            .onConflict((c) =>
+              c.column('key').doUpdateSet({ sealed: sealer.seal(`oauth_state ${key}`, value) }),
+            )
+            .execute()
+        },
+        del: async (key) => {
+          await db.deleteFrom('oauth_state').where('key', '=', key).execute()
+        },
+      },
+      sessionStore: {
+        get: async (did) => {
+          const row = await db
+            .selectFrom('oauth_session')
+            .select('sealed')
+            .where('did', '=', did)
+            .executeTakeFirst()
+          if (!row) return undefined
+          return sealer.unseal<NodeSavedSession>(`oauth_session ${did}`, row.sealed)
+        },
+        set: async (did, value) => {
+          const sealed = sealer.seal(`oauth_session ${did}`, value)
+          await db
+            .insertInto('oauth_session')
+            .values({ did, sealed, requested_scope: scope, updated_at: now() })
+            .onConflict((c) => c.column('did').doUpdateSet({ sealed, updated_at: now() }))
+            .execute()
+        },
+        del: async (did) => {
+          await db.deleteFrom('oauth_session').where('did', '=', did).execute()
+        },
+      },
+    })
+    return new OAuthSignIn(client, scope, options)
+  }
+
+  /** Drops stored sessions that asked for another scope than the configured one. */
+  async dropMismatchedSessions(): Promise<number> {
+    const result = await this.#db
+      .deleteFrom('oauth_session')
+      .where('requested_scope', '!=', this.scope)
+      .executeTakeFirst()
+    const dropped = Number(result.numDeletedRows)
+    if (dropped > 0) {
+      this.#logger.info(
+        { dropped },
+        'OAuth sessions with other scopes dropped; users sign in again',
+      )
+    }
+    return dropped
+  }
+
+  /** The PDS's authorize URL for a handle (or DID); `state` comes back to the callback. */
+  async authorizeUrl(handle: string, state: string): Promise<URL> {
+    return this.client.authorize(handle, { scope: this.scope, state })
+  }
+
+  /** Completes a sign-in from the callback's query; the DID and the state given earlier. */
+  async callback(params: URLSearchParams): Promise<{ did: string; state: string | null }> {
+    const { session, state } = await this.client.callback(params)
+    return { did: session.did, state }
+  }
+
+  async hasSession(did: string): Promise<boolean> {
+    const row = await this.#db
+      .selectFrom('oauth_session')
+      .select('did')
+      .where('did', '=', did)
+      .executeTakeFirst()
+    return row !== undefined
+  }
+
+  /** An agent acting through the user's OAuth session (refreshed when due); NoSessionError if none. */
+  async agentFor(did: string): Promise<Agent> {
+    let session: Awaited<ReturnType<NodeOAuthClient['restore']>>
+    try {
+      session = await this.client.restore(did)
+    } catch (error) {
+      this.#logger.info({ did, err: error }, 'OAuth session unusable; the user must sign in again')
+      throw new NoSessionError(did)
+    }
+    const { Agent } = await loadAtpApi()
+    return new Agent(session)
+  }
+
+  /** Ends the user's OAuth session at their PDS and here. */
+  async revoke(did: string): Promise<void> {
+    await this.client.revoke(did).catch(() => {})
+    await this.#db.deleteFrom('oauth_session').where('did', '=', did).execute()
+  }
+}
