@@ -4,7 +4,8 @@ import assert from 'node:assert/strict'
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, it } from 'node:test'
-import { type Home, makeHome } from './cli-harness.ts'
+import { fileURLToPath } from 'node:url'
+import { type Home, makeHome, runWith } from './cli-harness.ts'
 
 const HOST = '127.0.0.1:5999'
 
@@ -226,5 +227,30 @@ describe('login, before any server is asked', () => {
       result.stderr,
       /^docker-credential-atcr: cannot reach http:\/\/127\.0\.0\.1:1\/auth\/device\/code: /,
     )
+  })
+})
+
+describe('scripts/install-cli', () => {
+  it('writes wrappers that run the helper with the project Node, whatever node is first on PATH', async () => {
+    const root = fileURLToPath(new URL('../../../', import.meta.url))
+    const binDir = join(home.dir, 'bin')
+    const installed = await runWith('bash', [join(root, 'scripts/install-cli'), binDir], {
+      env: { ...home.env },
+    })
+    assert.equal(installed.code, 0, installed.stderr)
+    // Only the wrappers and the system's directories on PATH (Debian's node is 20).
+    const env = {
+      HOME: home.dir,
+      XDG_CONFIG_HOME: join(home.dir, '.config'),
+      PATH: `${binDir}:/usr/bin:/bin`,
+    }
+    const version = await runWith('docker-credential-atcr', ['version'], { env })
+    assert.deepEqual(version, {
+      code: 0,
+      stdout: 'docker-credential-atcr (ATCR) 0.1.0\n',
+      stderr: '',
+    })
+    const status = await runWith('atcr', ['status'], { env })
+    assert.equal(status.stdout, 'Not logged in. Run: atcr login [registry]\n')
   })
 })
