@@ -4,7 +4,7 @@
 // images and blobs.
 import { type ChildProcess, spawn } from 'node:child_process'
 import { createWriteStream } from 'node:fs'
-import { mkdir } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startPds, startPlc, writeOciImage } from '@atcr/testkit'
@@ -23,6 +23,10 @@ await mkdir(join(dataDir, 'logs'), { recursive: true })
 const plc = await startPlc({ opLog: join(dataDir, 'plc-ops.jsonl'), port: PLC_PORT })
 const pds = await startPds({ plcUrl: plc.url, dataDir: join(dataDir, 'pds'), port: PDS_PORT })
 const demo = await ensureDemoAccount()
+// The io.atcr.authFullApp permission set, so that OAuth sign-in asks for include: scopes.
+await pds.publishLexicons([
+  JSON.parse(await readFile(join(root, 'lexicons/io/atcr/authFullApp.json'), 'utf8')),
+])
 
 const holdUrl = `http://localhost:${HOLD_PORT}`
 const holdDid = `did:web:localhost%3A${HOLD_PORT}`
@@ -54,6 +58,7 @@ children.push(
     ATCR_APPVIEW_IDENTITY_PLC_DIRECTORY_URL: plc.url,
     ATCR_APPVIEW_IDENTITY_HANDLE_RESOLVER_URL: pds.url,
     ATCR_APPVIEW_REGISTRY_DEFAULT_HOLD_DID: holdDid,
+    ATCR_APPVIEW_OAUTH_PERMISSION_SET: 'true',
   }),
 )
 await waitFor(`http://${registry}/v2/`, (status) => status === 401, 'appview')

@@ -103,9 +103,21 @@ export async function startPds(options: StartPdsOptions): Promise<TestPds> {
     }
   }
 
-  let lexiconAuthority: TestAccount | undefined
+  let lexiconAuthority: { did: string; agent: AtpAgent } | undefined
+  const lexiconAccount = async () => {
+    const handle = 'atcr-lexicons.test'
+    const password = 'testkit-lexicons'
+    try {
+      return await createAccount(handle, { password })
+    } catch {
+      // A data directory kept across restarts (the local stack) has the account already.
+      const agent = new AtpAgent({ service: url })
+      await agent.login({ identifier: handle, password })
+      return { did: agent.session!.did, agent }
+    }
+  }
   const publishLexicons = async (documents: readonly { id: string }[]) => {
-    lexiconAuthority ??= await createAccount('atcr-lexicons.test')
+    lexiconAuthority ??= await lexiconAccount()
     for (const document of documents) {
       await lexiconAuthority.agent.com.atproto.repo.putRecord({
         repo: lexiconAuthority.did,
