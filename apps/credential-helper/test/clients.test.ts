@@ -229,6 +229,7 @@ function startLogin(
 async function approveInBrowser(
   prompt: LoginPrompt,
   account: { handle: string; password: string },
+  decision: 'approve' | 'deny' = 'approve',
 ): Promise<void> {
   const { chromium } = await import('playwright-core')
   const browser = await chromium.launch({
@@ -280,7 +281,10 @@ async function approveInBrowser(
         continue
       }
       const body = (await page.locator('body').textContent()) ?? ''
-      if (/approved/i.test(body) && !/approve (this|the) device/i.test(body)) return
+      if (/Device (approved|denied)/.test(body)) {
+        assert.match(body, decision === 'approve' ? /Device approved/ : /Device denied/)
+        return
+      }
       const handle = page.locator('input[name="handle"], input[name="identifier"]').first()
       if (await handle.isVisible().catch(() => false)) {
         await handle.fill(account.handle)
@@ -291,7 +295,9 @@ async function approveInBrowser(
       if ((await code.isVisible().catch(() => false)) && (await code.inputValue()) === '') {
         await code.fill(prompt.userCode)
       }
-      const approve = page.getByRole('button', { name: /approve/i }).first()
+      const approve = page
+        .getByRole('button', { name: decision === 'approve' ? /^approve$/i : /^deny$/i })
+        .first()
       if (await approve.isVisible().catch(() => false)) {
         assert.ok(body.includes(prompt.userCode), `the /device page shows the code:\n${body}`)
         await approve.click()
@@ -449,5 +455,27 @@ describe('device login end to end', () => {
 
     const verified = await home.atcr(['verify', '--plc-url', stack.net.plc.url, `${target}:v1`])
     assert.equal(verified.code, 0, verified.stderr)
+  })
+  it('login denied in the browser: exit 1 with the reason, nothing stored', async (t) => {
+    if (!deviceFlow) {
+      t.skip('the AppView answers 404 on POST /auth/device/code: no device flow yet')
+      return
+    }
+    const other = await makeHome()
+    try {
+      const login = startLogin(other, stack.host)
+      const prompt = await login.prompt
+      await approveInBrowser(prompt, stack.bob, 'deny')
+      const finished = await login.done
+      assert.equal(finished.code, 1, finished.output)
+      assert.match(
+        finished.output,
+        /docker-credential-atcr: the request was denied in the browser: the user denied this device\n$/,
+      )
+      const get = await other.helper(['get'], stack.host)
+      assert.deepEqual([get.code, get.stdout], [1, 'credentials not found in native keychain\n'])
+    } finally {
+      await other.close()
+    }
   })
 })
