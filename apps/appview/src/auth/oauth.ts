@@ -29,6 +29,7 @@ import { NoSessionError } from './types.ts'
 export const CALLBACK_PATH = '/auth/oauth/callback'
 export const CLIENT_METADATA_PATH = '/oauth-client-metadata.json'
 export const JWKS_PATH = '/oauth/jwks.json'
+const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['127.0.0.1', '[::1]'])
 
 /** Collections the AppView writes in the user's repository. */
 const COLLECTIONS = [
@@ -75,19 +76,38 @@ export interface OAuthSignInOptions {
   now: () => number
 }
 
+/** OAuth sign-in is off: an http base URL that is not a loopback address. */
+export class OAuthUnavailableError extends Error {
+  override readonly name = 'OAuthUnavailableError'
+}
+
 export class OAuthSignIn {
-  readonly client: NodeOAuthClient
+  /** Null when sign-in is off (see OAuthUnavailableError). */
+  readonly #client: NodeOAuthClient | null
   readonly scope: string
   readonly confidential: boolean
   readonly #db: AppViewDatabase['db']
   readonly #logger: Logger
 
-  private constructor(client: NodeOAuthClient, scope: string, options: OAuthSignInOptions) {
-    this.client = client
+  private constructor(client: NodeOAuthClient | null, scope: string, options: OAuthSignInOptions) {
+    this.#client = client
     this.scope = scope
-    this.confidential = client.clientMetadata.token_endpoint_auth_method === 'private_key_jwt'
+    this.confidential = client?.clientMetadata.token_endpoint_auth_method === 'private_key_jwt'
     this.#db = options.db.db
     this.#logger = options.logger
+  }
+
+  get client(): NodeOAuthClient {
+    if (!this.#client) {
+      throw new OAuthUnavailableError(
+        'OAuth sign-in needs an https base_url, or http://127.0.0.1:PORT for local use',
+      )
+    }
+    return this.#client
+  }
+
+  get available(): boolean {
+    return this.#client !== null
   }
 
   static async create(options: OAuthSignInOptions): Promise<OAuthSignIn> {
@@ -97,6 +117,14 @@ export class OAuthSignIn {
     const scope = oauthScope(config.oauth.permission_set)
     const callback = new URL(CALLBACK_PATH, base).href
     const confidential = base.protocol === 'https:'
+    if (!confidential && !LOOPBACK_HOSTS.has(base.hostname)) {
+      // A loopback client must redirect to a loopback address; anything else cannot sign in.
+      options.logger.warn(
+        { base_url: base.href },
+        'OAuth sign-in is off: server.base_url must be https, or http://127.0.0.1:PORT locally',
+      )
+      return new OAuthSignIn(null, scope, options)
+    }
     let clientMetadata: OAuthClientMetadataInput
     let keyset: JoseKey[] | undefined
     if (confidential) {
@@ -202,6 +230,7 @@ export class OAuthSignIn {
 
   /** Drops stored sessions that asked for another scope than the configured one. */
   async dropMismatchedSessions(): Promise<number> {
+    if (!this.#client) return 0
     const result = await this.#db
       .deleteFrom('oauth_session')
       .where('requested_scope', '!=', this.scope)
@@ -239,8 +268,9 @@ export class OAuthSignIn {
   /** An agent acting through the user's OAuth session (refreshed when due); NoSessionError if none. */
   async agentFor(did: string): Promise<Agent> {
     let session: Awaited<ReturnType<NodeOAuthClient['restore']>>
+    if (!this.#client) throw new NoSessionError(did)
     try {
-      session = await this.client.restore(did)
+      session = await this.#client.restore(did)
     } catch (error) {
       this.#logger.info({ did, err: error }, 'OAuth session unusable; the user must sign in again')
       throw new NoSessionError(did)
@@ -251,7 +281,7 @@ export class OAuthSignIn {
 
   /** Ends the user's OAuth session at their PDS and here. */
   async revoke(did: string): Promise<void> {
-    await this.client.revoke(did).catch(() => {})
+    await this.#client?.revoke(did).catch(() => {})
     await this.#db.deleteFrom('oauth_session').where('did', '=', did).execute()
   }
 }
