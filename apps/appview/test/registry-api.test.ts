@@ -82,9 +82,9 @@ describe('OCI distribution API (/v2) on a filesystem hold', () => {
       const past = await alice.fetch(`/v2/${name}/blobs/${digest}`, {
         headers: { range: 'bytes=5000-6000' },
       })
+      // Answered by the hold the read was redirected to (as S3 would answer a presigned one).
       assert.equal(past.status, 416)
       assert.equal(past.headers.get('content-range'), 'bytes */3000')
-      assert.equal(await errorCode(past), 'RANGE_INVALID')
     })
 
     it('takes chunks with Content-Range, refusing misplaced ones with 416 and the current Range', async () => {
@@ -277,9 +277,9 @@ describe('OCI distribution API (/v2) on a filesystem hold', () => {
       const get = await alice.fetch(`/v2/${name}/blobs/${digest}`)
       assert.equal(get.status, 200)
       assert.ok(Buffer.from(await get.arrayBuffer()).equals(bytes))
-      assert.equal(get.headers.get('docker-content-digest'), digest)
       const head = await alice.fetch(`/v2/${name}/blobs/${digest}`, { method: 'HEAD' })
       assert.equal(head.headers.get('content-length'), '1500')
+      assert.equal(head.headers.get('docker-content-digest'), digest)
 
       // Chunked: the digest is named only at the end, and checked against the stored bytes.
       const chunked = randomBytes(PART + 10)

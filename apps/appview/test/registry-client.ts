@@ -38,10 +38,11 @@ export class Pusher {
     return this.#token
   }
 
+  /** A request with the pusher's token; redirects are followed, as OCI clients do for blobs. */
   async fetch(path: string, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers)
     headers.set('authorization', `Bearer ${await this.token()}`)
-    return fetch(`${this.stack.url}${path}`, { ...init, headers, redirect: 'manual' })
+    return fetch(`${this.stack.url}${path}`, { ...init, headers })
   }
 
   /** A monolithic upload: POST ?digest= with the bytes. */

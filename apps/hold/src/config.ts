@@ -138,7 +138,9 @@ export const holdConfig = defineConfig({
         presigned_redirects: z
           .boolean()
           .default(true)
-          .describe('Send clients to presigned S3 URLs instead of streaming through the hold.'),
+          .describe(
+            "Send blob readers to presigned URLs (S3's, or on the filesystem driver the hold's own signed /storage/ URLs) instead of answering getBlob with the bytes.",
+          ),
         presign_ttl: duration().default(900).describe('Lifetime of presigned URLs.'),
         cdn_base_url: z
           .string()

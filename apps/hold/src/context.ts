@@ -1,3 +1,4 @@
+import { hkdfSync } from 'node:crypto'
 import { join } from 'node:path'
 import { createIdentityResolver, type IdentityResolver } from '@atcr/core/identity'
 import type { Logger } from '@atcr/core/log'
@@ -6,7 +7,12 @@ import type { HoldConfig } from './config.ts'
 import { type HoldDatabase, openDatabase } from './db/index.ts'
 import { type HoldIdentity, loadHoldIdentity } from './identity.ts'
 import { type HoldRepo, openHoldRepo } from './pds/index.ts'
-import { createStorageDriver, type StorageConfig, type StorageDriver } from './storage/index.ts'
+import {
+  createStorageDriver,
+  type StorageConfig,
+  type StorageDriver,
+  StorageUrlSigner,
+} from './storage/index.ts'
 
 /** Everything the hold's routes and commands share, built once from config. */
 export interface HoldContext {
@@ -20,6 +26,8 @@ export interface HoldContext {
   resolver: IdentityResolver
   /** Service tokens whose signatures were checked (callers reuse theirs until they expire). */
   verifiedSignatures: VerifiedSignatures
+  /** Signs and checks the hold's own presigned storage URLs (filesystem storage). */
+  storageUrls: StorageUrlSigner
 }
 
 export async function createHoldContext(config: HoldConfig, logger: Logger): Promise<HoldContext> {
@@ -32,13 +40,28 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
       signingKey: identity.signingKey,
       logger: logger.child({ subsystem: 'pds' }),
     })
-    const storage = await createStorageDriver(storageConfig(config))
+    const storageUrls = new StorageUrlSigner({
+      baseUrl: identity.publicUrl,
+      key: await storageUrlKey(identity),
+      ttlSeconds: config.storage.presign_ttl,
+    })
+    const storage = await createStorageDriver(storageConfig(config, storageUrls))
     const resolver = createIdentityResolver({
       mode: config.server.mode,
       plcUrl: config.identity.plc_directory_url,
     })
     const verifiedSignatures = new VerifiedSignatures()
-    return { config, logger, identity, db, repo, storage, resolver, verifiedSignatures }
+    return {
+      config,
+      logger,
+      identity,
+      db,
+      repo,
+      storage,
+      resolver,
+      verifiedSignatures,
+      storageUrls,
+    }
   } catch (error) {
     await db.close()
     throw error
@@ -52,13 +75,26 @@ export async function closeHoldContext(ctx: HoldContext): Promise<void> {
   await ctx.storage.close()
 }
 
-/** The storage driver settings of a config (the server and offline commands such as gc). */
-export function storageConfig(config: HoldConfig): StorageConfig {
+/**
+ * The key of the hold's presigned storage URLs, derived from its identity key: no other
+ * secret to keep, and a rotated identity key retires every URL signed before.
+ */
+async function storageUrlKey(identity: HoldIdentity): Promise<Uint8Array> {
+  const secret = await identity.signingKey.export()
+  return new Uint8Array(hkdfSync('sha256', secret, '', 'atcr-hold presigned storage urls', 32))
+}
+
+/**
+ * The storage driver settings of a config (the server and offline commands such as gc);
+ * `signer` lets the filesystem driver presign reads the hold then serves.
+ */
+export function storageConfig(config: HoldConfig, signer?: StorageUrlSigner): StorageConfig {
   const { storage } = config
   if (storage.driver === 'filesystem') {
     return {
       driver: 'filesystem',
       root: storage.filesystem.root_dir ?? join(config.server.data_dir, 'blobs'),
+      ...(signer ? { signer } : {}),
     }
   }
   const { s3 } = storage

@@ -1,7 +1,7 @@
 // The hold's HTTP surface: identity documents, the embedded PDS's XRPC routes and the
 // io.atcr.hold methods, all under one XRPC error envelope.
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
-import { createOciBlobHandler } from './blobs/download.ts'
+import { createOciBlobHandler, registerSignedReads } from './blobs/download.ts'
 import type { HoldContext } from './context.ts'
 import { registerGcRoute } from './gc/route.ts'
 import { registerRepoRoutes } from './pds/index.ts'
@@ -31,6 +31,7 @@ export async function buildServer(ctx: HoldContext): Promise<FastifyInstance> {
     getDidDocument: () => identity.document,
     ociBlob: createOciBlobHandler(ctx),
   })
+  registerSignedReads(app, ctx)
   await registerUploadRoutes(app, ctx)
   await registerHoldMethods(app, ctx)
   await registerGcRoute(app, ctx)

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
+import { StorageUrlSigner } from '../src/storage/index.ts'
 import { MiB, storeBlob } from './hold-data.ts'
 import { HoldFixture, type Overrides, type TestHold, type TestStorage } from './hold-harness.ts'
 import { getBlob, getBlobUrl } from './hold-xrpc.ts'
@@ -25,13 +26,16 @@ after(() => fixture?.close())
 
 const unknownDigest = `sha256:${'0'.repeat(64)}`
 
-describe('getBlob streamed by the hold (filesystem)', () => {
+describe('getBlob streamed by the hold (filesystem, presigned redirects off)', () => {
   let hold: TestHold
   let bytes: Buffer
   let digest: string
 
   before(async () => {
-    hold = await fixture.startHold({ public: true })
+    hold = await fixture.startHold({
+      public: true,
+      overrides: { storage: { presigned_redirects: false } },
+    })
     bytes = randomBytes(3 * MiB + 17)
     digest = await storeBlob(hold.ctx, bytes)
   })
@@ -77,11 +81,12 @@ describe('getBlob streamed by the hold (filesystem)', () => {
     }
   })
 
-  it('answers 416 with the size for a range past the end', async () => {
+  it('answers 416 with the size for a range past the end or ending before it starts', async () => {
     for (const range of [
       `bytes=${bytes.length}-`,
       `bytes=${bytes.length + 10}-${bytes.length + 20}`,
       'bytes=-0',
+      'bytes=500-0',
     ]) {
       const response = await getBlob(hold, digest, { headers: { range } })
       assert.equal(response.status, 416, range)
@@ -90,8 +95,8 @@ describe('getBlob streamed by the hold (filesystem)', () => {
     }
   })
 
-  it('sends the whole blob for ranges it does not honour (several, reversed, other units)', async () => {
-    for (const range of ['bytes=0-1,5-6', 'bytes=20-10', 'items=0-5', 'bytes=abc', 'bytes=-']) {
+  it('sends the whole blob for ranges it does not honour (several, other units, malformed)', async () => {
+    for (const range of ['bytes=0-1,5-6', 'items=0-5', 'bytes=abc', 'bytes=-']) {
       const response = await getBlob(hold, digest, { headers: { range } })
       assert.equal(response.status, 200, range)
       assert.equal((await response.arrayBuffer()).byteLength, bytes.length, range)
@@ -123,6 +128,76 @@ describe('getBlob streamed by the hold (filesystem)', () => {
     assert.equal(response.status, 200)
     assert.equal(response.headers.get('content-type'), 'image/png')
     assert.equal(await response.text(), 'avatar bytes')
+  })
+})
+
+describe('getBlob on the filesystem with presigned redirects: the hold signs its own URLs', () => {
+  let hold: TestHold
+  let bytes: Buffer
+  let digest: string
+  let signed: URL
+
+  before(async () => {
+    hold = await fixture.startHold({ public: true })
+    bytes = randomBytes(2 * MiB + 5)
+    digest = await storeBlob(hold.ctx, bytes)
+    const response = await getBlob(hold, digest)
+    assert.equal(response.status, 307)
+    signed = new URL(response.headers.get('location') ?? '')
+  })
+  after(async () => {
+    await hold?.close()
+  })
+
+  it('redirects to a signed /storage/ URL of the hold that serves the bytes without a token', async () => {
+    assert.equal(signed.origin, new URL(hold.url).origin)
+    const hex = digest.slice('sha256:'.length)
+    assert.equal(signed.pathname, `/storage/blobs/sha256/${hex.slice(0, 2)}/${hex}/data`)
+    const whole = await fetch(signed)
+    assert.equal(whole.status, 200)
+    assert.equal(whole.headers.get('content-length'), String(bytes.length))
+    assert.ok(Buffer.from(await whole.arrayBuffer()).equals(bytes))
+    const part = await fetch(signed, { headers: { range: 'bytes=100-199' } })
+    assert.equal(part.status, 206)
+    assert.ok(Buffer.from(await part.arrayBuffer()).equals(bytes.subarray(100, 200)))
+    const head = await fetch(signed, { method: 'HEAD' })
+    assert.equal(head.headers.get('content-length'), String(bytes.length))
+  })
+
+  it('refuses tampered, unsigned and re-pointed URLs with 403', async () => {
+    const tampered = new URL(signed)
+    tampered.searchParams.set('expires', String(Number(signed.searchParams.get('expires')) + 60))
+    const unsigned = new URL(signed)
+    unsigned.search = ''
+    const other = new URL(signed)
+    other.pathname = `/storage/blobs/sha256/00/${'0'.repeat(64)}/data`
+    const upload = new URL(signed)
+    upload.pathname = '/storage/uploads/x/data'
+    for (const url of [tampered, unsigned, other, upload]) {
+      const response = await fetch(url)
+      assert.equal(response.status, 403, url.href)
+      assert.equal(((await response.json()) as { error: string }).error, 'InvalidSignature')
+    }
+  })
+
+  it('signs URLs that expire', () => {
+    let now = Date.parse('2026-01-01T00:00:00Z')
+    const signer = new StorageUrlSigner({
+      baseUrl: 'https://hold.example',
+      key: new Uint8Array(32).fill(7),
+      ttlSeconds: 60,
+      now: () => now,
+    })
+    const url = new URL(signer.sign('blobs/sha256/ab/abcd/data'))
+    const check = () =>
+      signer.verify(
+        'blobs/sha256/ab/abcd/data',
+        url.searchParams.get('expires') ?? undefined,
+        url.searchParams.get('signature') ?? undefined,
+      )
+    assert.equal(check(), true)
+    now += 61_000
+    assert.equal(check(), false)
   })
 })
 

@@ -3,11 +3,16 @@
 // the bytes streamed by the hold, with Range support. HEAD answers the size.
 import { Readable } from 'node:stream'
 import { parseDigest } from '@atcr/core/oci'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { authenticate, requireRead } from '../access/index.ts'
 import type { HoldContext } from '../context.ts'
 import type { OciBlobHandler } from '../pds/index.ts'
-import { blobPath, InvalidRangeError, PathNotFoundError } from '../storage/index.ts'
+import {
+  blobPath,
+  InvalidRangeError,
+  PathNotFoundError,
+  SIGNED_STORAGE_PREFIX,
+} from '../storage/index.ts'
 import { invalidRequest, XrpcError } from '../xrpc/error.ts'
 
 export const GET_BLOB_NSID = 'com.atproto.sync.getBlob'
@@ -51,6 +56,50 @@ export function createOciBlobHandler(ctx: HoldContext): OciBlobHandler {
     if (redirect) return reply.code(307).header('location', redirect).send()
     return streamBlob(ctx, request, reply, { path, digest, size: stat.size, etag })
   }
+}
+
+const SIGNED_BLOB_PATH = /^blobs\/([a-z0-9]+)\/[a-f0-9]{2}\/([a-f0-9]+)\/data$/
+
+/**
+ * The hold's own presigned reads (filesystem storage): `GET|HEAD /storage/<blob path>`
+ * with the `expires` and `signature` getBlob's redirect gave. No service token: the
+ * signature is the permission, for as long as it lasts.
+ */
+export function registerSignedReads(app: FastifyInstance, ctx: HoldContext): void {
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: `${SIGNED_STORAGE_PREFIX}*`,
+    exposeHeadRoute: false,
+    handler: async (request, reply) => {
+      const path = (request.params as { '*': string })['*']
+      const query = request.query as Record<string, unknown>
+      const match = SIGNED_BLOB_PATH.exec(path)
+      const signed = ctx.storageUrls.verify(
+        path,
+        typeof query.expires === 'string' ? query.expires : undefined,
+        typeof query.signature === 'string' ? query.signature : undefined,
+      )
+      if (!match || !signed) {
+        throw new XrpcError(
+          403,
+          'InvalidSignature',
+          'The URL is not signed by this hold, or expired',
+        )
+      }
+      const digest = `${match[1]}:${match[2]}`
+      const stat = await ctx.storage.stat(path)
+      if (!stat) throw blobNotFound(digest)
+      const etag = `"${digest}"`
+      reply.header('accept-ranges', 'bytes').header('etag', etag)
+      if (request.method === 'HEAD') {
+        return reply
+          .type('application/octet-stream')
+          .header('content-length', stat.size)
+          .send(Readable.from([]))
+      }
+      return streamBlob(ctx, request, reply, { path, digest, size: stat.size, etag })
+    },
+  })
 }
 
 /** The CDN URL, or a presigned storage URL, when presigned redirects are on. */
@@ -120,6 +169,7 @@ const SINGLE_RANGE = /^bytes=(\d*)-(\d*)$/i
  * Reads a `Range` header (RFC 9110 §14.1.2). One byte range is served as 206; a range that
  * starts at or past the end (or an empty suffix) is unsatisfiable (416). What cannot be
  * honoured simply (several ranges, another unit, bad syntax) is ignored: the whole blob.
+ * One that ends before it starts is unsatisfiable too.
  */
 export function parseRange(header: string | undefined, size: number): RangeRequest {
   if (header === undefined) return { kind: 'whole' }
@@ -134,9 +184,9 @@ export function parseRange(header: string | undefined, size: number): RangeReque
   }
   const first = Number(startText)
   const last = endText === '' ? Number.MAX_SAFE_INTEGER : Number(endText)
-  if (!Number.isSafeInteger(first) || !Number.isSafeInteger(last) || last < first) {
-    return { kind: 'whole' }
-  }
+  if (!Number.isSafeInteger(first) || !Number.isSafeInteger(last)) return { kind: 'whole' }
+  // A range that ends before it starts can never be served (the registry answers 416).
+  if (last < first) return { kind: 'unsatisfiable' }
   if (first >= size) return { kind: 'unsatisfiable' }
   return { kind: 'partial', first, last: Math.min(last, size - 1) }
 }

@@ -58,6 +58,8 @@ export interface FilesystemDriverConfig {
   driver: 'filesystem'
   /** A directory owned by the driver alone. */
   root: string
+  /** Signs the URLs `presignGet` hands out (they are served by the hold); none: no presigning. */
+  signer?: { sign(path: string): string }
 }
 
 // Driver state lives beside the objects under names no storage path can take (paths never
@@ -85,7 +87,7 @@ const MD5_HEX = /^[0-9a-f]{32}$/
 export async function createFilesystemDriver(
   config: FilesystemDriverConfig,
 ): Promise<StorageDriver> {
-  const driver = new FilesystemDriver(config.root)
+  const driver = new FilesystemDriver(config.root, config.signer)
   await driver.init()
   return driver
 }
@@ -96,7 +98,10 @@ class FilesystemDriver implements StorageDriver {
   readonly #temp: string
   readonly #multipart: string
 
-  constructor(root: string) {
+  readonly #signer: FilesystemDriverConfig['signer']
+
+  constructor(root: string, signer?: FilesystemDriverConfig['signer']) {
+    this.#signer = signer
     this.#root = root
     this.#temp = join(root, TEMP_DIR)
     this.#multipart = join(root, MULTIPART_DIR)
@@ -341,8 +346,9 @@ class FilesystemDriver implements StorageDriver {
     }
   }
 
-  async presignGet(): Promise<string | null> {
-    return null
+  async presignGet(path: string): Promise<string | null> {
+    validatePath(path)
+    return this.#signer?.sign(path) ?? null
   }
 
   async close(): Promise<void> {}
