@@ -131,6 +131,7 @@ describe('crew membership and user data', () => {
     const config = { digest: digestOf('export config'), size: 10 }
     const layer = { digest: digestOf('export layer'), size: 500 }
     await putBlob(openHold.ctx, layer.digest, new Uint8Array(500))
+    await putBlob(openHold.ctx, config.digest, new Uint8Array(10))
     for (const [repository, name] of [
       ['app', 'export m1'],
       ['tools/cli', 'export m2'],
@@ -223,6 +224,7 @@ describe('crew membership and user data', () => {
   })
 
   it('the captain keeps their crew record when deleting their data', async () => {
+    await putBlob(openHold.ctx, digestOf('oc'), new Uint8Array(3))
     await procedure(
       openHold,
       NSID.holdNotifyManifest,

@@ -73,3 +73,8 @@ export async function putCrewRecord(
     addedAt: new Date().toISOString(),
   })
 }
+
+/** Stores a blob of `size` zero bytes for each spec (a push needs its blobs on the hold). */
+export async function storeBlobs(ctx: HoldContext, ...blobs: BlobSpec[]): Promise<void> {
+  for (const blob of blobs) await putBlob(ctx, blob.digest, new Uint8Array(blob.size))
+}

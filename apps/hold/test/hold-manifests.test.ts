@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { NSID, statsRkey } from '@atcr/core/lexicons'
 import type { TestAccount } from '@atcr/testkit'
-import { digestOf, imageManifest, OCI_INDEX, pushInput } from './hold-data.ts'
+import { digestOf, imageManifest, OCI_INDEX, pushInput, storeBlobs } from './hold-data.ts'
 import { HoldFixture, type TestAppView, type TestHold } from './hold-harness.ts'
 import { joinCrew, procedure, query } from './hold-xrpc.ts'
 
@@ -31,6 +31,7 @@ describe('io.atcr.hold.notifyManifest', () => {
     appView = fixture.appView
     hold = await fixture.startHold({ allowAllCrew: true })
     await joinCrew(hold, alice)
+    await storeBlobs(hold.ctx, layerA, layerB, config)
   })
 
   after(() => fixture?.close())

@@ -5,7 +5,7 @@ import { silentLogger } from '@atcr/core/log'
 import type { TestAccount } from '@atcr/testkit'
 import { Hold } from '../src/index.ts'
 import { QuotaConfigError } from '../src/quota/index.ts'
-import { digestOf, imageManifest, pushInput } from './hold-data.ts'
+import { digestOf, imageManifest, MiB, pushInput, putBlob, storeBlobs } from './hold-data.ts'
 import { HoldFixture, type TestAppView, type TestHold, testHoldConfig } from './hold-harness.ts'
 import { joinCrew, procedure, query } from './hold-xrpc.ts'
 
@@ -40,7 +40,14 @@ describe('quotas and tiers', () => {
 
   after(() => fixture?.close())
 
-  const push = (account: TestAccount, name: string, layers: ReturnType<typeof blob>[]) =>
+  /** Stores the layers (at their declared size) and pushes a manifest of them. */
+  async function push(account: TestAccount, name: string, layers: ReturnType<typeof blob>[]) {
+    await storeBlobs(hold.ctx, ...layers, blob('cfg', 0))
+    return pushDeclared(account, name, layers)
+  }
+
+  /** Pushes a manifest declaring the layers as given, whatever the hold stores. */
+  const pushDeclared = (account: TestAccount, name: string, layers: ReturnType<typeof blob>[]) =>
     procedure(
       hold,
       NSID.holdNotifyManifest,
@@ -109,6 +116,36 @@ describe('quotas and tiers', () => {
     assert.deepEqual(statsAfter, statsBefore)
     const { body } = await quotaOf(alice, alice.did)
     assert.equal(body.totalSize, 900)
+  })
+
+  it('the quota counts the stored size, not the size a manifest declares', async () => {
+    // 3 MiB stored, declared as 1 byte: refused against the 1000-byte tier.
+    const liar = blob('declared small', 1)
+    await putBlob(hold.ctx, liar.digest, new Uint8Array(3 * MiB))
+    const res = await pushDeclared(bob, 'liar', [liar])
+    assert.equal(res.status, 403, JSON.stringify(res.body))
+    assert.equal(res.body.error, 'QuotaExceeded')
+    assert.match(String(res.body.message), new RegExp(`${3 * MiB} new`))
+    // Declared larger than stored: counted (and recorded) at the stored size.
+    const honest = blob('declared large', 900)
+    await putBlob(hold.ctx, honest.digest, new Uint8Array(40))
+    const ok = await pushDeclared(bob, 'honest', [honest])
+    assert.equal(ok.status, 200, JSON.stringify(ok.body))
+    assert.equal((await quotaOf(bob, bob.did)).body.totalSize, 40)
+    const records = await hold.ctx.repo.reader.listRecords({
+      collection: NSID.holdLayer,
+      limit: 100,
+    })
+    const recorded = records.find((r) => r.value.digest === honest.digest)
+    assert.equal(recorded?.value.size, 40)
+  })
+
+  it('a push naming a blob the hold does not store fails with BlobNotFound', async () => {
+    const missing = blob('never uploaded', 10)
+    const res = await pushDeclared(bob, 'missing', [missing])
+    assert.equal(res.status, 400, JSON.stringify(res.body))
+    assert.equal(res.body.error, 'BlobNotFound')
+    assert.match(String(res.body.message), new RegExp(missing.digest))
   })
 
   it('a push of blobs the user already stores passes even at the limit', async () => {
@@ -209,6 +246,7 @@ describe('quotas without tiers, and tier settings', () => {
     fixture = started
     ;[, alice] = started.accounts
     hold = await fixture.startHold({ allowAllCrew: true })
+    await storeBlobs(hold.ctx, blob('l', MiB), blob('c', 2))
   })
 
   after(() => fixture?.close())
@@ -219,11 +257,11 @@ describe('quotas without tiers, and tier settings', () => {
       hold,
       NSID.holdNotifyManifest,
       alice,
-      pushInput(alice.did, 'app', digestOf('m'), imageManifest([blob('l', 10 ** 9)], blob('c', 2))),
+      pushInput(alice.did, 'app', digestOf('m'), imageManifest([blob('l', MiB)], blob('c', 2))),
     )
     assert.equal(res.status, 200, JSON.stringify(res.body))
     const quota = await query(hold, NSID.holdGetQuota, alice, { userDid: alice.did })
-    assert.deepEqual(quota.body, { userDid: alice.did, uniqueBlobs: 2, totalSize: 10 ** 9 + 2 })
+    assert.deepEqual(quota.body, { userDid: alice.did, uniqueBlobs: 2, totalSize: MiB + 2 })
     assert.deepEqual((await query(hold, NSID.holdListTiers, null)).body, { tiers: [] })
   })
 

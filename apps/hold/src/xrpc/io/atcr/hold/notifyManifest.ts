@@ -11,6 +11,10 @@
 // of the hold), and skips digests already recorded for the same manifest, so a re-push
 // writes only the counter. The quota check, the layer records and the counter are one
 // commit under the record lock: a push over quota writes nothing at all.
+//
+// Sizes are the hold's, not the manifest's: every blob of a push must be stored here, and
+// its stored size is what the quota counts and the layer record says (a manifest may
+// declare any size; a blob the hold does not store is refused with BlobNotFound).
 import {
   type LayerRecord,
   type ManifestInfo,
@@ -27,6 +31,7 @@ import {
   isDigest,
   mediaTypeEssence,
   OCI_IMAGE_CONFIG,
+  parseDigest,
 } from '@atcr/core/oci'
 import { TID } from '@atproto/common'
 import type { LexMap } from '@atproto/lex-data'
@@ -44,6 +49,7 @@ import { layersOfManifest } from '../../../../layers/index.ts'
 import { checkQuota } from '../../../../quota/index.ts'
 import { withRecordLock } from '../../../../record-lock.ts'
 import { countOne, getStats, statsWrite } from '../../../../stats/index.ts'
+import { blobPath } from '../../../../storage/index.ts'
 import { authRequired, forbidden, invalidRequest, XrpcError } from '../../../error.ts'
 import { output, parseInput } from '../../../lexicon.ts'
 
@@ -75,7 +81,7 @@ export async function notifyManifest(
   const operation = parseOperation(input.operation)
   await authorize(ctx, caller, input.userDid, operation)
   const manifestUri = manifestAtUri(input.userDid, input.manifestDigest)
-  const blobs = operation === 'push' ? manifestBlobs(input.manifest) : []
+  const blobs = operation === 'push' ? await storedSizes(ctx, manifestBlobs(input.manifest)) : []
 
   return withRecordLock(ctx, async () => {
     const now = new Date().toISOString()
@@ -136,6 +142,28 @@ export async function notifyManifest(
       postCreated: false,
     }
   })
+}
+
+/**
+ * The blobs with the size the hold stores for each: refuses the push when one is missing.
+ * Stat'ed before the record lock is taken (GC keeps young blobs, so they stay).
+ */
+async function storedSizes(ctx: HoldContext, blobs: ManifestBlob[]): Promise<ManifestBlob[]> {
+  const stats = await Promise.all(
+    blobs.map(async (blob) => {
+      const { algorithm, hex } = parseDigest(blob.digest)
+      return ctx.storage.stat(blobPath(algorithm, hex))
+    }),
+  )
+  const missing = blobs.filter((_, i) => stats[i] === null).map((blob) => blob.digest)
+  if (missing.length > 0) {
+    throw new XrpcError(
+      400,
+      'BlobNotFound',
+      `The hold stores no blob ${missing.join(', ')}: upload it before pushing the manifest`,
+    )
+  }
+  return blobs.map((blob, i) => ({ ...blob, size: stats[i]?.size ?? blob.size }))
 }
 
 function parseOperation(operation: string | undefined): Operation {
