@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import {
@@ -311,6 +312,48 @@ describe('blob uploads across AppView processes', () => {
     const wrong = await client.put(server, second, sha256(randomBytes(10)))
     assert.equal(wrong.status, 400)
     assert.equal((await errorOf(wrong)).code, 'DIGEST_INVALID')
+    await server.kill()
+  })
+
+  it('keeps what a cut-off chunk delivered to stored parts and the spill file, and resumes from there', async () => {
+    const server = await appview('cut', { upload_part_size: PART })
+    const client = new Client(alice, 'cut', new URL(server.url).host)
+    const bytes = randomBytes(3 * PART + 999)
+    const digest = sha256(bytes)
+    const location = await client.open(server)
+    // A PATCH announcing every byte, cut off after a part and a half: the part being
+    // streamed to the hold when the client went away is not kept.
+    const sent = PART + PART / 2
+    const url = new URL(location, server.url)
+    await new Promise<void>((resolve) => {
+      void client.token(server).then((token) => {
+        const request = httpRequest(url, {
+          method: 'PATCH',
+          headers: {
+            authorization: `Bearer ${token}`,
+            'content-type': 'application/octet-stream',
+            'content-length': String(bytes.length),
+          },
+        })
+        request.on('error', () => resolve())
+        request.write(bytes.subarray(0, sent), () => setTimeout(() => request.destroy(), 500))
+        request.on('close', () => resolve())
+      })
+    })
+    // An empty PATCH is refused (416) while the cut-off request still holds the upload.
+    let kept = -1
+    await until('the cut-off request to end', async () => {
+      const empty = await client.fetch(server, location, { method: 'PATCH' })
+      if (empty.status !== 202) return false
+      kept = Number(empty.headers.get('range')?.split('-')[1]) + 1
+      return true
+    })
+    assert.ok(kept >= PART && kept <= sent, `kept ${kept} of ${sent}`)
+    const rest = await client.patch(server, location, bytes.subarray(kept), kept)
+    assert.equal(rest.status, 202, await rest.clone().text())
+    const done = await client.put(server, location, digest)
+    assert.equal(done.status, 201, await done.clone().text())
+    assert.ok((await client.blob(server, digest)).equals(bytes))
     await server.kill()
   })
 
