@@ -195,6 +195,32 @@ describe('repository content', () => {
     })
   })
 
+  describe('tags of one repository', () => {
+    it('lists only its own tags, across PDS pages, and pages from `last` on', async () => {
+      const named = (repository: string) =>
+        new Pusher(stack, stack.alice, stack.nameOf(stack.alice, repository))
+      const pfx = named('pfx')
+      const image = await pfx.image('tagged')
+      // Neighbours whose tag keys sort right before and after pfx's (`pfx-a:`, `pfx2:`,
+      // `pfx~sub:`).
+      for (const other of ['pfx-a', 'pfx2', 'pfx/sub']) {
+        const pusher = named(other)
+        await mount(pusher, pfx, blobsOf(image))
+        assert.equal((await pusher.putManifest('other', image.bytes)).status, 201)
+      }
+      const tags = Array.from({ length: 105 }, (_, i) => `t${String(i).padStart(3, '0')}`)
+      for (const tag of tags) assert.equal((await pfx.putManifest(tag, image.bytes)).status, 201)
+
+      assert.deepEqual(await tagsOf(pfx), tags)
+      const page = await pfx.fetch(`/v2/${pfx.name}/tags/list?n=3&last=t099`)
+      assert.deepEqual(((await page.json()) as { tags: string[] }).tags, ['t100', 't101', 't102'])
+      assert.match(page.headers.get('link') ?? '', /last=t102/)
+      const end = await pfx.fetch(`/v2/${pfx.name}/tags/list?n=10&last=t100`)
+      assert.deepEqual(((await end.json()) as { tags: string[] }).tags, tags.slice(101))
+      assert.equal(end.headers.get('link'), null)
+    })
+  })
+
   describe('manifests up to the configured size', () => {
     it('round-trips a 3.9 MB manifest by digest and by tag, recording what fits', async () => {
       const pusher = new Pusher(stack, stack.alice, stack.nameOf(stack.alice, 'big'))

@@ -407,6 +407,9 @@ export class ManifestStore {
   }
 }
 
+// A tag as OCI spells it: what can follow a repository's key prefix as a listing cursor.
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/
+
 export class TagStore {
   readonly #reader: PdsReader
 
@@ -426,12 +429,22 @@ export class TagStore {
 
   /**
    * Every tag of the owner, or only those of one repository: tag keys start with the
-   * repository (`tools~app:`), so those are read from the PDS as one range of keys.
+   * repository (`tools~app:`), so those are read from the PDS as one range of keys, in
+   * tag order, from past `afterTag` when given.
    */
-  async *list(owner: Owner, repository?: string): AsyncIterable<StoredTag> {
+  async *list(
+    owner: Owner,
+    repository?: string,
+    options: { afterTag?: string } = {},
+  ): AsyncIterable<StoredTag> {
     const prefix = repository === undefined ? undefined : tagRkey(repository, '_').slice(0, -1)
+    // With afterTag, the PDS starts past that tag's key (tags sort as their keys do).
+    const after =
+      prefix !== undefined && options.afterTag !== undefined && TAG.test(options.afterTag)
+        ? `${prefix}${options.afterTag}`
+        : prefix
     const records = this.#reader.listRecords(owner.pds, owner.did, NSID.tag, {
-      ...(prefix === undefined ? {} : { after: prefix }),
+      ...(after === undefined ? {} : { after }),
     })
     for await (const record of records) {
       if (prefix !== undefined && !record.rkey.startsWith(prefix)) return

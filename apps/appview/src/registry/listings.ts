@@ -37,9 +37,18 @@ export async function listTags(
   const pageRequest = parsePageRequest(request.query as Record<string, unknown>)
   await registry.authorize(request, name, 'pull')
   const target = await registry.resolve(image)
+  // A page needs the tags past `last`, and one more to know whether another page follows.
+  const wanted = pageRequest.n === undefined ? Number.POSITIVE_INFINITY : pageRequest.n + 1
   const tags: string[] = []
-  for await (const tag of registry.tags.list(target.owner, target.repository)) tags.push(tag.tag)
-  if (tags.length === 0) {
+  const listed = registry.tags.list(target.owner, target.repository, {
+    ...(pageRequest.last === undefined ? {} : { afterTag: pageRequest.last }),
+  })
+  for await (const tag of listed) {
+    if (pageRequest.last !== undefined && tag.tag <= pageRequest.last) continue
+    tags.push(tag.tag)
+    if (tags.length >= wanted) break
+  }
+  if (tags.length === 0 && pageRequest.last === undefined) {
     if (!(await registry.content.holdsSomething(target))) {
       throw new OciError('NAME_UNKNOWN', {
         message: `nothing was pushed to ${name}`,
