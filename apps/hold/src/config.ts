@@ -172,6 +172,24 @@ export const holdConfig = defineConfig({
           .describe('DID of the AppView allowed to call as itself (e.g. updateCrewTier).'),
       })
       .describe('Who the hold trusts.'),
+    stats: z
+      .object({
+        flush_interval: duration()
+          .default(60)
+          .describe(
+            'Pulls are counted in memory and written to the stats records at most this often per repository (0: right after the pull, still off the request path).',
+          ),
+      })
+      .describe('Push and pull counters.'),
+    firehose: z
+      .object({
+        retention: duration()
+          .default(604800)
+          .describe(
+            'subscribeRepos events older than this are pruned (the newest is always kept); a cursor older than the oldest kept event replays from there after an OutdatedCursor info message.',
+          ),
+      })
+      .describe('The event log of com.atproto.sync.subscribeRepos.'),
     gc: z
       .object({
         grace_period: duration()

@@ -7,6 +7,7 @@ import type { HoldConfig } from './config.ts'
 import { type HoldDatabase, openDatabase } from './db/index.ts'
 import { type HoldIdentity, loadHoldIdentity } from './identity.ts'
 import { type HoldRepo, openHoldRepo } from './pds/index.ts'
+import { PullCounter } from './stats/pull-counter.ts'
 import {
   createStorageDriver,
   type StorageConfig,
@@ -28,6 +29,8 @@ export interface HoldContext {
   verifiedSignatures: VerifiedSignatures
   /** Signs and checks the hold's own presigned storage URLs (filesystem storage). */
   storageUrls: StorageUrlSigner
+  /** Pull counters, written to the stats records in batches. */
+  pulls: PullCounter
 }
 
 export async function createHoldContext(config: HoldConfig, logger: Logger): Promise<HoldContext> {
@@ -51,6 +54,11 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
       plcUrl: config.identity.plc_directory_url,
     })
     const verifiedSignatures = new VerifiedSignatures()
+    const pulls = new PullCounter({
+      repo,
+      logger: logger.child({ subsystem: 'stats' }),
+      intervalMs: config.stats.flush_interval * 1000,
+    })
     return {
       config,
       logger,
@@ -61,6 +69,7 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
       resolver,
       verifiedSignatures,
       storageUrls,
+      pulls,
     }
   } catch (error) {
     await db.close()
@@ -70,6 +79,9 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
 
 export async function closeHoldContext(ctx: HoldContext): Promise<void> {
   await ctx.resolver.close()
+  await ctx.pulls.close().catch((err: unknown) => {
+    ctx.logger.error({ err }, 'pull counters were not written')
+  })
   await ctx.repo.close()
   await ctx.db.close()
   await ctx.storage.close()

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { NSID, statsRkey } from '@atcr/core/lexicons'
+import { silentLogger } from '@atcr/core/log'
 import type { TestAccount } from '@atcr/testkit'
+import { PullCounter } from '../src/stats/pull-counter.ts'
 import { digestOf, imageManifest, OCI_INDEX, pushInput, storeBlobs } from './hold-data.ts'
 import { HoldFixture, type TestAppView, type TestHold } from './hold-harness.ts'
 import { joinCrew, procedure, query } from './hold-xrpc.ts'
@@ -115,12 +117,19 @@ describe('io.atcr.hold.notifyManifest', () => {
 
   it('a pull only bumps pullCount', async () => {
     const layersBefore = (await allLayerRecords()).length
+    const headBefore = hold.ctx.repo.sequencer.head
     const res = await procedure(hold, NSID.holdNotifyManifest, alice, {
       ...pushInput(alice.did, 'tools/app', imageDigest, image),
       operation: 'pull',
     })
     assert.equal(res.status, 200, JSON.stringify(res.body))
     assert.deepEqual(res.body, { success: true, operation: 'pull', statsUpdated: true })
+    // No commit on the request path: the pull waits in memory for the next batch.
+    assert.equal(hold.ctx.repo.sequencer.head, headBefore)
+    assert.equal((await statsOf(alice.did, 'tools/app'))?.pullCount, 0)
+    assert.equal(hold.ctx.pulls.pendingPulls(alice.did, 'tools/app'), 1)
+    await hold.ctx.pulls.flush()
+    assert.equal(hold.ctx.repo.sequencer.head, headBefore + 1)
     const stats = await statsOf(alice.did, 'tools/app')
     assert.equal(stats?.pullCount, 1)
     assert.equal(stats?.pushCount, 2)
@@ -208,6 +217,7 @@ describe('io.atcr.hold.notifyManifest', () => {
       operation: 'pull',
     })
     assert.equal(pull.status, 200, JSON.stringify(pull.body))
+    await hold.ctx.pulls.flush()
     assert.equal((await statsOf(alice.did, 'via-appview'))?.pullCount, 1)
 
     const outsider = await procedure(
@@ -217,6 +227,28 @@ describe('io.atcr.hold.notifyManifest', () => {
       pushInput(bob.did, 'nope', digestOf('manifest 4'), image),
     )
     assert.equal(outsider.status, 403)
+  })
+
+  it('pulls are batched: one commit for many pulls of several repositories, written by the timer', async () => {
+    const counter = new PullCounter({ repo: hold.ctx.repo, logger: silentLogger(), intervalMs: 50 })
+    const head = hold.ctx.repo.sequencer.head
+    const committed = new Promise<number>((resolve) => {
+      const stop = hold.ctx.repo.sequencer.onEvent((seq) => {
+        stop()
+        resolve(seq)
+      })
+    })
+    for (let i = 0; i < 5; i++) counter.count(alice.did, 'batch/a', new Date().toISOString())
+    counter.count(alice.did, 'batch/b', '2026-01-01T00:00:00.000Z')
+    assert.equal(await committed, head + 1)
+    assert.equal((await statsOf(alice.did, 'batch/a'))?.pullCount, 5)
+    const b = await statsOf(alice.did, 'batch/b')
+    assert.equal(b?.pullCount, 1)
+    assert.equal(b?.lastPull, '2026-01-01T00:00:00.000Z')
+    counter.count(alice.did, 'batch/a', new Date().toISOString())
+    await counter.close()
+    assert.equal((await statsOf(alice.did, 'batch/a'))?.pullCount, 6)
+    assert.equal(hold.ctx.repo.sequencer.head, head + 2)
   })
 
   it('getLayersForManifest needs no sign-in and answers an unknown manifest with no layers', async () => {

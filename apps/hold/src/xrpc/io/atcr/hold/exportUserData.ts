@@ -27,6 +27,8 @@ export async function exportUserData(
   ctx: HoldContext,
   userDid: string,
 ): Promise<ExportUserDataOutput> {
+  // The export shows every pull counted so far, including those not written yet.
+  await ctx.pulls.flush()
   const holdDid = ctx.identity.did
   const [captain, crew, layers, stats] = await Promise.all([
     getCaptain(ctx),

@@ -9,7 +9,8 @@
 // the hold's references to its blobs: without one, garbage collection would take the
 // config of every image), none for an index (its child manifests are records, not blobs
 // of the hold), and skips digests already recorded for the same manifest, so a re-push
-// writes only the counter. The quota check, the layer records and the counter are one
+// writes only the counter. A pull is counted in memory and written later in a batch
+// (at most every stats.flush_interval per repository). The quota check, the layer records and the counter are one
 // commit under the record lock: a push over quota writes nothing at all.
 //
 // Sizes are the hold's, not the manifest's: every blob of a push must be stored here, and
@@ -83,6 +84,12 @@ export async function notifyManifest(
   const manifestUri = manifestAtUri(input.userDid, input.manifestDigest)
   const blobs = operation === 'push' ? await storedSizes(ctx, manifestBlobs(input.manifest)) : []
 
+  if (operation === 'pull') {
+    // Counted in memory, written in a later batch (stats/pull-counter.ts): no commit here.
+    ctx.pulls.count(input.userDid, input.repository, new Date().toISOString())
+    return { success: true, operation, statsUpdated: true }
+  }
+
   return withRecordLock(ctx, async () => {
     const now = new Date().toISOString()
     const stats = await getStats(ctx, input.userDid, input.repository)
@@ -93,10 +100,6 @@ export async function notifyManifest(
       countOne(stats, operation, now),
       now,
     )
-    if (operation === 'pull') {
-      await ctx.repo.writer.applyWrites([counter])
-      return { success: true, operation, statsUpdated: true }
-    }
 
     const recorded = await layersOfManifest(ctx.db.db, ctx.identity.did, manifestUri)
     const known = new Set(recorded.map((layer) => layer.value.digest))

@@ -29,6 +29,8 @@ export function register(app: FastifyInstance, ctx: HoldContext): void {
       }
       const now = new Date().toISOString()
       await ctx.repo.writer.applyWrites([statsWrite(ownerDid, repository, current, change, now)])
+      // An absolute pull count replaces the pulls still waiting to be written.
+      if (input.pullCount !== undefined) ctx.pulls.forget(ownerDid, repository)
     })
     return output(NSID.holdSetStats, { success: true })
   })
