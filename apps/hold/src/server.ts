@@ -4,6 +4,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { createOciBlobHandler, registerSignedReads } from './blobs/download.ts'
 import type { HoldContext } from './context.ts'
 import { registerGcRoute } from './gc/route.ts'
+import { startEventPruner } from './pds/firehose/retention.ts'
 import { registerRepoRoutes } from './pds/index.ts'
 import { registerUploadRoutes } from './uploads/index.ts'
 import { xrpcErrorHandler, xrpcNotFoundHandler } from './xrpc/error.ts'
@@ -35,5 +36,10 @@ export async function buildServer(ctx: HoldContext): Promise<FastifyInstance> {
   await registerUploadRoutes(app, ctx)
   await registerHoldMethods(app, ctx)
   await registerGcRoute(app, ctx)
+  startEventPruner(app, {
+    sequencer: ctx.repo.sequencer,
+    retention: ctx.config.firehose.retention,
+    logger: ctx.logger.child({ subsystem: 'firehose' }),
+  })
   return app
 }

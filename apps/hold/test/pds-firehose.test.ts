@@ -237,6 +237,45 @@ describe('hold PDS firehose', () => {
   })
 })
 
+describe('hold PDS firehose retention', () => {
+  let hold: EmbeddedPds
+
+  before(async () => {
+    hold = await startEmbeddedPds()
+  })
+
+  after(async () => {
+    await hold?.close()
+  })
+
+  it('prunes old events but the newest, keeps the sequence, and tells an older cursor OutdatedCursor', async () => {
+    for (const rkey of ['p1', 'p2', 'p3']) {
+      await hold.repo.writer.createRecord(STATS, rkey, { $type: STATS, pullCount: 1 })
+    }
+    const head = hold.repo.sequencer.head
+    const pruned = await hold.repo.sequencer.prune(new Date(Date.now() + 60_000).toISOString())
+    assert.equal(pruned, head - 1)
+    assert.equal(await hold.repo.sequencer.oldest(), head)
+    await hold.repo.writer.createRecord(STATS, 'p4', { $type: STATS, pullCount: 4 })
+    assert.equal(hold.repo.sequencer.head, head + 1)
+
+    const raw = rawSubscribe(hold, '?cursor=1')
+    await waitFor(() => raw.frames.length >= 3, 'the replay')
+    raw.ws.close()
+    assert.deepEqual(raw.frames[0]?.header, { op: 1, t: '#info' })
+    assert.equal(raw.frames[0]?.body.name, 'OutdatedCursor')
+    assert.deepEqual(
+      raw.frames.slice(1).map((f) => f.body.seq),
+      [head, head + 1],
+    )
+    // A cursor within the kept window gets no info message.
+    const current = rawSubscribe(hold, `?cursor=${head}`)
+    await waitFor(() => current.frames.length >= 1, 'the replay')
+    current.ws.close()
+    assert.equal(current.frames[0]?.body.seq, head + 1)
+  })
+})
+
 describe('hold PDS firehose backpressure', () => {
   let hold: EmbeddedPds
 

@@ -114,6 +114,29 @@ export class Sequencer {
     }))
   }
 
+  /** The seq of the oldest event kept (0 when there is none). */
+  async oldest(): Promise<number> {
+    const row = await this.db
+      .selectFrom('repo_seq')
+      .select((eb) => eb.fn.min('seq').as('seq'))
+      .executeTakeFirst()
+    return Number(row?.seq ?? 0)
+  }
+
+  /**
+   * Deletes the events sequenced before `before` (ISO time), always keeping the newest
+   * one; returns how many went. Sequence numbers are never reused (AUTOINCREMENT).
+   */
+  async prune(before: string): Promise<number> {
+    const newest = await this.readHead()
+    const result = await this.db
+      .deleteFrom('repo_seq')
+      .where('sequenced_at', '<', before)
+      .where('seq', '<', newest)
+      .executeTakeFirst()
+    return Number(result.numDeletedRows)
+  }
+
   /** Calls `listener(head)` on every announcement; returns the unsubscribe function. */
   onEvent(listener: (head: number) => void): () => void {
     this.emitter.on('event', listener)

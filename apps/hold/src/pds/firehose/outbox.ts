@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { WebSocket } from 'ws'
 import type { Sequencer } from '../sequencer.ts'
-import { errorFrame } from './frames.ts'
+import { errorFrame, messageFrame } from './frames.ts'
 
 /** WebSocket close code for a policy error, sent after an error frame. */
 const CLOSE_POLICY = 1008
@@ -51,6 +51,19 @@ export async function serveSubscription(
   }
 
   let last = cursor ?? sequencer.head
+  if (cursor !== undefined) {
+    // Events before the oldest kept one were pruned: say so, then replay what is kept.
+    const oldest = await sequencer.oldest()
+    if (oldest > cursor + 1) {
+      socket.send(
+        messageFrame('#info', {
+          name: 'OutdatedCursor',
+          message: 'Requested cursor exceeded limit. Possibly missing events',
+        }),
+        { binary: true },
+      )
+    }
+  }
   let live = false
   const stopLagWatch = sequencer.onEvent((head) => {
     if (live && head - last > maxLag) fail('ConsumerTooSlow', 'Stream consumer too slow')
