@@ -1,6 +1,7 @@
 # Sourced by scripts/test: the Debian packages the end-to-end tests drive (real OCI clients,
-# and chromium for the browser tests). Installed on first run when missing, as root.
-apt_packages=(skopeo podman buildah chromium)
+# chromium for the browser tests, PostgreSQL for the AppView database tests and HAProxy for
+# several AppViews behind a load balancer). Installed on first run when missing, as root.
+apt_packages=(skopeo podman buildah chromium postgresql haproxy)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")

@@ -1,6 +1,14 @@
 // The AppView's one config schema: the typed config, env overrides (ATCR_APPVIEW_<PATH>)
 // and the commented YAML of `atcr-appview config init` all come from it.
-import { defineConfig, did, duration, httpUrl, type InferConfig, z } from '@atcr/core/config'
+import {
+  defineConfig,
+  did,
+  duration,
+  httpUrl,
+  type InferConfig,
+  secret,
+  z,
+} from '@atcr/core/config'
 import { LOG_LEVELS } from '@atcr/core/log'
 
 export const appviewConfig = defineConfig({
@@ -34,6 +42,26 @@ export const appviewConfig = defineConfig({
           .describe('Token service name and issuer (default: the host of base_url).'),
       })
       .describe('HTTP server and data directory.'),
+    database: z
+      .object({
+        url: secret(
+          z
+            .string()
+            .regex(/^postgres(ql)?:\/\//, 'a postgres:// or postgresql:// URL')
+            .nullable()
+            .default(null)
+            .describe(
+              'PostgreSQL connection URL, postgres://USER:PASSWORD@HOST:PORT/DB (a secret: it may hold a password). Null: SQLite in <data_dir>/appview.sqlite. Several AppView instances need PostgreSQL (see docs/appview.md).',
+            ),
+        ),
+        max_connections: z
+          .number()
+          .int()
+          .min(1)
+          .default(10)
+          .describe('Most PostgreSQL connections this instance opens at once.'),
+      })
+      .describe('The AppView database: SQLite (embedded, the default) or PostgreSQL.'),
     identity: z
       .object({
         plc_directory_url: httpUrl()

@@ -64,7 +64,11 @@ export async function createAppViewContext(
   })
   let db: AppViewDatabase | undefined
   try {
-    db = await openAppViewDatabase(join(config.server.data_dir, 'appview.sqlite'))
+    db = await openAppViewDatabase({
+      url: config.database.url,
+      sqlitePath: join(config.server.data_dir, 'appview.sqlite'),
+      maxConnections: config.database.max_connections,
+    })
     const base: AppViewBase = {
       config,
       logger,

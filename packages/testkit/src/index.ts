@@ -50,5 +50,6 @@ export {
 export { type StartPdsOptions, startPds, type TestAccount, type TestPds } from './pds.ts'
 export { startPlc, type TestPlc } from './plc.ts'
 export { bindToLoopback, freePort, LOOPBACK, portOf } from './ports.ts'
+export { hasPostgres, postgresBinDir, startPostgres, type TestPostgres } from './postgres.ts'
 export { startS3, type TestS3 } from './s3.ts'
 export { makeTempDir, removeTempDir } from './temp-dir.ts'

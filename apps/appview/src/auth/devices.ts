@@ -3,6 +3,7 @@
 // slow hash adds nothing for a secret with that much entropy), so it is shown once and is
 // checked against the database on every token request: a revoked device is refused at once.
 import { createHash, randomBytes, randomInt, randomUUID } from 'node:crypto'
+import { isUniqueViolation } from '@atcr/core/database'
 import type { AppViewDatabase } from '../db/index.ts'
 import type { DeviceSecretVerifier } from './credentials.ts'
 
@@ -94,7 +95,7 @@ export class DeviceFlow implements DeviceSecretVerifier {
         return { deviceCode, userCode, expiresIn: this.codeLifetime, interval: this.interval }
       } catch (error) {
         // A user code in use already (20^8 codes make this rare): draw another.
-        if (attempt >= 5 || !String(error).includes('UNIQUE')) throw error
+        if (attempt >= 5 || !isUniqueViolation(error)) throw error
       }
     }
   }

@@ -1,10 +1,12 @@
-// The AppView's SQLite database. Migrations are the files `migrations/NNN-name.ts` (each
-// exporting `up`, and `down` where it can), run in name order; a new one is a new file.
+// The AppView's database: SQLite in the data dir (the default), or PostgreSQL when
+// `database.url` names one (several AppView instances share it). Migrations are the files
+// `migrations/NNN-name.ts` (each exporting `up`, and `down` where it can), run in name
+// order on either engine; a new one is a new file.
 import { readdirSync } from 'node:fs'
-import { type Migration, openSqlite, type SqliteDatabase } from '@atcr/core/sqlite'
+import { type Migration, openDatabase, type ServiceDatabase } from '@atcr/core/database'
 import type { AppViewSchema } from './schema.ts'
 
-export type AppViewDatabase = SqliteDatabase<AppViewSchema>
+export type AppViewDatabase = ServiceDatabase<AppViewSchema>
 export type { AppViewSchema } from './schema.ts'
 
 const MIGRATION_FILE = /^(\d{3}-[a-z0-9-]+)\.ts$/
@@ -19,6 +21,15 @@ async function loadMigrations(): Promise<Record<string, Migration>> {
   return migrations
 }
 
-export async function openAppViewDatabase(path: string): Promise<AppViewDatabase> {
-  return openSqlite<AppViewSchema>(path, await loadMigrations())
+export interface AppViewDatabaseOptions {
+  /** A `postgres://` URL, or null for SQLite at `sqlitePath`. */
+  url: string | null
+  sqlitePath: string
+  maxConnections?: number
+}
+
+export async function openAppViewDatabase(
+  options: AppViewDatabaseOptions,
+): Promise<AppViewDatabase> {
+  return openDatabase<AppViewSchema>(options, await loadMigrations())
 }

@@ -3,6 +3,7 @@
 // removed by a delete; a removed link is kept as `linked = 0`, so that the owner's records,
 // which may still name the repository, do not bring deleted content back. No row means
 // this AppView has not seen the content: the caller falls back to the owner's records.
+import { isUniqueViolation } from '@atcr/core/database'
 import type { AppViewDatabase } from '../db/index.ts'
 
 /** What the database says of one link: held, deleted, or never seen here. */
@@ -179,6 +180,32 @@ export class ContentLinks {
         c.columns(['did', 'repository', 'digest']).doUpdateSet({ linked: 0, updated_at: now }),
       )
       .execute()
+  }
+
+  /**
+   * Records a repository in the local catalog under the first of `names` no other
+   * repository has taken (the last is the owner's DID spelling, which only they have).
+   */
+  async rememberRepository(
+    did: string,
+    repository: string,
+    names: readonly string[],
+  ): Promise<void> {
+    const now = new Date().toISOString()
+    for (const [i, name] of names.entries()) {
+      try {
+        await this.#db.db
+          .insertInto('registry_repository')
+          .values({ did, repository, name, created_at: now, updated_at: now })
+          .onConflict((c) =>
+            c.columns(['did', 'repository']).doUpdateSet({ name, updated_at: now }),
+          )
+          .execute()
+        return
+      } catch (error) {
+        if (i === names.length - 1 || !isUniqueViolation(error)) throw error
+      }
+    }
   }
 
   /**

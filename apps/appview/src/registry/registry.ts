@@ -201,24 +201,7 @@ export class Registry {
   async remember(target: Target): Promise<void> {
     const didName = `${clientSafeDid(target.owner.did)}/${target.repository}`
     const handleName = target.handle ? `${target.handle}/${target.repository}` : didName
-    const now = new Date().toISOString()
-    const upsert = (name: string) =>
-      this.ctx.db.db
-        .insertInto('registry_repository')
-        .values({
-          did: target.owner.did,
-          repository: target.repository,
-          name,
-          created_at: now,
-          updated_at: now,
-        })
-        .onConflict((c) => c.columns(['did', 'repository']).doUpdateSet({ name, updated_at: now }))
-        .execute()
-    try {
-      await upsert(handleName)
-    } catch (error) {
-      if (handleName === didName || !String(error).includes('UNIQUE')) throw error
-      await upsert(didName)
-    }
+    const names = [...new Set([handleName, didName])]
+    await this.links.rememberRepository(target.owner.did, target.repository, names)
   }
 }

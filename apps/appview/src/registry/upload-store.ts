@@ -15,6 +15,9 @@ export type LeaseResult =
   | { state: 'expired' }
   | { state: 'unknown' }
 
+// The first key of the upload cap's advisory locks (PostgreSQL): its own lock space.
+const ACCOUNT_LOCK = 0x41544352
+
 export class UploadStore {
   readonly #db: AppViewDatabase
 
@@ -24,11 +27,13 @@ export class UploadStore {
 
   /**
    * Inserts a session unless its account already has `cap` live ones (idle since before
-   * `idleBefore` and unleased: expired, not counted). One statement, so two processes
-   * opening at once cannot both pass the count on SQLite.
+   * `idleBefore` and unleased: expired, not counted). The count and the insert are one
+   * step for every process sharing the database: one statement on SQLite (writes are
+   * serialized), and on PostgreSQL a transaction holding the account's advisory lock,
+   * since two READ COMMITTED statements opening at once would both pass the count.
    */
   async insert(row: UploadRow, cap: number, idleBefore: number): Promise<boolean> {
-    const result = await sql`
+    const insert = sql`
       INSERT INTO registry_upload (id, name, caller_did, hold_did, hold_endpoint,
         hold_upload_id, expected_digest, received, sent, lease_owner, lease_until,
         created_at, updated_at)
@@ -38,8 +43,20 @@ export class UploadStore {
       WHERE (SELECT COUNT(*) FROM registry_upload
              WHERE caller_did = ${row.caller_did}
                AND (updated_at >= ${idleBefore} OR lease_until >= ${row.created_at})) < ${cap}
-    `.execute(this.#db.db)
-    return (result.numAffectedRows ?? 0n) > 0n
+    `
+    if (this.#db.engine === 'sqlite') {
+      const result = await insert.execute(this.#db.db)
+      return (result.numAffectedRows ?? 0n) > 0n
+    }
+    return this.#db.db.transaction().execute(async (trx) => {
+      // Held until the transaction ends; other accounts are not held up (but for the
+      // rare accounts whose 32-bit name hashes collide).
+      await sql`SELECT pg_advisory_xact_lock(${ACCOUNT_LOCK}, hashtext(${row.caller_did}))`.execute(
+        trx,
+      )
+      const result = await insert.execute(trx)
+      return (result.numAffectedRows ?? 0n) > 0n
+    })
   }
 
   async get(id: string): Promise<UploadRow | null> {

@@ -12,6 +12,7 @@ export type { Migration }
 const BUSY_TIMEOUT_MS = 5000
 
 export interface SqliteDatabase<Schema> {
+  engine: 'sqlite'
   db: Kysely<Schema>
   /** The SQLite file, for code that opens a second (read-only) connection to it. */
   path: string
@@ -49,10 +50,11 @@ export async function openSqlite<Schema>(
     await db.destroy()
     throw err
   }
-  return { db, path, close: () => db.destroy() }
+  return { engine: 'sqlite', db, path, close: () => db.destroy() }
 }
 
-async function migrate<Schema>(db: Kysely<Schema>, migrations: Record<string, Migration>) {
+/** Runs pending migrations (either engine). */
+export async function migrate<Schema>(db: Kysely<Schema>, migrations: Record<string, Migration>) {
   const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } })
   const { error, results } = await migrator.migrateToLatest()
   if (error) {

@@ -1,4 +1,5 @@
-import type { Kysely } from 'kysely'
+import { engineOf } from '@atcr/core/database'
+import { type Kysely, sql } from 'kysely'
 
 /**
  * Repositories pushed through this AppView, for `/v2/_catalog` until an index of the
@@ -10,7 +11,12 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('did', 'text', (c) => c.notNull())
     .addColumn('repository', 'text', (c) => c.notNull())
     // The image name the catalog lists: the client-safe DID spelling, `/`, the repository.
-    .addColumn('name', 'text', (c) => c.notNull().unique())
+    // Ordered by code point on both engines (SQLite's default; PostgreSQL's follows the
+    // database locale unless told), as the catalog's `last` pagination expects.
+    .addColumn('name', 'text', (c) => {
+      const column = c.notNull().unique()
+      return engineOf(db) === 'postgres' ? column.modifyFront(sql`collate "C"`) : column
+    })
     .addColumn('created_at', 'text', (c) => c.notNull())
     .addColumn('updated_at', 'text', (c) => c.notNull())
     .addPrimaryKeyConstraint('registry_repository_pk', ['did', 'repository'])

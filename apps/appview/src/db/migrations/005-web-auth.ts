@@ -1,3 +1,4 @@
+import { bytesType } from '@atcr/core/database'
 import type { Kysely } from 'kysely'
 
 /**
@@ -9,13 +10,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
     .createTable('oauth_state')
     .addColumn('key', 'text', (c) => c.primaryKey())
-    .addColumn('sealed', 'blob', (c) => c.notNull())
+    .addColumn('sealed', bytesType(db), (c) => c.notNull())
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .execute()
   await db.schema
     .createTable('oauth_session')
     .addColumn('did', 'text', (c) => c.primaryKey())
-    .addColumn('sealed', 'blob', (c) => c.notNull())
+    .addColumn('sealed', bytesType(db), (c) => c.notNull())
     // The scope this AppView asked for when the session began (sessions asking for other
     // scopes than the configured ones are dropped at start-up).
     .addColumn('requested_scope', 'text', (c) => c.notNull())

@@ -1,0 +1,94 @@
+// A service database on either engine: SQLite (the embedded default, see ../sqlite) or
+// PostgreSQL (for several instances sharing one database). Both are kysely with the same
+// numbered migrations; the few places where the engines differ ask `engineOf`.
+import { Kysely, PostgresAdapter, PostgresDialect } from 'kysely'
+import pg from 'pg'
+import { type Migration, migrate, openSqlite, type SqliteDatabase } from '../sqlite/index.ts'
+
+export type { Migration }
+
+export type DatabaseEngine = 'sqlite' | 'postgres'
+
+export interface PostgresDatabase<Schema> {
+  engine: 'postgres'
+  db: Kysely<Schema>
+  close(): Promise<void>
+}
+
+/** What store modules are given: a kysely instance and the engine behind it. */
+export type ServiceDatabase<Schema> = SqliteDatabase<Schema> | PostgresDatabase<Schema>
+
+export interface OpenDatabaseOptions {
+  /** `postgres://...` or `postgresql://...`: PostgreSQL; null: SQLite at `sqlitePath`. */
+  url: string | null
+  sqlitePath: string
+  /** Most connections to PostgreSQL at once. */
+  maxConnections?: number
+}
+
+/** Opens the configured engine and runs pending migrations. */
+export async function openDatabase<Schema>(
+  options: OpenDatabaseOptions,
+  migrations: Record<string, Migration>,
+): Promise<ServiceDatabase<Schema>> {
+  if (options.url === null) return openSqlite<Schema>(options.sqlitePath, migrations)
+  return openPostgres<Schema>(options.url, migrations, options.maxConnections)
+}
+
+// bigint (int8) columns hold Unix milliseconds and byte counts, all far below 2^53: read
+// them as numbers, as SQLite gives them, rather than pg's default strings.
+const INT8_OID = 20
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format ?? 'text')) as typeof pg.types.getTypeParser,
+}
+
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(ql)?:\/\//.test(url)
+}
+
+/** Connects to PostgreSQL at `url` and runs pending migrations (one instance at a time). */
+export async function openPostgres<Schema>(
+  url: string,
+  migrations: Record<string, Migration>,
+  maxConnections = 10,
+): Promise<PostgresDatabase<Schema>> {
+  if (!isPostgresUrl(url)) throw new Error('a database url must start with postgres://')
+  const pool = new pg.Pool({ connectionString: url, max: maxConnections, types })
+  // An idle client that loses its server (a restart) must not crash the process.
+  pool.on('error', () => {})
+  const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) })
+  try {
+    // Kysely's migrator takes a PostgreSQL advisory lock: instances starting together
+    // migrate one after the other.
+    await migrate(db, migrations)
+  } catch (err) {
+    await db.destroy()
+    throw err
+  }
+  return { engine: 'postgres', db, close: () => db.destroy() }
+}
+
+/** The engine behind a kysely instance (for migrations, which get only the instance). */
+export function engineOf(db: Kysely<unknown>): DatabaseEngine {
+  return db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite'
+}
+
+/** The column type of byte strings: SQLite's blob, PostgreSQL's bytea. */
+export function bytesType(db: Kysely<unknown>): 'blob' | 'bytea' {
+  return engineOf(db) === 'postgres' ? 'bytea' : 'blob'
+}
+
+/** Whether an insert failed on a unique or primary key constraint (either engine). */
+export function isUniqueViolation(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false
+  const code = (error as { code?: unknown }).code
+  // PostgreSQL: SQLSTATE 23505; better-sqlite3: SQLITE_CONSTRAINT_UNIQUE / _PRIMARYKEY.
+  return (
+    code === '23505' ||
+    code === 'SQLITE_CONSTRAINT_UNIQUE' ||
+    code === 'SQLITE_CONSTRAINT_PRIMARYKEY'
+  )
+}
