@@ -21,6 +21,17 @@ export async function errorCode(response: Response): Promise<string> {
   return body.errors[0]!.code
 }
 
+/**
+ * The bytes of a blob GET answered with a redirect to a presigned URL (S3's, or the
+ * hold's own), read from there as clients do.
+ */
+export async function redirectedBlob(response: Response): Promise<Buffer> {
+  assert.equal(response.status, 307, 'blob reads are redirected to presigned URLs')
+  const followed = await fetch(response.headers.get('location')!)
+  assert.equal(followed.status, 200)
+  return Buffer.from(await followed.arrayBuffer())
+}
+
 export class Pusher {
   readonly stack: RegistryStack
   readonly account: TestAccount
