@@ -44,8 +44,11 @@ describe('atcr-hold CLI', () => {
     }
     const did = running.hold.did
     const signingKey = running.hold.ctx.identity.signingKey.did()
+    // Its DID document as a file, for imports after the hold is gone.
+    const didDocument = join(dataDir, 'did.json')
+    await writeFile(didDocument, JSON.stringify(running.hold.ctx.identity.document))
     await running.stop()
-    return { dataDir, did, signingKey }
+    return { dataDir, did, signingKey, didDocument }
   }
 
   before(async () => {
@@ -157,7 +160,7 @@ describe('atcr-hold CLI', () => {
     assert.match(forgedResult.stderr, /signature/i)
   })
 
-  it('imports two CAR files in one commit, and refuses while the hold runs', async () => {
+  it('imports two CAR files of other holds in one commit, verified against their DID documents, and refuses while the hold runs', async () => {
     const portA = await freePort()
     const portB = await freePort()
     const a = await preparedHold(portA, ['did:plc:aaaaaaaaaaaaaaaaaaaaaaaa'])
@@ -171,19 +174,84 @@ describe('atcr-hold CLI', () => {
     const target = await preparedHold(port, [])
     const env = holdEnv(target.dataDir, port)
     const seqBefore = await lastSeq(target.dataDir)
-    const result = await run(['repo', 'import', fileA, fileB], env)
+    const crewOfTarget = async () =>
+      (await recordsOf(target.dataDir, target.did)).records
+        .map((r) => r.uri)
+        .filter((uri) => uri.includes(`/${NSID.holdCrew}/did-plc-`))
+
+    // Holds A and B are gone: their did:web documents resolve no more.
+    const unresolved = await run(['repo', 'import', fileA, fileB], env)
+    assert.equal(unresolved.code, 1)
+    assert.match(unresolved.stderr, /--did-document/)
+    assert.equal(await lastSeq(target.dataDir), seqBefore)
+
+    const docs = ['--did-document', a.didDocument, b.didDocument]
+    const result = await run(['repo', 'import', fileA, fileB, ...docs], env)
     assert.equal(result.code, 0, result.stderr)
     assert.equal(await lastSeq(target.dataDir), seqBefore + 1, 'exactly one commit')
-    const members = (await recordsOf(target.dataDir, target.did)).records
-      .map((r) => r.uri)
-      .filter((uri) => uri.includes(`/${NSID.holdCrew}/did-plc-`))
-    assert.equal(members.length, 2)
+    // Their captain and crew records are another DID's: left out, and listed.
+    assert.deepEqual(await crewOfTarget(), [])
+    assert.match(
+      result.stderr,
+      new RegExp(`repo ${a.did}, signature verified \\(key from ${a.didDocument}`),
+    )
+    assert.match(
+      result.stderr,
+      /left out io\.atcr\.hold\.crew\/did-plc-aaaa\w+ \(did:plc:aaaa\w+\)/,
+    )
+    assert.match(result.stderr, /left out io\.atcr\.hold\.captain\/self/)
+
+    const taken = await run(['repo', 'import', fileA, fileB, ...docs, '--take-access-records'], env)
+    assert.equal(taken.code, 0, taken.stderr)
+    assert.equal((await crewOfTarget()).length, 2)
+    assert.match(taken.stderr, /took io\.atcr\.hold\.crew\/did-plc-bbbb\w+ \(did:plc:bbbb\w+\)/)
 
     const running = await fixture.startHold({ dataDir: target.dataDir, port })
     try {
-      const refused = await run(['repo', 'import', fileA], env)
+      const refused = await run(['repo', 'import', fileA, ...docs], env)
       assert.equal(refused.code, 1)
       assert.match(refused.stderr, /in use by a running hold/)
+    } finally {
+      await running.stop()
+    }
+  })
+
+  it('a foreign CAR signed by a key its DID document does not name fails, even with --take-access-records', async () => {
+    const portA = await freePort()
+    const real = await preparedHold(portA, [])
+    // Another hold at the same URL (the same did:web) with its own key and an injected admin.
+    const forger = await preparedHold(portA, ['did:plc:forgerforgerforgerforger'])
+    const forged = join(forger.dataDir, 'forged.car')
+    await writeFile(forged, (await run(['repo', 'export'], holdEnv(forger.dataDir, portA))).stdout)
+
+    const port = await freePort()
+    const target = await preparedHold(port, [])
+    const env = holdEnv(target.dataDir, port)
+    const before = await recordsOf(target.dataDir, target.did)
+    const result = await run(
+      ['repo', 'import', forged, '--did-document', real.didDocument, '--take-access-records'],
+      env,
+    )
+    assert.equal(result.code, 1)
+    assert.match(result.stderr, /signature/i)
+    assert.deepEqual(await recordsOf(target.dataDir, target.did), before)
+  })
+
+  it('resolves the DID document of a CAR from a running hold', async () => {
+    const sourcePort = await freePort()
+    const source = await preparedHold(sourcePort, [])
+    const file = join(source.dataDir, 'source.car')
+    await writeFile(
+      file,
+      (await run(['repo', 'export'], holdEnv(source.dataDir, sourcePort))).stdout,
+    )
+    const running = await fixture.startHold({ dataDir: source.dataDir, port: sourcePort })
+    try {
+      const port = await freePort()
+      const target = await preparedHold(port, [])
+      const result = await run(['repo', 'import', file], holdEnv(target.dataDir, port))
+      assert.equal(result.code, 0, result.stderr)
+      assert.match(result.stderr, /key from resolved DID document/)
     } finally {
       await running.stop()
     }

@@ -3,7 +3,7 @@ import { addConfigInitCommand, runCli } from '@atcr/core/cli'
 import { Command } from 'commander'
 import { holdConfig } from '../config.ts'
 import { gcCommand } from './gc.ts'
-import { repoExport, repoImport } from './repo.ts'
+import { type RepoImportOptions, repoExport, repoImport } from './repo.ts'
 import { serve } from './serve.ts'
 
 export function buildCli(): Command {
@@ -30,7 +30,15 @@ export function buildCli(): Command {
     .description('verify CAR files and upsert all their records in one commit (hold stopped)')
     .argument('<files...>', 'CAR files, e.g. from repo export')
     .option('-c, --config <file>', 'YAML config file')
-    .action((files: string[], options: { config?: string }) => repoImport(files, options.config))
+    .option(
+      '--did-document <file...>',
+      "DID document (JSON) of a CAR's repo, when its DID cannot be resolved (an old host that is gone)",
+    )
+    .option(
+      '--take-access-records',
+      'also take captain and crew records from repos of other DIDs (left out by default)',
+    )
+    .action((files: string[], options: RepoImportOptions) => repoImport(files, options))
 
   program
     .command('gc')

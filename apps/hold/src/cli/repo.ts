@@ -3,7 +3,13 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { readRepoCar } from '@atcr/core/car'
-import { loadConfigFile } from '@atcr/core/cli'
+import { loadConfigFile, UsageError } from '@atcr/core/cli'
+import {
+  createIdentityResolver,
+  extractAtprotoDocumentData,
+  parseDidDocument,
+} from '@atcr/core/identity'
+import { NSID } from '@atcr/core/lexicons'
 import type { HoldConfig } from '../config.ts'
 import { holdConfig } from '../config.ts'
 import { lockDataDir } from '../data-dir-lock.ts'
@@ -34,20 +40,70 @@ export async function repoExport(configFile: string | undefined): Promise<void> 
   }
 }
 
+/** What `repo import` was told besides the files. */
+export interface RepoImportOptions {
+  config?: string
+  /** DID document files (JSON), for repos whose DID cannot be resolved any more. */
+  didDocument?: string[]
+  /** Take captain and crew records from repos of other DIDs too. */
+  takeAccessRecords?: boolean
+}
+
+/** Captain and crew records say who owns and who may use the hold. */
+const ACCESS_COLLECTIONS: ReadonlySet<string> = new Set([NSID.holdCaptain, NSID.holdCrew])
+
+interface VerifiedFile {
+  file: string
+  did: string
+  keySource: string
+  taken: ImportRecord[]
+  leftOut: ImportRecord[]
+}
+
 /**
- * Verifies every file (block hashes, MST, and the commit signature when the CAR is this
- * hold's own repo), then upserts all their records in one commit. Nothing is written unless
- * every file verifies; the server must be stopped.
+ * Verifies every file (block hashes, MST, and the commit signature against the `#atproto`
+ * key of the repo's DID document: the hold's own, one given with --did-document, or else
+ * the resolved one), then upserts all their records in one commit. Captain and crew
+ * records of a repo that is not the hold's own are left out unless `takeAccessRecords`.
+ * Nothing is written unless every file verifies; the server must be stopped.
  */
-export async function repoImport(files: string[], configFile: string | undefined): Promise<void> {
-  const config = await loadConfigFile(holdConfig, configFile)
+export async function repoImport(files: string[], options: RepoImportOptions = {}): Promise<void> {
+  const config = await loadConfigFile(holdConfig, options.config)
   const identity = await loadStoredIdentity(config)
-  const records = new Map<string, ImportRecord>()
-  for (const file of files) {
-    for (const record of await readVerifiedRecords(file, identity.did, identity.signingKey.did())) {
-      records.set(`${record.collection}/${record.rkey}`, record)
+  const documents = await readDidDocuments(options.didDocument ?? [])
+  const resolver = createIdentityResolver({
+    mode: config.server.mode,
+    plcUrl: config.identity.plc_directory_url,
+  })
+  const verified: VerifiedFile[] = []
+  try {
+    const keyOf = async (did: string): Promise<{ key: string; source: string }> => {
+      const given = documents.get(did)
+      if (given) return { key: given.key, source: given.file }
+      if (did === identity.did) return { key: identity.signingKey.did(), source: 'this hold' }
+      try {
+        return { key: await resolver.resolveSigningKey(did), source: 'resolved DID document' }
+      } catch (error) {
+        throw new Error(
+          `cannot resolve the DID document of ${did} (${(error as Error).message}); give it with --did-document FILE`,
+          { cause: error },
+        )
+      }
     }
+    for (const file of files) {
+      verified.push(
+        await readVerifiedFile(file, keyOf, identity.did, options.takeAccessRecords ?? false),
+      )
+    }
+  } finally {
+    await resolver.close()
   }
+
+  const records = new Map<string, ImportRecord>()
+  for (const { taken } of verified) {
+    for (const record of taken) records.set(`${record.collection}/${record.rkey}`, record)
+  }
+  for (const line of importReport(verified)) process.stderr.write(`${line}\n`)
 
   const lock = await lockDataDir(config.server.data_dir)
   const db = await openDatabase(databasePath(config))
@@ -69,19 +125,76 @@ export async function repoImport(files: string[], configFile: string | undefined
   }
 }
 
-async function readVerifiedRecords(
+async function readVerifiedFile(
   file: string,
+  keyOf: (did: string) => Promise<{ key: string; source: string }>,
   holdDid: string,
-  signingKey: string,
-): Promise<ImportRecord[]> {
-  const bytes = await readFile(file)
+  takeAccessRecords: boolean,
+): Promise<VerifiedFile> {
   try {
-    let car = await readRepoCar(bytes)
-    if (car.did === holdDid) car = await readRepoCar(bytes, { did: holdDid, signingKey })
-    return car.records.map(({ collection, rkey, value }) => ({ collection, rkey, value }))
+    const bytes = await readFile(file)
+    const { did } = await readRepoCar(bytes)
+    const { key, source } = await keyOf(did)
+    const car = await readRepoCar(bytes, { did, signingKey: key })
+    const foreign = did !== holdDid
+    const taken: ImportRecord[] = []
+    const leftOut: ImportRecord[] = []
+    for (const { collection, rkey, value } of car.records) {
+      const record = { collection, rkey, value }
+      if (foreign && !takeAccessRecords && ACCESS_COLLECTIONS.has(collection)) leftOut.push(record)
+      else taken.push(record)
+    }
+    return { file, did, keySource: source, taken, leftOut }
   } catch (error) {
     throw new Error(`${file}: ${(error as Error).message}`, { cause: error })
   }
+}
+
+/** The `#atproto` key of each DID document file, by DID. */
+async function readDidDocuments(
+  files: string[],
+): Promise<Map<string, { key: string; file: string }>> {
+  const keys = new Map<string, { key: string; file: string }>()
+  for (const file of files) {
+    try {
+      const value = JSON.parse(await readFile(file, 'utf8')) as { id?: unknown }
+      const did = typeof value?.id === 'string' ? value.id : ''
+      const { signingKey } = extractAtprotoDocumentData(parseDidDocument(did, value))
+      if (!signingKey) throw new Error('the document has no #atproto signing key')
+      keys.set(did, { key: signingKey, file })
+    } catch (error) {
+      throw new UsageError(`--did-document ${file}: ${(error as Error).message}`, { cause: error })
+    }
+  }
+  return keys
+}
+
+/** What each file gave: records per collection, each access record, what was left out. */
+function importReport(files: VerifiedFile[]): string[] {
+  const lines: string[] = []
+  for (const { file, did, keySource, taken, leftOut } of files) {
+    lines.push(`${file}: repo ${did}, signature verified (key from ${keySource})`)
+    const counts = new Map<string, number>()
+    for (const record of taken)
+      counts.set(record.collection, (counts.get(record.collection) ?? 0) + 1)
+    for (const [collection, count] of [...counts].sort()) {
+      lines.push(`  took ${count} ${collection}`)
+    }
+    for (const record of taken.filter((r) => ACCESS_COLLECTIONS.has(r.collection))) {
+      lines.push(`  took ${describeRecord(record)}`)
+    }
+    for (const record of leftOut) {
+      lines.push(
+        `  left out ${describeRecord(record)} (another DID's; --take-access-records takes it)`,
+      )
+    }
+  }
+  return lines
+}
+
+function describeRecord({ collection, rkey, value }: ImportRecord): string {
+  const who = value.member ?? value.owner
+  return `${collection}/${rkey}${typeof who === 'string' ? ` (${who})` : ''}`
 }
 
 function progressReporter(verb: string): (bytes: number) => void {
