@@ -12,6 +12,14 @@ export {
 } from './browser.ts'
 export { type DidWebServer, startDidWebServer } from './did-web-server.ts'
 export { type StaticDns, type StaticDnsTable, staticDns } from './dns.ts'
+export {
+  type HaproxyBackend,
+  hasHaproxy,
+  type ServedRequest,
+  type StartHaproxyOptions,
+  startHaproxy,
+  type TestHaproxy,
+} from './haproxy.ts'
 export { type HoldProcess, type StartHoldProcessOptions, startHoldProcess } from './hold-process.ts'
 export { startNetwork, type TestNetwork } from './network.ts'
 export {
