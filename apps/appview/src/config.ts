@@ -109,6 +109,11 @@ export const appviewConfig = defineConfig({
           .describe(
             'Blob upload sessions one account may have open at once; more are refused with 429 TOOMANYREQUESTS.',
           ),
+        hold_health_interval: duration()
+          .default(30)
+          .describe(
+            'How often each hold pushed to is probed at /xrpc/_health (status and latency are recorded in the database); a push to a hold whose last check failed is refused with 503 naming it. 0 turns checking off.',
+          ),
         upload_idle_timeout: duration()
           .default(15 * 60)
           .describe(

@@ -91,7 +91,7 @@ export async function createAppViewContext(
 }
 
 export async function closeAppViewContext(ctx: AppViewContext): Promise<void> {
-  ctx.registry.close()
+  await ctx.registry.close()
   await ctx.pdsSessions.close()
   await ctx.identity.close()
   await ctx.db.close()

@@ -4,6 +4,7 @@
 // upsert syntax, byte columns, collation and the upload cap's atomicity show up here.
 import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
+import { createServer } from 'node:http'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { isUniqueViolation } from '@atcr/core/database'
@@ -14,11 +15,13 @@ import {
   startPostgres,
   type TestPostgres,
 } from '@atcr/testkit'
+import { pino } from 'pino'
 import { DeviceFlow } from '../src/auth/devices.ts'
 import { SessionStore, type StoredSession } from '../src/auth/session-store.ts'
 import { WebSessions } from '../src/auth/web-sessions.ts'
 import { type AppViewDatabase, openAppViewDatabase } from '../src/db/index.ts'
 import { BlobAliases } from '../src/holds/blob-aliases.ts'
+import { HoldHealth } from '../src/holds/hold-health.ts'
 import { ContentLinks } from '../src/registry/content-links.ts'
 import { type UploadRow, UploadStore } from '../src/registry/upload-store.ts'
 
@@ -337,6 +340,51 @@ for (const engine of engines) {
       assert.equal(await store.exists(DID), true)
       await store.delete(DID)
       assert.equal(await store.load(DID), null)
+    })
+
+    it('hold health: a check records status and latency, a hold down is refused by name', async () => {
+      let healthy = true
+      const server = createServer((request, response) => {
+        response.statusCode = request.url === '/xrpc/_health' && healthy ? 200 : 503
+        response.end('{}')
+      })
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+      const address = server.address()
+      const endpoint = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`
+      let clock = 1_750_000_000_000
+      const health = new HoldHealth({
+        db,
+        fetch: (input, init) => fetch(input, init),
+        intervalMs: 60_000,
+        logger: pino({ level: 'silent' }),
+        now: () => clock,
+      })
+      const hold = { did: 'did:web:hold-health.test', endpoint }
+      try {
+        await health.assertUp(hold) // never checked: not refused
+        const up = await health.check(hold)
+        assert.equal(up.status, 'up')
+        assert.equal(typeof up.latencyMs, 'number')
+        healthy = false
+        clock += 1000
+        const down = await health.check(hold)
+        assert.deepEqual([down.status, down.latencyMs, down.since], ['down', null, clock])
+        assert.match(down.error ?? '', /503/)
+        clock += 1000
+        await health.check(hold)
+        assert.equal((await health.statuses()).find((s) => s.did === hold.did)?.since, clock - 1000)
+        await assert.rejects(health.assertUp(hold), (error: Error & { code?: string }) => {
+          assert.equal(error.code, 'UNAVAILABLE')
+          assert.match(error.message, /hold did:web:hold-health\.test .* is down/)
+          return true
+        })
+        // A failed check long past is not believed any more.
+        clock += 10 * 60_000
+        await health.assertUp(hold)
+      } finally {
+        await health.close()
+        server.close()
+      }
     })
 
     it('device flow: approve, issue once, verify, list, revoke; web sessions; blob aliases', async () => {

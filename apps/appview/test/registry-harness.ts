@@ -62,7 +62,12 @@ export interface RegistryStackOptions {
   allowAllCrew?: boolean
   presignedRedirects?: boolean
   /** Config overrides of the AppView's registry section. */
-  registry?: { max_manifest_size?: number; upload_part_size?: number; token_expiration?: number }
+  registry?: {
+    max_manifest_size?: number
+    upload_part_size?: number
+    token_expiration?: number
+    hold_health_interval?: number
+  }
   /** Config overrides of the AppView's oauth section. */
   oauth?: { permission_set?: boolean }
 }

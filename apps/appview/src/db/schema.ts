@@ -130,6 +130,17 @@ export interface DeviceTable {
   last_used_at: number | null
 }
 
+/** The last health check of a hold (see migrations/006); times are Unix milliseconds. */
+export interface HoldHealthTable {
+  hold_did: string
+  endpoint: string
+  status: 'unknown' | 'up' | 'down'
+  latency_ms: number | null
+  error: string | null
+  checked_at: number
+  changed_at: number
+}
+
 export type AppViewSchema = {
   oauth_state: OAuthStateTable
   oauth_session: OAuthSessionTable
@@ -143,4 +154,5 @@ export type AppViewSchema = {
   repository_blob: RepositoryBlobTable
   registry_upload: RegistryUploadTable
   registry_upload_part: RegistryUploadPartTable
+  hold_health: HoldHealthTable
 }

@@ -13,6 +13,7 @@ import {
   holdUnavailable,
   normalizeHoldRef,
 } from './hold-client.ts'
+import type { HoldHealth } from './hold-health.ts'
 
 const MEMBER_TTL_MS = 10 * 60_000
 const DENIAL_BACKOFF_START_MS = 5_000
@@ -28,15 +29,17 @@ export class HoldSelection {
   readonly #ctx: AppViewServices
   readonly #holds: HoldClient
   readonly #reader: PdsReader
+  readonly #health: HoldHealth
   readonly #members = new TtlCache<true>({ ttlMs: MEMBER_TTL_MS, maxEntries: 10_000 })
   // A refusal is remembered with exponential backoff, so that a user who is not allowed
   // does not make every push ask the hold again.
   readonly #denials = new Map<string, Denial>()
 
-  constructor(ctx: AppViewServices, holds: HoldClient, reader: PdsReader) {
+  constructor(ctx: AppViewServices, holds: HoldClient, reader: PdsReader, health: HoldHealth) {
     this.#ctx = ctx
     this.#holds = holds
     this.#reader = reader
+    this.#health = health
   }
 
   /** The hold the owner's pushes go to. */
@@ -57,7 +60,11 @@ export class HoldSelection {
           'no hold to push to: set defaultHold in your io.atcr.sailor.profile (this AppView has no default hold)',
       })
     }
-    return this.#holds.resolve(did)
+    const hold = await this.#holds.resolve(did)
+    // Pushes are not sent to a hold known to be down (503 naming it).
+    await this.#health.watch(hold)
+    await this.#health.assertUp(hold)
+    return hold
   }
 
   /**

@@ -6,6 +6,7 @@ import type { FastifyRequest } from 'fastify'
 import { type Caller, NoSessionError } from '../auth/types.ts'
 import type { AppViewServices } from '../context.ts'
 import { type Hold, HoldClient } from '../holds/hold-client.ts'
+import { HoldHealth } from '../holds/hold-health.ts'
 import { HoldSelection } from '../holds/hold-selection.ts'
 import { clientSafeDid, type ImageName, parseImageName } from '../names.ts'
 import { PdsReader } from '../records/pds-reader.ts'
@@ -33,6 +34,7 @@ export class Registry {
   readonly tags: TagStore
   readonly holds: HoldClient
   readonly selection: HoldSelection
+  readonly health: HoldHealth
   readonly uploads: UploadSessions
   readonly links: ContentLinks
   readonly content: RepositoryContent
@@ -43,7 +45,13 @@ export class Registry {
     this.manifests = new ManifestStore(this.reader)
     this.tags = new TagStore(this.reader)
     this.holds = new HoldClient(ctx)
-    this.selection = new HoldSelection(ctx, this.holds, this.reader)
+    this.health = new HoldHealth({
+      db: ctx.db,
+      fetch: ctx.fetch,
+      intervalMs: ctx.config.registry.hold_health_interval * 1000,
+      logger: ctx.logger.child({ subsystem: 'hold-health' }),
+    })
+    this.selection = new HoldSelection(ctx, this.holds, this.reader, this.health)
     this.links = new ContentLinks(ctx.db)
     this.content = new RepositoryContent(this.links, this.manifests, this.tags)
     this.uploads = new UploadSessions({
@@ -57,8 +65,9 @@ export class Registry {
     })
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.uploads.close()
+    await this.health.close()
   }
 
   /**
