@@ -317,6 +317,28 @@ for (const engine of engines) {
       )
     })
 
+    it('leases: of many requests leasing one session at once, one gets it; one sweeper claims it', async () => {
+      const store = new UploadStore(db)
+      const now = Date.now()
+      const row = uploadRow({ caller_did: 'did:plc:race', created_at: now, updated_at: now })
+      await store.insert(row, 10, 0)
+      const leases = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          store.lease(row.id, `owner-${i}`, now, now + 30_000, now - 60_000),
+        ),
+      )
+      assert.equal(leases.filter((l) => l.state === 'leased').length, 1)
+      assert.equal(leases.filter((l) => l.state === 'busy').length, 19)
+      await store.release(row.id, leases.find((l) => l.state === 'leased')!.row.lease_owner!, now)
+      const later = now + 120_000
+      const claims = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          store.claimIdle(row.id, `sweeper-${i}`, later, later + 30_000, later - 60_000),
+        ),
+      )
+      assert.equal(claims.filter((c) => c !== null).length, 1)
+    })
+
     it('PDS sessions: sealed bytes round-trip; a newer login wins', async () => {
       const store = new SessionStore(db, randomBytes(32))
       const session: StoredSession = {
