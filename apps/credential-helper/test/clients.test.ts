@@ -8,13 +8,16 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { after, before, describe, it } from 'node:test'
 import {
+  approveOnAuthorizePage,
   type ContainerStorage,
   createContainerStorage,
   createDockerCli,
   hasCommand,
+  launchBrowser,
   makeTempDir,
   removeTempDir,
   run,
+  type TestAccount,
   writeOciImage,
 } from '@atcr/testkit'
 import { HELPER_BIN, type Home, makeHome } from './cli-harness.ts'
@@ -223,91 +226,29 @@ function startLogin(
 }
 
 /**
- * Approves a device code as a person would in a browser: the registry's /device page, the
- * PDS's sign-in and consent pages when the registry sends us there, then the approve button.
+ * Approves (or denies) a device code as a person would in a browser: the registry's
+ * /device page sends a signed-out visitor to its sign-in form, then to the PDS's sign-in
+ * and consent pages, and back to /device, where the code is shown with the buttons.
  */
 async function approveInBrowser(
   prompt: LoginPrompt,
-  account: { handle: string; password: string },
+  account: TestAccount,
+  pdsUrl: string,
   decision: 'approve' | 'deny' = 'approve',
 ): Promise<void> {
-  const { chromium } = await import('playwright-core')
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  })
+  const browser = await launchBrowser()
   try {
     const page = await browser.newPage()
     await page.goto(prompt.url)
-    const registryOrigin = new URL(prompt.url).origin
-    let passwordSent = false
-    for (let step = 0; step < 60; step++) {
-      await page.waitForLoadState('load').catch(() => {})
-      const here = new URL(page.url())
-      if (here.origin !== registryOrigin) {
-        // The PDS's authorize pages: sign in, then consent. They animate between steps,
-        // so every action is tried briefly and the loop looks again.
-        const password = page.locator('input[name="password"]')
-        if (!passwordSent && (await password.isVisible().catch(() => false))) {
-          const filled = await password
-            .fill(account.password, { timeout: 2000 })
-            .then(() => true)
-            .catch(() => false)
-          if (filled) {
-            passwordSent = true
-            await page
-              .locator('button[type="submit"]')
-              .first()
-              .click({ timeout: 2000 })
-              .catch(() => {})
-          }
-          await page.waitForTimeout(300)
-          continue
-        }
-        const authorize = page.getByRole('button', { name: /^(authorize|accept|allow)$/i }).first()
-        if (await authorize.isVisible().catch(() => false)) {
-          await authorize.click({ timeout: 2000 }).catch(() => {})
-        }
-        await page.waitForTimeout(300)
-        continue
-      }
-      const body = (await page.locator('body').textContent()) ?? ''
-      if (/Device (approved|denied)/.test(body)) {
-        assert.match(body, decision === 'approve' ? /Device approved/ : /Device denied/)
-        return
-      }
-      const handle = page.locator('input[name="handle"], input[name="identifier"]').first()
-      if (await handle.isVisible().catch(() => false)) {
-        await handle.fill(account.handle)
-        await page.locator('button[type="submit"], input[type="submit"]').first().click()
-        continue
-      }
-      const code = page.locator('input[name="user_code"], input[name="code"]').first()
-      if ((await code.isVisible().catch(() => false)) && (await code.inputValue()) === '') {
-        await code.fill(prompt.userCode)
-      }
-      const approve = page
-        .getByRole('button', { name: decision === 'approve' ? /^approve$/i : /^deny$/i })
-        .first()
-      if (await approve.isVisible().catch(() => false)) {
-        assert.ok(body.includes(prompt.userCode), `the /device page shows the code:\n${body}`)
-        await approve.click()
-        continue
-      }
-      await page.waitForTimeout(200)
-    }
-    throw new Error(
-      `the device was not approved; last page ${page.url()}:\n${(await page.locator('body').textContent()) ?? ''}`,
-    )
+    await page.locator('input[name="handle"]').fill(account.handle)
+    await page.locator('button[type="submit"]').first().click()
+    await approveOnAuthorizePage(page, account, pdsUrl)
+    await page.waitForURL((url) => url.pathname === '/device')
+    assert.match((await page.textContent('main')) ?? '', new RegExp(prompt.userCode))
+    await page.getByRole('button', { name: decision === 'approve' ? 'Approve' : 'Deny' }).click()
+    await page.waitForLoadState()
+    const heading = (await page.textContent('h1')) ?? ''
+    assert.match(heading, decision === 'approve' ? /Device approved/ : /Device denied/)
   } finally {
     await browser.close()
   }
@@ -352,7 +293,7 @@ describe('device login end to end', () => {
     const login = startLogin(home, stack.host)
     const prompt = await login.prompt
     assert.match(prompt.userCode, /^[A-Z]{4}-[A-Z]{4}$/)
-    await approveInBrowser(prompt, stack.alice)
+    await approveInBrowser(prompt, stack.alice, stack.net.pds.url)
     const finished = await login.done
     assert.equal(finished.code, 0, finished.output)
     assert.match(
@@ -465,7 +406,7 @@ describe('device login end to end', () => {
     try {
       const login = startLogin(other, stack.host)
       const prompt = await login.prompt
-      await approveInBrowser(prompt, stack.bob, 'deny')
+      await approveInBrowser(prompt, stack.bob, stack.net.pds.url, 'deny')
       const finished = await login.done
       assert.equal(finished.code, 1, finished.output)
       assert.match(
