@@ -7,7 +7,7 @@ import { randomBytes, randomUUID } from 'node:crypto'
 import { createServer } from 'node:http'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { isUniqueViolation } from '@atcr/core/database'
+import { databaseLock, isUniqueViolation } from '@atcr/core/database'
 import {
   hasPostgres,
   makeTempDir,
@@ -337,6 +337,50 @@ for (const engine of engines) {
         ),
       )
       assert.equal(claims.filter((c) => c !== null).length, 1)
+    })
+
+    it('named locks: one holder at a time per name (on PostgreSQL, across instances too)', async () => {
+      const other = await reopen()
+      try {
+        // On SQLite the lock is per process: both callers use one database handle.
+        const locks = [
+          databaseLock(db, 7),
+          databaseLock(engine.name === 'postgres' ? other : db, 7),
+        ]
+        const shared = engine.name === 'postgres' ? locks : [locks[0]!, locks[0]!]
+        const events: string[] = []
+        const hold = (who: string) => async () => {
+          events.push(`${who} in`)
+          await new Promise((resolve) => setTimeout(resolve, 50))
+          events.push(`${who} out`)
+          return who
+        }
+        const results = await Promise.all([
+          shared[0]!('session-1', hold('a')),
+          shared[1]!('session-1', hold('b')),
+          shared[0]!('session-2', hold('c')),
+        ])
+        assert.deepEqual(results, ['a', 'b', 'c'])
+        const a = events.indexOf('a in')
+        const b = events.indexOf('b in')
+        const [first, second] = a < b ? ['a', 'b'] : ['b', 'a']
+        assert.ok(
+          events.indexOf(`${first} out`) < events.indexOf(`${second} in`),
+          events.join(', '),
+        )
+        // Another name is not held up.
+        assert.ok(events.indexOf('c in') < events.indexOf(`${first} out`), events.join(', '))
+        // A failure releases the lock.
+        await assert.rejects(
+          shared[1]!('session-1', () => {
+            throw new Error('refresh failed')
+          }),
+          /refresh failed/,
+        )
+        assert.equal(await shared[0]!('session-1', () => 'again'), 'again')
+      } finally {
+        await other.close()
+      }
     })
 
     it('PDS sessions: sealed bytes round-trip; a newer login wins', async () => {

@@ -7,6 +7,8 @@
 //
 // Authorizations in progress and sessions live in the database, sealed with the session
 // key. Refreshes of one DID's tokens are serialised by the library's request lock.
+
+import { databaseLock } from '@atcr/core/database'
 import type { GuardedFetch, IdentityResolver } from '@atcr/core/identity'
 import { NSID } from '@atcr/core/lexicons'
 import type { Logger } from '@atcr/core/log'
@@ -17,14 +19,17 @@ import {
   type NodeSavedSession,
   type NodeSavedState,
   type OAuthClientMetadataInput,
-  requestLocalLock,
 } from '@atproto/oauth-client-node'
 import type { AppViewConfig } from '../config.ts'
 import type { AppViewDatabase } from '../db/index.ts'
+
 import { loadAtpApi } from './atp-api.ts'
 import { loadOrCreateTokenKey } from './keys.ts'
 import type { Sealer } from './sealer.ts'
 import { NoSessionError } from './types.ts'
+
+// The first key of the OAuth client's advisory locks (PostgreSQL): its own lock space.
+const OAUTH_LOCK_SPACE = 0x4f415554
 
 export const CALLBACK_PATH = '/auth/oauth/callback'
 export const CLIENT_METADATA_PATH = '/oauth-client-metadata.json'
@@ -163,7 +168,9 @@ export class OAuthSignIn {
       responseMode: 'query',
       allowHttp: config.server.mode === 'dev',
       fetch: options.fetch as typeof fetch,
-      requestLock: requestLocalLock,
+      // Token refreshes of one session run one at a time across every instance sharing a
+      // PostgreSQL database (refresh tokens are single-use).
+      requestLock: databaseLock(options.db, OAUTH_LOCK_SPACE),
       identityResolver: {
         resolve: async (input) => {
           const resolved = await identity.resolveIdentity(input)

@@ -1,7 +1,7 @@
 // A service database on either engine: SQLite (the embedded default, see ../sqlite) or
 // PostgreSQL (for several instances sharing one database). Both are kysely with the same
 // numbered migrations; the few places where the engines differ ask `engineOf`.
-import { Kysely, PostgresAdapter, PostgresDialect } from 'kysely'
+import { Kysely, PostgresAdapter, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import { type Migration, migrate, openSqlite, type SqliteDatabase } from '../sqlite/index.ts'
 
@@ -91,4 +91,50 @@ export function isUniqueViolation(error: unknown): boolean {
     code === 'SQLITE_CONSTRAINT_UNIQUE' ||
     code === 'SQLITE_CONSTRAINT_PRIMARYKEY'
   )
+}
+
+/** Runs `fn` while holding the lock `name`; calls for one name run one after the other. */
+export type NamedLock = <T>(name: string, fn: () => T | PromiseLike<T>) => Promise<T>
+
+/** A lock within this process: calls for one name are chained. */
+export function processLock(): NamedLock {
+  const tails = new Map<string, Promise<unknown>>()
+  return async <T>(name: string, fn: () => T | PromiseLike<T>): Promise<T> => {
+    const previous = tails.get(name) ?? Promise.resolve()
+    const run = previous.then(fn, fn)
+    const tail = run.then(
+      () => {},
+      () => {},
+    )
+    tails.set(name, tail)
+    try {
+      return await run
+    } finally {
+      if (tails.get(name) === tail) tails.delete(name)
+    }
+  }
+}
+
+/**
+ * A lock shared by every process on the database. On PostgreSQL: a session advisory lock
+ * (keys `space` and the name's hash) taken on a connection of its own, held while `fn`
+ * runs and released by the server if this process dies; calls in one process queue
+ * first, so a name ties up one connection at most. On SQLite: within this process only
+ * (instances sharing a SQLite file are not coordinated).
+ */
+export function databaseLock<Schema>(database: ServiceDatabase<Schema>, space: number): NamedLock {
+  const local = processLock()
+  if (database.engine === 'sqlite') return local
+  const db = database.db as unknown as Kysely<unknown>
+  return <T>(name: string, fn: () => T | PromiseLike<T>) =>
+    local(name, () =>
+      db.connection().execute(async (connection) => {
+        await sql`SELECT pg_advisory_lock(${space}, hashtext(${name}))`.execute(connection)
+        try {
+          return await fn()
+        } finally {
+          await sql`SELECT pg_advisory_unlock(${space}, hashtext(${name}))`.execute(connection)
+        }
+      }),
+    )
 }
