@@ -1,8 +1,8 @@
 // Two AppView processes on one PostgreSQL behind a real HAProxy (round-robin, every request
-// balanced on its own), with a real hold, PLC and PDS: skopeo pushes and pulls through the
-// balancer with its requests spread over both instances; a chunked upload whose PATCHes
-// and PUT alternate instances; and one instance killed (SIGKILL) while it receives a
-// layer, after which skopeo's retry completes the push through the other.
+// balanced on its own), with a real hold, PLC and PDS: skopeo and podman push and pull
+// through the balancer with their requests spread over both instances; a chunked upload
+// whose PATCHes and PUT alternate instances; and one instance killed (SIGKILL) while it
+// receives a layer, after which the push is retried and completes through the other.
 //
 // The instances share one data_dir (see docs/appview.md: the signing and sealing keys, and
 // the upload spill files, which a continued upload reads on whichever instance it lands).
@@ -14,6 +14,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import {
   type AppViewProcess,
+  createContainerStorage,
   freePort,
   type HoldProcess,
   hasCommand,
@@ -31,6 +32,7 @@ import {
   type TestHaproxy,
   type TestNetwork,
   type TestPostgres,
+  writeAuthFile,
   writeOciImage,
 } from '@atcr/testkit'
 import { clientSafeDid } from '../src/names.ts'
@@ -41,7 +43,7 @@ const PART = 5 * MiB
 const missing = [
   ...(hasPostgres() ? [] : ['postgresql']),
   ...(hasHaproxy() ? [] : ['haproxy']),
-  ...(hasCommand('skopeo') ? [] : ['skopeo']),
+  ...['skopeo', 'podman'].filter((c) => !hasCommand(c)),
 ]
 
 function sha256(bytes: Uint8Array): string {
@@ -167,6 +169,38 @@ describe('two AppViews on one PostgreSQL behind HAProxy', {
       served.every((r) => r.status < 500),
       served.map((r) => `${r.server} ${r.method} ${r.uri} ${r.status}`).join('\n'),
     )
+  })
+
+  it('podman pulls, pushes and pulls again through the balancer', async () => {
+    const containers = await createContainerStorage()
+    try {
+      const authFile = await writeAuthFile(
+        join(root, 'podman-auth.json'),
+        host,
+        alice.did,
+        alice.appPassword,
+      )
+      const source = `${host}/${clientSafeDid(alice.did)}/app:v1`
+      const target = `${host}/${clientSafeDid(alice.did)}/podman:v1`
+      const before = balancer.requests().length
+      await containers.podman(['pull', '--tls-verify=false', source])
+      await containers.podman(['tag', source, target])
+      await containers.podman(['push', '--tls-verify=false', '--authfile', authFile, target])
+      await containers.podman(['rmi', target, source])
+      await containers.podman(['pull', '--tls-verify=false', target])
+      const inspect = JSON.parse((await containers.podman(['image', 'inspect', target])).stdout)
+      assert.ok(inspect[0].RepoTags.includes(target))
+      const served = balancer.requests().slice(before)
+      const pushes = served.filter((r) => r.uri.includes('/podman/'))
+      assert.deepEqual(
+        new Set(pushes.map((r) => r.server)),
+        new Set(['appview1', 'appview2']),
+        'podman requests went to one instance',
+      )
+      assert.ok(served.every((r) => r.status < 500))
+    } finally {
+      await containers.close()
+    }
   })
 
   it('continues a chunked upload on whichever instance each PATCH lands', async () => {
