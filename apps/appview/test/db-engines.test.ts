@@ -17,6 +17,7 @@ import {
 } from '@atcr/testkit'
 import { pino } from 'pino'
 import { DeviceFlow } from '../src/auth/devices.ts'
+import { OAuthStore } from '../src/auth/oauth-store.ts'
 import { SessionStore, type StoredSession } from '../src/auth/session-store.ts'
 import { WebSessions } from '../src/auth/web-sessions.ts'
 import { type AppViewDatabase, openAppViewDatabase } from '../src/db/index.ts'
@@ -381,6 +382,31 @@ for (const engine of engines) {
       } finally {
         await other.close()
       }
+    })
+
+    it('OAuth: pending authorizations expire after an hour, sessions kept per scope', async () => {
+      const store = new OAuthStore(db)
+      const now = 1_750_000_000_000
+      const sealed = randomBytes(40)
+      await store.setState('k1', sealed, now)
+      await store.setState('k1', Buffer.from('replaced'), now)
+      assert.deepEqual(Buffer.from((await store.state('k1', now + 1000))!), Buffer.from('replaced'))
+      assert.equal(await store.state('k1', now + 3_600_001), null)
+      // Storing another drops the abandoned one.
+      await store.setState('k2', sealed, now + 3_600_001)
+      assert.equal(await store.state('k1', now), null)
+      await store.deleteState('k2')
+      assert.equal(await store.state('k2', now + 3_600_001), null)
+
+      await store.setSession('did:plc:o1', sealed, 'atproto a', now)
+      await store.setSession('did:plc:o2', sealed, 'atproto b', now)
+      await store.setSession('did:plc:o2', Buffer.from('newer'), 'atproto b', now + 1)
+      assert.deepEqual(Buffer.from((await store.session('did:plc:o1'))!), sealed)
+      assert.deepEqual(Buffer.from((await store.session('did:plc:o2'))!), Buffer.from('newer'))
+      assert.equal(await store.dropOtherScopes('atproto a'), 1)
+      assert.equal(await store.hasSession('did:plc:o2'), false)
+      await store.deleteSession('did:plc:o1')
+      assert.equal(await store.session('did:plc:o1'), null)
     })
 
     it('PDS sessions: sealed bytes round-trip; a newer login wins', async () => {

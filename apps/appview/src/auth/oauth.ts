@@ -25,6 +25,7 @@ import type { AppViewDatabase } from '../db/index.ts'
 
 import { loadAtpApi } from './atp-api.ts'
 import { loadOrCreateTokenKey } from './keys.ts'
+import { OAuthStore } from './oauth-store.ts'
 import type { Sealer } from './sealer.ts'
 import { NoSessionError } from './types.ts'
 
@@ -91,14 +92,14 @@ export class OAuthSignIn {
   readonly #client: NodeOAuthClient | null
   readonly scope: string
   readonly confidential: boolean
-  readonly #db: AppViewDatabase['db']
+  readonly #store: OAuthStore
   readonly #logger: Logger
 
   private constructor(client: NodeOAuthClient | null, scope: string, options: OAuthSignInOptions) {
     this.#client = client
     this.scope = scope
     this.confidential = client?.clientMetadata.token_endpoint_auth_method === 'private_key_jwt'
-    this.#db = options.db.db
+    this.#store = new OAuthStore(options.db)
     this.#logger = options.logger
   }
 
@@ -117,7 +118,7 @@ export class OAuthSignIn {
 
   static async create(options: OAuthSignInOptions): Promise<OAuthSignIn> {
     const { config, sealer, identity, now } = options
-    const db = options.db.db
+    const store = new OAuthStore(options.db)
     const base = new URL(config.server.base_url)
     const scope = oauthScope(config.oauth.permission_set)
     const callback = new URL(CALLBACK_PATH, base).href
@@ -183,53 +184,25 @@ export class OAuthSignIn {
       },
       stateStore: {
         get: async (key) => {
-          const row = await db
-            .selectFrom('oauth_state')
-            .select(['sealed', 'created_at'])
-            .where('key', '=', key)
-            .executeTakeFirst()
-          // An authorization not finished within an hour is abandoned.
-          if (!row || Number(row.created_at) + 3_600_000 < now()) return undefined
-          return sealer.unseal<NodeSavedState>(`oauth_state ${key}`, row.sealed)
+          const sealed = await store.state(key, now())
+          if (!sealed) return undefined
+          return sealer.unseal<NodeSavedState>(`oauth_state ${key}`, sealed)
         },
         set: async (key, value) => {
-          await db
-            .deleteFrom('oauth_state')
-            .where('created_at', '<', now() - 3_600_000)
-            .execute()
-          await db
-            .insertInto('oauth_state')
-            .values({ key, sealed: sealer.seal(`oauth_state ${key}`, value), created_at: now() })
-            .onConflict((c) =>
-              c.column('key').doUpdateSet({ sealed: sealer.seal(`oauth_state ${key}`, value) }),
-            )
-            .execute()
+          await store.setState(key, sealer.seal(`oauth_state ${key}`, value), now())
         },
-        del: async (key) => {
-          await db.deleteFrom('oauth_state').where('key', '=', key).execute()
-        },
+        del: (key) => store.deleteState(key),
       },
       sessionStore: {
         get: async (did) => {
-          const row = await db
-            .selectFrom('oauth_session')
-            .select('sealed')
-            .where('did', '=', did)
-            .executeTakeFirst()
-          if (!row) return undefined
-          return sealer.unseal<NodeSavedSession>(`oauth_session ${did}`, row.sealed)
+          const sealed = await store.session(did)
+          if (!sealed) return undefined
+          return sealer.unseal<NodeSavedSession>(`oauth_session ${did}`, sealed)
         },
         set: async (did, value) => {
-          const sealed = sealer.seal(`oauth_session ${did}`, value)
-          await db
-            .insertInto('oauth_session')
-            .values({ did, sealed, requested_scope: scope, updated_at: now() })
-            .onConflict((c) => c.column('did').doUpdateSet({ sealed, updated_at: now() }))
-            .execute()
+          await store.setSession(did, sealer.seal(`oauth_session ${did}`, value), scope, now())
         },
-        del: async (did) => {
-          await db.deleteFrom('oauth_session').where('did', '=', did).execute()
-        },
+        del: (did) => store.deleteSession(did),
       },
     })
     return new OAuthSignIn(client, scope, options)
@@ -238,11 +211,7 @@ export class OAuthSignIn {
   /** Drops stored sessions that asked for another scope than the configured one. */
   async dropMismatchedSessions(): Promise<number> {
     if (!this.#client) return 0
-    const result = await this.#db
-      .deleteFrom('oauth_session')
-      .where('requested_scope', '!=', this.scope)
-      .executeTakeFirst()
-    const dropped = Number(result.numDeletedRows)
+    const dropped = await this.#store.dropOtherScopes(this.scope)
     if (dropped > 0) {
       this.#logger.info(
         { dropped },
@@ -264,12 +233,7 @@ export class OAuthSignIn {
   }
 
   async hasSession(did: string): Promise<boolean> {
-    const row = await this.#db
-      .selectFrom('oauth_session')
-      .select('did')
-      .where('did', '=', did)
-      .executeTakeFirst()
-    return row !== undefined
+    return this.#store.hasSession(did)
   }
 
   /** An agent acting through the user's OAuth session (refreshed when due); NoSessionError if none. */
@@ -289,6 +253,6 @@ export class OAuthSignIn {
   /** Ends the user's OAuth session at their PDS and here. */
   async revoke(did: string): Promise<void> {
     await this.#client?.revoke(did).catch(() => {})
-    await this.#db.deleteFrom('oauth_session').where('did', '=', did).execute()
+    await this.#store.deleteSession(did)
   }
 }
