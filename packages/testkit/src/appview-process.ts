@@ -1,9 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { mkdir, writeFile } from 'node:fs/promises'
+import type { ChildProcess } from 'node:child_process'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort, LOOPBACK } from './ports.ts'
+import { mergeConfig, type ServiceConfig, spawnService, waitForAnswer } from './service-process.ts'
 
 export interface StartAppViewProcessOptions {
   /** The data dir (created if missing, never removed here: processes may share it). */
@@ -40,8 +40,6 @@ export interface AppViewProcess {
 const DEFAULT_BIN = fileURLToPath(
   new URL('../../../apps/appview/bin/atcr-appview', import.meta.url),
 )
-const OUTPUT_LIMIT = 64 * 1024
-const START_TIMEOUT_MS = 60_000
 
 /**
  * A real AppView (the `atcr-appview serve` executable) in a child process on loopback, in
@@ -54,7 +52,7 @@ export async function startAppViewProcess(
   const port = options.port ?? (await freePort())
   const url = `http://${LOOPBACK}:${port}`
   await mkdir(options.dataDir, { recursive: true })
-  const config: Record<string, Record<string, unknown>> = {
+  const config: ServiceConfig = {
     server: {
       base_url: options.baseUrl ?? url,
       host: LOOPBACK,
@@ -68,69 +66,26 @@ export async function startAppViewProcess(
     },
     log: { level: options.logLevel ?? 'warn' },
   }
-  for (const [section, values] of Object.entries(options.config ?? {})) {
-    config[section] = { ...config[section], ...values }
-  }
-  const configFile = join(options.dataDir, `appview-${port}.yaml`)
-  // YAML is a superset of JSON.
-  await writeFile(configFile, JSON.stringify(config, null, 2), { mode: 0o600 })
-
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !key.startsWith('ATCR_APPVIEW_')),
-  )
-  const child = spawn(
-    process.execPath,
-    [options.bin ?? DEFAULT_BIN, 'serve', '--config', configFile],
-    { env, stdio: ['ignore', 'pipe', 'pipe'] },
-  )
-  let output = ''
-  const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString('utf8')).slice(-OUTPUT_LIMIT)
-  }
-  child.stdout?.on('data', keep)
-  child.stderr?.on('data', keep)
-  const exited = once(child, 'exit')
-
-  const kill = async (signal: NodeJS.Signals = 'SIGTERM') => {
-    if (child.exitCode !== null || child.signalCode !== null) return
-    child.kill(signal)
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
-    await exited.catch(() => {})
-    clearTimeout(timer)
-  }
-
+  const service = await spawnService({
+    bin: options.bin ?? DEFAULT_BIN,
+    configFile: join(options.dataDir, `appview-${port}.yaml`),
+    config: mergeConfig(config, options.config),
+    envPrefix: 'ATCR_APPVIEW',
+  })
   try {
-    await waitForRegistry(url, child, () => output)
+    // /v2/ answers 401 without a token: any answer means it is up.
+    await waitForAnswer(service, 'atcr-appview', `${url}/v2/`)
     return {
       url,
       port,
-      pid: child.pid ?? 0,
+      pid: service.child.pid ?? 0,
       dataDir: options.dataDir,
-      child,
-      output: () => output,
-      kill,
+      child: service.child,
+      output: service.output,
+      kill: service.stop,
     }
   } catch (error) {
-    await kill('SIGKILL')
+    await service.stop('SIGKILL')
     throw error
   }
-}
-
-/** Waits until /v2/ answers (401 without a token is an answer). */
-async function waitForRegistry(url: string, child: ChildProcess, output: () => string) {
-  const deadline = Date.now() + START_TIMEOUT_MS
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`atcr-appview exited (${child.exitCode ?? child.signalCode}):\n${output()}`)
-    }
-    try {
-      const response = await fetch(`${url}/v2/`)
-      await response.body?.cancel()
-      return
-    } catch {
-      // Not listening yet.
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  throw new Error(`atcr-appview did not answer in ${START_TIMEOUT_MS} ms:\n${output()}`)
 }

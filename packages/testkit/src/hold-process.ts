@@ -1,11 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import type { ChildProcess } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort, LOOPBACK } from './ports.ts'
 import type { TestS3 } from './s3.ts'
+import { mergeConfig, type ServiceConfig, spawnService, waitForAnswer } from './service-process.ts'
 
 export interface StartHoldProcessOptions {
   /** The PLC directory the hold resolves callers' DIDs with (`http://localhost:PORT`). */
@@ -41,8 +41,6 @@ export interface HoldProcess {
 }
 
 const DEFAULT_BIN = fileURLToPath(new URL('../../../apps/hold/bin/atcr-hold', import.meta.url))
-const OUTPUT_LIMIT = 64 * 1024
-const START_TIMEOUT_MS = 60_000
 
 /**
  * A real hold (the `atcr-hold serve` executable) in a child process on a free loopback
@@ -55,7 +53,7 @@ export async function startHoldProcess(options: StartHoldProcessOptions): Promis
   const url = `http://localhost:${port}`
   const dataDir = await mkdtemp(join(tmpdir(), 'atcr-hold-'))
   const storage = options.storage ?? 'filesystem'
-  const config: Record<string, Record<string, unknown>> = {
+  const config: ServiceConfig = {
     server: { public_url: url, host: LOOPBACK, port, data_dir: dataDir, mode: 'dev' },
     identity: { did_method: 'web', plc_directory_url: options.plcUrl },
     registration: {
@@ -80,67 +78,28 @@ export async function startHoldProcess(options: StartHoldProcessOptions): Promis
           },
     log: { level: options.logLevel ?? 'warn' },
   }
-  for (const [section, values] of Object.entries(options.config ?? {})) {
-    config[section] = { ...config[section], ...values }
-  }
-  const configFile = join(dataDir, 'hold.yaml')
-  // YAML is a superset of JSON.
-  await writeFile(configFile, JSON.stringify(config, null, 2), { mode: 0o600 })
-
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !key.startsWith('ATCR_HOLD_')),
-  )
-  const child = spawn(
-    process.execPath,
-    [options.bin ?? DEFAULT_BIN, 'serve', '--config', configFile],
-    { env, stdio: ['ignore', 'pipe', 'pipe'] },
-  )
-  let output = ''
-  const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString('utf8')).slice(-OUTPUT_LIMIT)
-  }
-  child.stdout?.on('data', keep)
-  child.stderr?.on('data', keep)
-  const exited = once(child, 'exit')
-
+  const service = await spawnService({
+    bin: options.bin ?? DEFAULT_BIN,
+    configFile: join(dataDir, 'hold.yaml'),
+    config: mergeConfig(config, options.config),
+    envPrefix: 'ATCR_HOLD',
+  })
   const close = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
-      await exited.catch(() => {})
-      clearTimeout(timer)
-    }
+    await service.stop()
     await rm(dataDir, { recursive: true, force: true })
   }
 
   try {
-    await waitForHealth(`http://${LOOPBACK}:${port}`, child, () => output)
-    const response = await fetch(`http://${LOOPBACK}:${port}/.well-known/atproto-did`)
+    const base = `http://${LOOPBACK}:${port}`
+    await waitForAnswer(service, 'atcr-hold', `${base}/xrpc/_health`, { requireOk: true })
+    const response = await fetch(`${base}/.well-known/atproto-did`)
     const did = (await response.text()).trim()
     if (!response.ok || !did.startsWith('did:')) {
       throw new Error(`the hold did not say its DID: ${response.status} ${did}`)
     }
-    return { url, did, port, dataDir, child, output: () => output, close }
+    return { url, did, port, dataDir, child: service.child, output: service.output, close }
   } catch (error) {
     await close()
     throw error
   }
-}
-
-async function waitForHealth(base: string, child: ChildProcess, output: () => string) {
-  const deadline = Date.now() + START_TIMEOUT_MS
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`atcr-hold exited (${child.exitCode ?? child.signalCode}):\n${output()}`)
-    }
-    try {
-      const response = await fetch(`${base}/xrpc/_health`)
-      await response.body?.cancel()
-      if (response.ok) return
-    } catch {
-      // Not listening yet.
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  throw new Error(`atcr-hold did not become healthy in ${START_TIMEOUT_MS} ms:\n${output()}`)
 }
