@@ -1,9 +1,9 @@
 // The registry_upload and registry_upload_part tables: upload sessions, their leases and
 // the parts the hold has stored. Every write made by a request names its lease, so a
 // request that lost its lease (its process stalled past the lease) records nothing.
-import { sql } from 'kysely'
+import { type Kysely, sql, type Updateable } from 'kysely'
 import type { AppViewDatabase } from '../db/index.ts'
-import type { RegistryUploadPartTable, RegistryUploadTable } from '../db/schema.ts'
+import type { AppViewSchema, RegistryUploadPartTable, RegistryUploadTable } from '../db/schema.ts'
 
 export type UploadRow = RegistryUploadTable
 export type UploadPart = Pick<RegistryUploadPartTable, 'part_number' | 'etag' | 'size'>
@@ -14,6 +14,22 @@ export type LeaseResult =
   | { state: 'busy'; row: UploadRow }
   | { state: 'expired' }
   | { state: 'unknown' }
+
+/** Updates a session only while `owner` holds its lease; false when the lease was lost. */
+async function updateLeased(
+  db: Kysely<AppViewSchema>,
+  id: string,
+  owner: string,
+  values: Updateable<RegistryUploadTable>,
+): Promise<boolean> {
+  const result = await db
+    .updateTable('registry_upload')
+    .set(values)
+    .where('id', '=', id)
+    .where('lease_owner', '=', owner)
+    .executeTakeFirst()
+  return result.numUpdatedRows > 0n
+}
 
 // The first key of the upload cap's advisory locks (PostgreSQL): its own lock space.
 const ACCOUNT_LOCK = 0x41544352
@@ -115,13 +131,7 @@ export class UploadStore {
 
   /** Extends a lease (and the session's activity); false when it was lost. */
   async renew(id: string, owner: string, now: number, until: number): Promise<boolean> {
-    const result = await this.#db.db
-      .updateTable('registry_upload')
-      .set({ lease_until: until, updated_at: now })
-      .where('id', '=', id)
-      .where('lease_owner', '=', owner)
-      .executeTakeFirst()
-    return result.numUpdatedRows > 0n
+    return updateLeased(this.#db.db, id, owner, { lease_until: until, updated_at: now })
   }
 
   /** Records progress made under a lease; false when the lease was lost. */
@@ -130,13 +140,7 @@ export class UploadStore {
     owner: string,
     values: Partial<Pick<UploadRow, 'received' | 'sent' | 'hold_upload_id' | 'updated_at'>>,
   ): Promise<boolean> {
-    const result = await this.#db.db
-      .updateTable('registry_upload')
-      .set(values)
-      .where('id', '=', id)
-      .where('lease_owner', '=', owner)
-      .executeTakeFirst()
-    return result.numUpdatedRows > 0n
+    return updateLeased(this.#db.db, id, owner, values)
   }
 
   /** Records a part the hold stored, with the session's new totals, in one transaction. */
@@ -147,13 +151,7 @@ export class UploadStore {
     totals: { received: number; sent: number },
   ): Promise<boolean> {
     return this.#db.db.transaction().execute(async (trx) => {
-      const result = await trx
-        .updateTable('registry_upload')
-        .set(totals)
-        .where('id', '=', id)
-        .where('lease_owner', '=', owner)
-        .executeTakeFirst()
-      if (result.numUpdatedRows === 0n) return false
+      if (!(await updateLeased(trx, id, owner, totals))) return false
       await trx
         .insertInto('registry_upload_part')
         .values({ upload_id: id, ...part })
@@ -176,12 +174,11 @@ export class UploadStore {
 
   /** Gives up a lease, recording the session's activity. */
   async release(id: string, owner: string, now: number): Promise<void> {
-    await this.#db.db
-      .updateTable('registry_upload')
-      .set({ lease_owner: null, lease_until: 0, updated_at: now })
-      .where('id', '=', id)
-      .where('lease_owner', '=', owner)
-      .execute()
+    await updateLeased(this.#db.db, id, owner, {
+      lease_owner: null,
+      lease_until: 0,
+      updated_at: now,
+    })
   }
 
   async delete(id: string): Promise<void> {
