@@ -8,6 +8,7 @@ import { createServer } from 'node:http'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { databaseLock, isUniqueViolation } from '@atcr/core/database'
+import { OAuthStore, WebSessions } from '@atcr/core/oauth'
 import {
   hasPostgres,
   makeTempDir,
@@ -17,9 +18,7 @@ import {
 } from '@atcr/testkit'
 import { pino } from 'pino'
 import { DeviceFlow } from '../src/auth/devices.ts'
-import { OAuthStore } from '../src/auth/oauth-store.ts'
 import { SessionStore, type StoredSession } from '../src/auth/session-store.ts'
-import { WebSessions } from '../src/auth/web-sessions.ts'
 import { type AppViewDatabase, openAppViewDatabase } from '../src/db/index.ts'
 import { BlobAliases } from '../src/holds/blob-aliases.ts'
 import { HoldHealth } from '../src/holds/hold-health.ts'

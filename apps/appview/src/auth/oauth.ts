@@ -12,21 +12,18 @@ import { databaseLock } from '@atcr/core/database'
 import type { GuardedFetch, IdentityResolver } from '@atcr/core/identity'
 import { NSID } from '@atcr/core/lexicons'
 import type { Logger } from '@atcr/core/log'
-import type { Agent } from '@atproto/api'
 import {
-  JoseKey,
-  NodeOAuthClient,
-  type NodeSavedSession,
-  type NodeSavedState,
-  type OAuthClientMetadataInput,
-} from '@atproto/oauth-client-node'
+  createOAuthClient,
+  loadOrCreateTokenKey,
+  type NodeOAuthClient,
+  OAuthStore,
+  type Sealer,
+} from '@atcr/core/oauth'
+import type { Agent } from '@atproto/api'
 import type { AppViewConfig } from '../config.ts'
 import type { AppViewDatabase } from '../db/index.ts'
 
 import { loadAtpApi } from './atp-api.ts'
-import { loadOrCreateTokenKey } from './keys.ts'
-import { OAuthStore } from './oauth-store.ts'
-import type { Sealer } from './sealer.ts'
 import { NoSessionError } from './types.ts'
 
 // The first key of the OAuth client's advisory locks (PostgreSQL): its own lock space.
@@ -35,7 +32,6 @@ const OAUTH_LOCK_SPACE = 0x4f415554
 export const CALLBACK_PATH = '/auth/oauth/callback'
 export const CLIENT_METADATA_PATH = '/oauth-client-metadata.json'
 export const JWKS_PATH = '/oauth/jwks.json'
-const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['127.0.0.1', '[::1]'])
 
 /** Collections the AppView writes in the user's repository. */
 const COLLECTIONS = [
@@ -117,94 +113,33 @@ export class OAuthSignIn {
   }
 
   static async create(options: OAuthSignInOptions): Promise<OAuthSignIn> {
-    const { config, sealer, identity, now } = options
-    const store = new OAuthStore(options.db)
-    const base = new URL(config.server.base_url)
+    const { config } = options
     const scope = oauthScope(config.oauth.permission_set)
-    const callback = new URL(CALLBACK_PATH, base).href
-    const confidential = base.protocol === 'https:'
-    if (!confidential && !LOOPBACK_HOSTS.has(base.hostname)) {
-      // A loopback client must redirect to a loopback address; anything else cannot sign in.
-      options.logger.warn(
-        { base_url: base.href },
-        'OAuth sign-in is off: server.base_url must be https, or http://127.0.0.1:PORT locally',
-      )
-      return new OAuthSignIn(null, scope, options)
-    }
-    let clientMetadata: OAuthClientMetadataInput
-    let keyset: JoseKey[] | undefined
-    if (confidential) {
-      const key = await loadOrCreateTokenKey(options.keyPath)
-      keyset = [await JoseKey.fromKeyLike(key.privateKey, key.kid, 'ES256')]
-      clientMetadata = {
-        client_id: new URL(CLIENT_METADATA_PATH, base).href,
-        client_name: config.oauth.client_name,
-        client_uri: base.href,
-        redirect_uris: [callback as `https://${string}`],
-        scope,
-        grant_types: ['authorization_code', 'refresh_token'],
-        response_types: ['code'],
-        application_type: 'web',
-        token_endpoint_auth_method: 'private_key_jwt',
-        token_endpoint_auth_signing_alg: 'ES256',
-        dpop_bound_access_tokens: true,
-        jwks_uri: new URL(JWKS_PATH, base).href as `https://${string}`,
-      }
-    } else {
-      const query = new URLSearchParams({ redirect_uri: callback, scope })
-      clientMetadata = {
-        client_id: `http://localhost?${query}`,
-        redirect_uris: [callback as `http://127.0.0.1:${string}`],
-        scope,
-        grant_types: ['authorization_code', 'refresh_token'],
-        response_types: ['code'],
-        application_type: 'native',
-        token_endpoint_auth_method: 'none',
-        dpop_bound_access_tokens: true,
-      }
-    }
-    const client = new NodeOAuthClient({
-      clientMetadata,
-      ...(keyset ? { keyset } : {}),
-      responseMode: 'query',
+    const client = await createOAuthClient({
+      baseUrl: config.server.base_url,
+      callbackPath: CALLBACK_PATH,
+      clientMetadataPath: CLIENT_METADATA_PATH,
+      jwksPath: JWKS_PATH,
+      clientName: config.oauth.client_name,
+      scope,
       allowHttp: config.server.mode === 'dev',
-      fetch: options.fetch as typeof fetch,
+      signingKey: () => loadOrCreateTokenKey(options.keyPath),
+      fetch: options.fetch,
+      identity: options.identity,
       // Token refreshes of one session run one at a time across every instance sharing a
       // PostgreSQL database (refresh tokens are single-use).
       requestLock: databaseLock(options.db, OAUTH_LOCK_SPACE),
-      identityResolver: {
-        resolve: async (input) => {
-          const resolved = await identity.resolveIdentity(input)
-          return {
-            did: resolved.did as `did:plc:${string}`,
-            didDoc: resolved.document as never,
-            handle: resolved.handle ?? 'handle.invalid',
-          }
-        },
-      },
-      stateStore: {
-        get: async (key) => {
-          const sealed = await store.state(key, now())
-          if (!sealed) return undefined
-          return sealer.unseal<NodeSavedState>(`oauth_state ${key}`, sealed)
-        },
-        set: async (key, value) => {
-          await store.setState(key, sealer.seal(`oauth_state ${key}`, value), now())
-        },
-        del: (key) => store.deleteState(key),
-      },
-      sessionStore: {
-        get: async (did) => {
-          const sealed = await store.session(did)
-          if (!sealed) return undefined
-          return sealer.unseal<NodeSavedSession>(`oauth_session ${did}`, sealed)
-        },
-        set: async (did, value) => {
-          await store.setSession(did, sealer.seal(`oauth_session ${did}`, value), scope, now())
-        },
-        del: (did) => store.deleteSession(did),
-      },
+      store: new OAuthStore(options.db),
+      sealer: options.sealer,
+      now: options.now,
     })
+    if (!client) {
+      // A loopback client must redirect to a loopback address; anything else cannot sign in.
+      options.logger.warn(
+        { base_url: config.server.base_url },
+        'OAuth sign-in is off: server.base_url must be https, or http://127.0.0.1:PORT locally',
+      )
+    }
     return new OAuthSignIn(client, scope, options)
   }
 

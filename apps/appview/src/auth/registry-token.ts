@@ -2,9 +2,9 @@
 // spec): ES256, `iss` = `aud` = the service name, `sub` = the caller's DID (absent when
 // anonymous), and an `access` claim listing what the bearer may do.
 import { randomUUID } from 'node:crypto'
+import type { TokenSigningKey } from '@atcr/core/oauth'
 import { fromAccessEntries, type TokenScope, toAccessEntries } from '@atcr/core/oci'
 import { jwtVerify, SignJWT } from 'jose'
-import type { TokenSigningKey } from './keys.ts'
 
 /** How far apart our clock and a token's times may be (we are both ends; a little slack). */
 const CLOCK_SKEW_SECONDS = 10

@@ -1,5 +1,6 @@
 // The AppView database's tables, one interface each; each feature's migration creates its
 // own and adds them here.
+import type { OAuthSessionTable, OAuthStateTable, WebSessionTable } from '@atcr/core/oauth'
 
 /**
  * A user's PDS session from their last token exchange (`com.atproto.server.createSession`),
@@ -81,30 +82,6 @@ export interface RegistryUploadPartTable {
   part_number: number
   etag: string
   size: number
-}
-
-/** An ATProto OAuth authorization in progress (PKCE verifier, DPoP key), sealed. */
-export interface OAuthStateTable {
-  key: string
-  sealed: Uint8Array
-  created_at: number
-}
-
-/** A user's ATProto OAuth session (tokens, DPoP key), sealed. */
-export interface OAuthSessionTable {
-  did: string
-  sealed: Uint8Array
-  requested_scope: string
-  updated_at: number
-}
-
-/** A signed-in browser: the cookie holds the id, the table its SHA-256. */
-export interface WebSessionTable {
-  id_hash: string
-  did: string
-  handle: string | null
-  created_at: number
-  expires_at: number
 }
 
 /** A device authorization (RFC 8628) in progress or just decided. */

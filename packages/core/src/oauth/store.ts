@@ -1,15 +1,52 @@
 // The oauth_state and oauth_session tables: ATProto OAuth authorizations in progress and
 // users' OAuth sessions, stored sealed (the seal is the caller's; this module sees bytes).
-import type { AppViewDatabase } from '../db/index.ts'
+// Any service database holding these tables (AppView, hold admin) uses this one store.
+import type { Kysely } from 'kysely'
+
+/** An ATProto OAuth authorization in progress (PAR/PKCE state), sealed. */
+export interface OAuthStateTable {
+  key: string
+  sealed: Uint8Array
+  created_at: number
+}
+
+/** A user's ATProto OAuth session (tokens, DPoP key), sealed. */
+export interface OAuthSessionTable {
+  did: string
+  sealed: Uint8Array
+  requested_scope: string
+  updated_at: number
+}
+
+/** A signed-in browser: the cookie holds the id, the table its SHA-256. */
+export interface WebSessionTable {
+  id_hash: string
+  did: string
+  handle: string | null
+  created_at: number
+  expires_at: number
+}
+
+/** The tables of OAuth sign-in and browser sessions, as each service's migrations make them. */
+export interface OAuthTables {
+  oauth_state: OAuthStateTable
+  oauth_session: OAuthSessionTable
+  web_session: WebSessionTable
+}
+
+/** A database with the OAuth tables (a service's own schema has more). */
+export interface OAuthDatabase {
+  db: Kysely<OAuthTables>
+}
 
 /** An authorization not finished within this long is abandoned. */
 export const OAUTH_STATE_LIFETIME_MS = 3_600_000
 
 export class OAuthStore {
-  readonly #db: AppViewDatabase['db']
+  readonly #db: Kysely<OAuthTables>
 
-  constructor(db: AppViewDatabase) {
-    this.#db = db.db
+  constructor(database: OAuthDatabase) {
+    this.#db = database.db
   }
 
   /** A pending authorization's sealed state; null when unknown or abandoned. */
