@@ -14,6 +14,7 @@ import { type Logger, subsystemLogger } from '@atcr/core/log'
 import { type AuthServices, buildAuthServices } from './auth/index.ts'
 import type { AppViewConfig } from './config.ts'
 import { type AppViewDatabase, openAppViewDatabase } from './db/index.ts'
+import { IndexService } from './ingest/index-service.ts'
 import { Registry } from './registry/registry.ts'
 
 /** What every part of the AppView shares. */
@@ -29,7 +30,10 @@ export interface AppViewBase {
 }
 
 /** Every service but the registry (which is built from these). */
-export interface AppViewServices extends AppViewBase, AuthServices {}
+export interface AppViewServices extends AppViewBase, AuthServices {
+  /** The network index: its single write entry point and what it counts. */
+  index: IndexService
+}
 
 export interface AppViewContext extends AppViewServices {
   registry: Registry
@@ -80,6 +84,12 @@ export async function createAppViewContext(
     const services: AppViewServices = {
       ...base,
       ...(await buildAuthServices(base, subsystemLogger(logger, 'auth'))),
+      index: new IndexService({
+        db,
+        resolveAccount: (did) => identity.resolveIdentity(did),
+        logger: subsystemLogger(logger, 'index'),
+        now: base.now,
+      }),
     }
     return { ...services, registry: new Registry(services) }
   } catch (error) {
@@ -92,6 +102,7 @@ export async function createAppViewContext(
 
 export async function closeAppViewContext(ctx: AppViewContext): Promise<void> {
   await ctx.registry.close()
+  await ctx.index.settled()
   await ctx.pdsSessions.close()
   await ctx.identity.close()
   await ctx.db.close()

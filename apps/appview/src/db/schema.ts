@@ -118,6 +118,119 @@ export interface HoldHealthTable {
   changed_at: number
 }
 
+/**
+ * The network index (see migrations/007 and ingest/): what the AppView knows of every
+ * account's io.atcr.* records. Times are Unix milliseconds; `created_at` and `last_*` are
+ * the records' own ISO strings. Written only through ingest/apply.ts.
+ */
+export interface IndexAccountTable {
+  did: string
+  handle: string | null
+  pds_endpoint: string | null
+  display_name: string | null
+  avatar_url: string | null
+  /** From io.atcr.sailor.profile. */
+  default_hold: string | null
+  auto_remove_untagged: number
+  oci_client: string | null
+  backfilled_at: number | null
+  indexed_at: number
+}
+
+export interface IndexManifestTable {
+  did: string
+  /** The record's `digest` (a sha256), its key. */
+  digest: string
+  repository: string
+  media_type: string
+  artifact_type: string | null
+  config_digest: string | null
+  subject_digest: string | null
+  /** Config plus layers, or the children of an index. */
+  size: number
+  /** JSON array of {os, architecture, variant?} for an index; null otherwise. */
+  platforms: string | null
+  description: string | null
+  hold_did: string | null
+  created_at: string
+  /** The record as stored (JSON). */
+  record: string
+  indexed_at: number
+}
+
+export interface IndexTagTable {
+  did: string
+  repository: string
+  tag: string
+  digest: string
+  created_at: string
+}
+
+export interface IndexRepoPageTable {
+  did: string
+  repository: string
+  description: string | null
+  record: string
+  indexed_at: number
+}
+
+export interface IndexStarTable {
+  /** Who starred. */
+  did: string
+  rkey: string
+  subject_did: string
+  repository: string
+  created_at: string
+}
+
+export interface IndexHoldCaptainTable {
+  hold_did: string
+  owner_did: string
+  public: number
+  allow_all_crew: number
+  region: string | null
+  record: string
+  indexed_at: number
+}
+
+export interface IndexHoldCrewTable {
+  hold_did: string
+  rkey: string
+  member_did: string
+  role: string | null
+  /** JSON array of strings. */
+  permissions: string
+  tier: string | null
+  indexed_at: number
+}
+
+export interface IndexRepoStatsTable {
+  hold_did: string
+  /** The io.atcr.hold.stats record key (its deletes name only that). */
+  rkey: string
+  owner_did: string
+  repository: string
+  pull_count: number
+  push_count: number
+  last_pull: string | null
+  last_push: string | null
+  indexed_at: number
+}
+
+/** Where a consumer of a source (a firehose or Jetstream URL) has read up to. */
+export interface IngestCursorTable {
+  source: string
+  cursor: number
+  updated_at: number
+}
+
+/** Which AppView instance consumes (see ingest/lease.ts). */
+export interface IngestLeaseTable {
+  name: string
+  holder: string
+  expires_at: number
+}
+
 export type AppViewSchema = {
   oauth_state: OAuthStateTable
   oauth_session: OAuthSessionTable
@@ -132,4 +245,14 @@ export type AppViewSchema = {
   registry_upload: RegistryUploadTable
   registry_upload_part: RegistryUploadPartTable
   hold_health: HoldHealthTable
+  index_account: IndexAccountTable
+  index_manifest: IndexManifestTable
+  index_tag: IndexTagTable
+  index_repo_page: IndexRepoPageTable
+  index_star: IndexStarTable
+  index_hold_captain: IndexHoldCaptainTable
+  index_hold_crew: IndexHoldCrewTable
+  index_repo_stats: IndexRepoStatsTable
+  ingest_cursor: IngestCursorTable
+  ingest_lease: IngestLeaseTable
 }

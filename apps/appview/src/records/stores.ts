@@ -15,8 +15,14 @@ import {
 } from '@atcr/core/lexicons'
 import { digestOf, OciError } from '@atcr/core/oci'
 import type { Agent } from '@atproto/api'
+import type { RecordChange } from '../ingest/apply.ts'
 import type { ManifestDocument, OciDescriptor } from './manifest-document.ts'
 import type { PdsReader, StoredRecord } from './pds-reader.ts'
+
+/** Where the stores report the records they wrote, so that the index has them at once. */
+export interface RecordWrites {
+  apply(change: RecordChange): Promise<unknown>
+}
 
 /** Whose repository: the owner's DID and the PDS that hosts it. */
 export interface Owner {
@@ -261,9 +267,11 @@ export function buildManifestRecord(input: ManifestRecordInput): ManifestRecordJ
 
 export class ManifestStore {
   readonly #reader: PdsReader
+  readonly #writes: RecordWrites
 
-  constructor(reader: PdsReader) {
+  constructor(reader: PdsReader, writes: RecordWrites) {
     this.#reader = reader
+    this.#writes = writes
   }
 
   async get(owner: Owner, digest: string): Promise<StoredManifest | null> {
@@ -357,6 +365,7 @@ export class ManifestStore {
       value: record as unknown as Record<string, unknown>,
     }
     this.#reader.remember(owner.did, NSID.manifest, stored, rkey)
+    await this.#writes.apply({ did: owner.did, collection: NSID.manifest, rkey, record })
     return { uri: written.uri, rkey, digest: input.digest, value: record }
   }
 
@@ -388,6 +397,12 @@ export class ManifestStore {
       this.#reader.invalidate(owner.did, NSID.manifest, manifest.rkey)
       throw pdsWriteError('update the manifest record', error)
     }
+    await this.#writes.apply({
+      did: owner.did,
+      collection: NSID.manifest,
+      rkey: manifest.rkey,
+      record,
+    })
   }
 
   async delete(agent: Agent, owner: Owner, digest: string): Promise<void> {
@@ -404,6 +419,7 @@ export class ManifestStore {
       this.#reader.invalidate(owner.did, NSID.manifest, rkey)
     }
     this.#reader.remember(owner.did, NSID.manifest, null, rkey)
+    await this.#writes.apply({ did: owner.did, collection: NSID.manifest, rkey, record: null })
   }
 }
 
@@ -412,9 +428,11 @@ const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/
 
 export class TagStore {
   readonly #reader: PdsReader
+  readonly #writes: RecordWrites
 
-  constructor(reader: PdsReader) {
+  constructor(reader: PdsReader, writes: RecordWrites) {
     this.#reader = reader
+    this.#writes = writes
   }
 
   async get(owner: Owner, repository: string, tag: string): Promise<StoredTag | null> {
@@ -499,6 +517,7 @@ export class TagStore {
       { uri: written.uri, cid: written.cid, rkey, value: record },
       rkey,
     )
+    await this.#writes.apply({ did: owner.did, collection: NSID.tag, rkey, record })
   }
 
   async delete(agent: Agent, owner: Owner, repository: string, tag: string): Promise<void> {
@@ -511,5 +530,6 @@ export class TagStore {
       this.#reader.invalidate(owner.did, NSID.tag, rkey)
     }
     this.#reader.remember(owner.did, NSID.tag, null, rkey)
+    await this.#writes.apply({ did: owner.did, collection: NSID.tag, rkey, record: null })
   }
 }

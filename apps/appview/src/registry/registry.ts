@@ -42,8 +42,8 @@ export class Registry {
   constructor(ctx: AppViewServices) {
     this.ctx = ctx
     this.reader = new PdsReader(ctx.fetch, { maxBlobBytes: ctx.config.registry.max_manifest_size })
-    this.manifests = new ManifestStore(this.reader)
-    this.tags = new TagStore(this.reader)
+    this.manifests = new ManifestStore(this.reader, ctx.index)
+    this.tags = new TagStore(this.reader, ctx.index)
     this.holds = new HoldClient(ctx)
     this.health = new HoldHealth({
       db: ctx.db,
@@ -212,5 +212,9 @@ export class Registry {
     const handleName = target.handle ? `${target.handle}/${target.repository}` : didName
     const names = [...new Set([handleName, didName])]
     await this.links.rememberRepository(target.owner.did, target.repository, names)
+    await this.ctx.index.setAccount(target.owner.did, {
+      handle: target.handle ?? null,
+      pds: target.owner.pds,
+    })
   }
 }

@@ -1,0 +1,149 @@
+// The network index as the rest of the AppView sees it (`ctx.index`): every write goes
+// through `apply` (or `applyBatch`, which also moves a consumer's cursor in the same
+// transaction), outcomes are counted, and accounts seen for the first time get their handle
+// and PDS from the identity resolver in the background.
+import { TtlCache } from '@atcr/core/identity'
+import type { Logger } from '@atcr/core/log'
+import type { AppViewDatabase } from '../db/index.ts'
+import { type ApplyOutcome, applyRecord, type RecordChange } from './apply.ts'
+
+export type { ApplyOutcome, RecordChange } from './apply.ts'
+
+/** How many changes of each outcome this instance applied since it started. */
+export type IndexCounts = Record<ApplyOutcome, number>
+
+export interface IndexServiceOptions {
+  db: AppViewDatabase
+  /** Resolves a DID to its handle (verified, when it is) and PDS. */
+  resolveAccount: (did: string) => Promise<{ handle: string | undefined; pdsEndpoint: string }>
+  logger: Logger
+  now: () => number
+}
+
+const ACCOUNT_CHECK_TTL_MS = 10 * 60_000
+const MAX_ACCOUNT_LOOKUPS = 32
+
+export class IndexService {
+  readonly #db: AppViewDatabase
+  readonly #resolveAccount: IndexServiceOptions['resolveAccount']
+  readonly #logger: Logger
+  readonly #now: () => number
+  readonly #counts: IndexCounts = { indexed: 0, deleted: 0, invalid: 0, ignored: 0 }
+  // Accounts whose row was checked (or is being filled in) recently: not looked up again.
+  readonly #checked = new TtlCache<true>({ ttlMs: ACCOUNT_CHECK_TTL_MS, maxEntries: 10_000 })
+  readonly #lookups = new Set<Promise<void>>()
+
+  constructor(options: IndexServiceOptions) {
+    this.#db = options.db
+    this.#resolveAccount = options.resolveAccount
+    this.#logger = options.logger
+    this.#now = options.now
+  }
+
+  /** The single write entry point: one record change, applied at once. */
+  async apply(change: RecordChange): Promise<ApplyOutcome> {
+    const outcome = await applyRecord(this.#db.db, change, this.#now())
+    this.#settled(change, outcome)
+    return outcome
+  }
+
+  /**
+   * Several changes and, with `cursor`, the consumer's position after them, in one
+   * transaction: a consumer that stops halfway resumes exactly where the index stands.
+   */
+  async applyBatch(
+    changes: RecordChange[],
+    cursor?: { source: string; cursor: number },
+  ): Promise<ApplyOutcome[]> {
+    const now = this.#now()
+    const outcomes = await this.#db.db.transaction().execute(async (trx) => {
+      const results: ApplyOutcome[] = []
+      for (const change of changes) results.push(await applyRecord(trx, change, now))
+      if (cursor) {
+        await trx
+          .insertInto('ingest_cursor')
+          .values({ source: cursor.source, cursor: cursor.cursor, updated_at: now })
+          .onConflict((c) =>
+            c.column('source').doUpdateSet({ cursor: cursor.cursor, updated_at: now }),
+          )
+          .execute()
+      }
+      return results
+    })
+    for (const [i, outcome] of outcomes.entries()) this.#settled(changes[i]!, outcome)
+    return outcomes
+  }
+
+  /** Where a consumer of `source` stopped (null: never started). */
+  async cursor(source: string): Promise<number | null> {
+    const row = await this.#db.db
+      .selectFrom('ingest_cursor')
+      .select('cursor')
+      .where('source', '=', source)
+      .executeTakeFirst()
+    return row ? Number(row.cursor) : null
+  }
+
+  /** An account's handle and PDS as just learned (an #identity event, a resolution). */
+  async setAccount(did: string, account: { handle: string | null; pds: string | null }) {
+    const now = this.#now()
+    const row = { handle: account.handle, pds_endpoint: account.pds, indexed_at: now }
+    await this.#db.db
+      .insertInto('index_account')
+      .values({ did, auto_remove_untagged: 0, ...row })
+      .onConflict((c) => c.column('did').doUpdateSet(row))
+      .execute()
+    this.#checked.set(did, true)
+  }
+
+  /** Marks every record of the account as read from its PDS now. */
+  async setBackfilled(did: string, at: number): Promise<void> {
+    await this.#db.db
+      .updateTable('index_account')
+      .set({ backfilled_at: at })
+      .where('did', '=', did)
+      .execute()
+  }
+
+  get counts(): Readonly<IndexCounts> {
+    return { ...this.#counts }
+  }
+
+  /** Waits for account lookups in flight (on close, and in tests). */
+  async settled(): Promise<void> {
+    while (this.#lookups.size > 0) await Promise.allSettled([...this.#lookups])
+  }
+
+  #settled(change: RecordChange, outcome: ApplyOutcome): void {
+    this.#counts[outcome]++
+    if (outcome === 'invalid') {
+      this.#logger.info(
+        { did: change.did, collection: change.collection, rkey: change.rkey },
+        'skipped a record that does not match its lexicon',
+      )
+    }
+    if (outcome === 'indexed') this.#fillAccount(change.did)
+  }
+
+  /** Looks up the handle and PDS of an account whose row lacks them (bounded, background). */
+  #fillAccount(did: string): void {
+    if (this.#checked.get(did) || this.#lookups.size >= MAX_ACCOUNT_LOOKUPS) return
+    this.#checked.set(did, true)
+    const lookup = (async () => {
+      const row = await this.#db.db
+        .selectFrom('index_account')
+        .select('pds_endpoint')
+        .where('did', '=', did)
+        .executeTakeFirst()
+      if (!row || row.pds_endpoint !== null) return
+      const identity = await this.#resolveAccount(did)
+      await this.setAccount(did, { handle: identity.handle ?? null, pds: identity.pdsEndpoint })
+    })()
+      .catch((error: unknown) => {
+        this.#checked.delete(did)
+        this.#logger.debug({ err: error, did }, 'could not resolve an indexed account')
+      })
+      .finally(() => this.#lookups.delete(lookup))
+    this.#lookups.add(lookup)
+  }
+}
