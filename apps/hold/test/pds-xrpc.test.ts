@@ -275,25 +275,25 @@ describe('hold PDS XRPC reads', () => {
     assert.equal(head.status, 200)
     assert.equal(head.headers.get('content-length'), String(bytes.byteLength))
 
+    // A CID that cannot name a blob (a DAG-CBOR block's).
+    const repoHead = await hold.repo.reader.getHead()
     const missing = await getJson(
-      xrpc(hold.url, 'com.atproto.sync.getBlob', {
-        did: hold.did,
-        cid: 'bafkreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm',
-      }),
+      xrpc(hold.url, 'com.atproto.sync.getBlob', { did: hold.did, cid: String(repoHead?.cid) }),
     )
     assert.equal(missing.status, 400)
     assert.equal(missing.body.error, 'BlobNotFound')
 
+    // An OCI digest, and a raw sha256 CID not in the blob table: the same OCI blob.
     const digest = `sha256:${'a'.repeat(64)}`
-    const oci = await fetch(
-      xrpc(hold.url, 'com.atproto.sync.getBlob', { did: hold.did, cid: digest }),
-      {
+    const rawCid = 'bafkreifkvkvkvkvkvkvkvkvkvkvkvkvkvkvkvkvkvkvkvkvkvkvkvkvkvi'
+    for (const cid of [digest, rawCid]) {
+      const oci = await fetch(xrpc(hold.url, 'com.atproto.sync.getBlob', { did: hold.did, cid }), {
         redirect: 'manual',
-      },
-    )
-    assert.equal(oci.status, 307)
-    assert.equal(oci.headers.get('location'), `https://s3.example.com/${digest}`)
-    assert.deepEqual(ociCalls, [digest])
+      })
+      assert.equal(oci.status, 307)
+      assert.equal(oci.headers.get('location'), `https://s3.example.com/${digest}`)
+    }
+    assert.deepEqual(ociCalls, [digest, digest])
   })
 
   it('hides internal errors and names unknown methods', async () => {

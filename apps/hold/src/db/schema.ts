@@ -31,6 +31,13 @@ export interface RecordTable {
   indexed_at: string
 }
 
+/** The blobs a record names (atproto blob refs, a layer's digest as a raw CID). */
+export interface RecordBlobTable {
+  blob_cid: string
+  collection: string
+  rkey: string
+}
+
 /** The firehose: one encoded `subscribeRepos` frame per event, in sequence order. */
 export interface RepoSeqTable {
   seq: Generated<number>
@@ -69,6 +76,7 @@ export interface HoldSchema {
   repo_root: RepoRootTable
   repo_block: RepoBlockTable
   record: RecordTable
+  record_blob: RecordBlobTable
   repo_seq: RepoSeqTable
   blob: BlobTable
   hold_upload: HoldUploadTable

@@ -1,7 +1,8 @@
-import type { LexMap } from '@atproto/lex-data'
-import { concatBytesAsync, getRecords, writeCarStream } from '@atproto/repo'
+import type { Cid, LexMap } from '@atproto/lex-data'
+import { blocksToCarFile, concatBytesAsync, getRecords, writeCarStream } from '@atproto/repo'
 import type { HoldDatabase } from '../db/index.ts'
 import { RepoNotFoundError } from './errors.ts'
+import { type ListBlobsQuery, listRecordBlobs } from './storage/record-blobs.ts'
 import {
   getIndexedRecord,
   type IndexedRecord,
@@ -12,6 +13,7 @@ import {
 import { RepoSnapshot } from './storage/snapshot.ts'
 import { SqlRepoStorage } from './storage/sql-repo-storage.ts'
 
+export type { ListBlobsQuery } from './storage/record-blobs.ts'
 export type { ListRecordsQuery } from './storage/record-index.ts'
 
 /** A record with its AT-URI; `value` keeps CIDs and bytes as objects (lex form). */
@@ -65,6 +67,19 @@ export class RepoReader {
 
   async listCollections(): Promise<string[]> {
     return listIndexedCollections(this.database.db)
+  }
+
+  /** The CIDs of the blobs the records name, in CID order. */
+  async listBlobs(query: ListBlobsQuery): Promise<string[]> {
+    return listRecordBlobs(this.database.db, query)
+  }
+
+  /** The given blocks of the repo as a CAR without a root, and the CIDs it lacks. */
+  async blocksCar(cids: Cid[]): Promise<{ car: Uint8Array; missing: string[] }> {
+    const storage = new SqlRepoStorage(this.database.db, this.did)
+    const { blocks, missing } = await storage.getBlocks(cids)
+    if (missing.length > 0) return { car: new Uint8Array(0), missing: missing.map(String) }
+    return { car: await blocksToCarFile(null, blocks), missing: [] }
   }
 
   /**

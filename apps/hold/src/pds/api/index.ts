@@ -8,10 +8,12 @@ import { register as getRecord } from './com/atproto/repo/getRecord.ts'
 import { register as listRecords } from './com/atproto/repo/listRecords.ts'
 import { register as describeServer } from './com/atproto/server/describeServer.ts'
 import { register as getBlob } from './com/atproto/sync/getBlob.ts'
+import { register as getBlocks } from './com/atproto/sync/getBlocks.ts'
 import { register as getLatestCommit } from './com/atproto/sync/getLatestCommit.ts'
 import { register as syncGetRecord } from './com/atproto/sync/getRecord.ts'
 import { register as getRepo } from './com/atproto/sync/getRepo.ts'
 import { register as getRepoStatus } from './com/atproto/sync/getRepoStatus.ts'
+import { register as listBlobs } from './com/atproto/sync/listBlobs.ts'
 import { register as listRepos } from './com/atproto/sync/listRepos.ts'
 import { register as subscribeRepos } from './com/atproto/sync/subscribeRepos.ts'
 import type { RepoApiContext, RepoRoutesOptions } from './context.ts'
@@ -31,6 +33,8 @@ const routes = [
   getRepoStatus,
   listRepos,
   getBlob,
+  listBlobs,
+  getBlocks,
   subscribeRepos,
   resolveHandle,
 ]

@@ -2,6 +2,7 @@ import type { LexMap } from '@atproto/lex-data'
 import { lexParse, lexStringify } from '@atproto/lex-json'
 import type { Kysely } from 'kysely'
 import type { HoldSchema } from '../../db/schema.ts'
+import { putRecordBlobs } from './record-blobs.ts'
 
 /** A record as stored in the index: its CID and its value (CIDs and bytes restored). */
 export interface IndexedRecord {
@@ -137,6 +138,7 @@ export async function putIndexedRecord(
         .doUpdateSet({ cid: record.cid, value, repo_rev: rev, indexed_at: now }),
     )
     .execute()
+  await putRecordBlobs(db, record.collection, record.rkey, record.value)
 }
 
 export async function deleteIndexedRecord(
@@ -149,4 +151,5 @@ export async function deleteIndexedRecord(
     .where('collection', '=', collection)
     .where('rkey', '=', rkey)
     .execute()
+  await putRecordBlobs(db, collection, rkey, null)
 }

@@ -1,6 +1,7 @@
 import { parseCidSafe } from '@atproto/lex-data'
 import type { FastifyInstance } from 'fastify'
 import { invalidRequest } from '../../../../../xrpc/error.ts'
+import { digestOfCid } from '../../../../storage/blob-cid.ts'
 import { assertOwnDid, type RepoApiContext } from '../../../context.ts'
 
 interface Query {
@@ -10,8 +11,8 @@ interface Query {
 
 /**
  * com.atproto.sync.getBlob (GET and HEAD). A CID is an ordinary atproto blob from the
- * blob table; anything else with a `:` (an OCI digest such as `sha256:...`) goes to the
- * `ociBlob` hook of the storage layer.
+ * blob table, or else, when it is a raw sha256/sha512 CID, the OCI blob of that digest;
+ * an OCI digest itself (`sha256:...`) goes to the `ociBlob` hook of the storage layer too.
  */
 export function register(app: FastifyInstance, ctx: RepoApiContext): void {
   app.get<{ Querystring: Query }>(
@@ -36,7 +37,11 @@ export function register(app: FastifyInstance, ctx: RepoApiContext): void {
         throw invalidRequest(`invalid cid: ${cid}`)
       }
       const blob = await ctx.repo.blobs.get(parsed.toString())
-      if (!blob) throw invalidRequest(`Blob not found: ${cid}`, 'BlobNotFound')
+      if (!blob) {
+        const digest = digestOfCid(parsed)
+        if (ctx.ociBlob && digest) return ctx.ociBlob({ did, digest, request, reply })
+        throw invalidRequest(`Blob not found: ${cid}`, 'BlobNotFound')
+      }
       return reply
         .type(blob.mimeType)
         .header('content-length', blob.size)
