@@ -33,7 +33,8 @@ const { values: args } = parseArgs({
     'part-mib': { type: 'string', default: '128' },
     'budget-mib': { type: 'string', default: '200' },
     // Node options for the hold (before its bin), e.g. to compare V8 settings.
-    'hold-node-option': { type: 'string', multiple: true, default: [] },
+    // As the first line of apps/hold/bin/atcr-hold passes it (node runs the bin by path here).
+    'hold-node-option': { type: 'string', multiple: true, default: ['--max-semi-space-size=8'] },
     // Another tree's hold (e.g. a copy at an earlier commit), to compare side by side.
     'hold-bin': { type: 'string', default: DEFAULT_HOLD_BIN },
     'reference-server': { type: 'string' },

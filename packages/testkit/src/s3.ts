@@ -13,15 +13,22 @@ export interface TestS3 {
   close(): Promise<void>
 }
 
+export interface StartS3Options {
+  /** Keep the objects here across restarts (the local stack); a temporary folder when omitted. */
+  directory?: string
+  /** Fixed port; a free one when omitted. */
+  port?: number
+}
+
 /**
  * A real S3-compatible server (s3rver) on loopback with one bucket. It does not check
  * request signatures: tests of signature handling need other means.
  */
-export async function startS3(bucket = 'atcr-test'): Promise<TestS3> {
-  const directory = await mkdtemp(join(tmpdir(), 'atcr-s3-'))
+export async function startS3(bucket = 'atcr-test', options: StartS3Options = {}): Promise<TestS3> {
+  const directory = options.directory ?? (await mkdtemp(join(tmpdir(), 'atcr-s3-')))
   const server = new S3rver({
     address: LOOPBACK,
-    port: 0,
+    port: options.port ?? 0,
     silent: true,
     directory,
     configureBuckets: [{ name: bucket, configs: [] }],
@@ -35,7 +42,7 @@ export async function startS3(bucket = 'atcr-test'): Promise<TestS3> {
     bucket,
     close: async () => {
       await server.close()
-      await rm(directory, { recursive: true, force: true })
+      if (!options.directory) await rm(directory, { recursive: true, force: true })
     },
   }
 }

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
+import { delimiter, dirname } from 'node:path'
 
 const OUTPUT_LIMIT = 64 * 1024
 const START_TIMEOUT_MS = 60_000
@@ -27,7 +28,7 @@ export function mergeConfig(config: ServiceConfig, extra: ServiceConfig = {}): S
 
 /**
  * One of the project's services (`<bin> serve --config FILE`) in a child process, run with
- * the running node: `config` is written to `configFile` (0600), and the environment loses
+ * the running node (first on PATH, so the bin's shebang and its V8 flags apply): `config` is written to `configFile` (0600), and the environment loses
  * the service's own `<envPrefix>_*` overrides so the test's config is what it runs with.
  */
 export async function spawnService(options: {
@@ -41,7 +42,8 @@ export async function spawnService(options: {
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([key]) => !key.startsWith(`${options.envPrefix}_`)),
   )
-  const child = spawn(process.execPath, [options.bin, 'serve', '--config', options.configFile], {
+  env.PATH = `${dirname(process.execPath)}${delimiter}${env.PATH ?? ''}`
+  const child = spawn(options.bin, ['serve', '--config', options.configFile], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   })

@@ -1,13 +1,15 @@
 // atcr-appview: run the registry, write its config.
-import { once } from 'node:events'
 import { addConfigInitCommand, loadConfigFile, runCli } from '@atcr/core/cli'
+import { untilStopRequested } from '@atcr/core/lifecycle'
 import { Command } from 'commander'
+import pkg from '../../package.json' with { type: 'json' }
 import { appviewConfig } from '../config.ts'
 import { AppView } from '../index.ts'
 
 export function buildCli(): Command {
   const program = new Command('atcr-appview')
     .description('ATCR AppView: the OCI registry API and web UI on the AT Protocol')
+    .version(pkg.version, '-v, --version')
     .showHelpAfterError()
   program
     .command('serve')
@@ -16,7 +18,7 @@ export function buildCli(): Command {
     .action(async (options: { config?: string }) => {
       const appview = await AppView.create(await loadConfigFile(appviewConfig, options.config))
       await appview.start()
-      await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')])
+      await untilStopRequested()
       await appview.destroy()
     })
   addConfigInitCommand(program, appviewConfig)

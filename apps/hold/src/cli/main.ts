@@ -1,6 +1,7 @@
 // atcr-hold: run a hold, write its config, back up and restore its repo, collect garbage.
 import { addConfigInitCommand, runCli } from '@atcr/core/cli'
 import { Command } from 'commander'
+import pkg from '../../package.json' with { type: 'json' }
 import { holdConfig } from '../config.ts'
 import { gcCommand } from './gc.ts'
 import { type RepoImportOptions, repoExport, repoImport } from './repo.ts'
@@ -9,6 +10,7 @@ import { serve } from './serve.ts'
 export function buildCli(): Command {
   const program = new Command('atcr-hold')
     .description('ATCR hold: blob storage with an embedded AT Protocol PDS')
+    .version(pkg.version, '-v, --version')
     .showHelpAfterError()
 
   program

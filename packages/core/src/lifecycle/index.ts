@@ -1,4 +1,6 @@
-// Shutting the services down without hanging on a client that never finishes reading.
+// Running and shutting down the services: waiting for the signal to stop, and closing
+// without hanging on a client that never finishes reading.
+import { once } from 'node:events'
 import type { Server } from 'node:http'
 
 export interface ClosableApp {
@@ -7,8 +9,9 @@ export interface ClosableApp {
 }
 
 /**
- * Closes a server app: in-flight requests get `graceMs` to finish; after that their
- * connections are cut, so a stalled download cannot hold a shutdown forever.
+ * Closes a server app: it stops accepting connections at once, in-flight requests get
+ * `graceMs` to finish; after that their connections are cut, so a stalled download cannot
+ * hold a shutdown forever.
  */
 export async function closeWithGrace(app: ClosableApp, graceMs = 10_000): Promise<void> {
   const timer = setTimeout(() => app.server.closeAllConnections(), graceMs)
@@ -20,24 +23,25 @@ export async function closeWithGrace(app: ClosableApp, graceMs = 10_000): Promis
 }
 
 /**
- * V8 sizes its young generation from the host's memory (2 x 32 MiB of semi-spaces on a
- * machine with a few GiB), which a service streaming blobs fills with short-lived garbage
- * and keeps resident. Called first thing by a service's bin: unless the caller chose a
- * size (command line or NODE_OPTIONS), node starts over with `--max-semi-space-size` through
- * execve: the same process id, so a supervisor or PID file still sees one process. Not with
- * an IPC channel to a parent, which execve would close, nor where execve is unavailable
- * (the service then runs with V8's default). Measurements: bench/README.md.
+ * Resolves when the service should stop: SIGINT or SIGTERM, or, when a supervising parent
+ * spawned it with an IPC channel (as `./scripts/dev` does), when that parent is gone, so a
+ * service never outlives the stack that started it.
  */
-export function relaunchWithSemiSpace(mebibytes: number): void {
-  const chosen = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some(
-    (flag) => flag.startsWith('--max-semi-space-size'),
-  )
-  if (chosen || typeof process.execve !== 'function' || process.channel) return
-  process.execve(process.execPath, [
-    process.execPath,
-    `--max-semi-space-size=${mebibytes}`,
-    ...process.execArgv,
-    process.argv[1]!,
-    ...process.argv.slice(2),
-  ])
+export async function untilStopRequested(): Promise<string> {
+  const controller = new AbortController()
+  const { signal } = controller
+  const waits: Promise<string>[] = [
+    once(process, 'SIGINT', { signal }).then(() => 'SIGINT'),
+    once(process, 'SIGTERM', { signal }).then(() => 'SIGTERM'),
+  ]
+  if (process.channel) {
+    process.channel.unref()
+    waits.push(once(process, 'disconnect', { signal }).then(() => 'parent exited'))
+  }
+  try {
+    return await Promise.race(waits)
+  } finally {
+    controller.abort()
+    for (const wait of waits) wait.catch(() => {})
+  }
 }
