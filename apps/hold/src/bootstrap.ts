@@ -61,7 +61,8 @@ export async function bootstrapRecords(
 
   const profile = {
     $type: BSKY_PROFILE_NSID,
-    displayName: config.registration.display_name || identity.handle,
+    displayName:
+      config.registration.display_name || identity.handle || new URL(identity.publicUrl).host,
     description: `ATCR hold: container image storage at ${identity.publicUrl}`,
   }
 

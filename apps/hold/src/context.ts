@@ -42,6 +42,7 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
       did: identity.did,
       signingKey: identity.signingKey,
       logger: logger.child({ subsystem: 'pds' }),
+      identity: { document: identity.document, handle: identity.handle },
     })
     const storageUrls = new StorageUrlSigner({
       baseUrl: identity.publicUrl,

@@ -16,6 +16,7 @@ import {
 } from '@atcr/core/identity'
 import type { Logger } from '@atcr/core/log'
 import type { Secp256k1Keypair } from '@atproto/crypto'
+import { isValidHandle, isValidTld } from '@atproto/syntax'
 import type { HoldConfig } from './config.ts'
 
 /** The DID document service ids a hold publishes, both at its public URL. */
@@ -27,8 +28,11 @@ const PDS_SERVICE_TYPE = 'AtprotoPersonalDataServer'
 export interface HoldIdentity {
   did: string
   signingKey: Secp256k1Keypair
-  /** The hold's handle: the host of its public URL (also its `alsoKnownAs`). */
-  handle: string
+  /**
+   * The hold's handle (also its `alsoKnownAs`): the host of its public URL when that is a
+   * valid handle the URL can prove, else none (shown as `handle.invalid`).
+   */
+  handle: string | null
   publicUrl: string
   /** The DID document this hold's identity should resolve to. */
   document: DidDocument
@@ -110,10 +114,22 @@ export async function loadStoredIdentity(config: HoldConfig): Promise<HoldIdenti
   return holdIdentity(did, signingKey, config)
 }
 
-/** The public URL (no trailing slash) and the handle it gives the hold (its host). */
-function publicAddress(config: HoldConfig): { publicUrl: string; handle: string } {
+/** The public URL (no trailing slash) and the handle it gives the hold. */
+function publicAddress(config: HoldConfig): { publicUrl: string; handle: string | null } {
   const publicUrl = config.server.public_url.replace(/\/+$/, '')
-  return { publicUrl, handle: new URL(publicUrl).hostname }
+  return { publicUrl, handle: handleOfUrl(publicUrl) }
+}
+
+/**
+ * The handle a public URL gives a hold: its host, when that is a valid handle on a TLD a
+ * PDS accepts and the URL has no port (handle resolution asks the host's default port
+ * for `/.well-known/atproto-did`). Else none: `localhost`, an IP address or a port.
+ */
+export function handleOfUrl(publicUrl: string): string | null {
+  const url = new URL(publicUrl)
+  const host = url.hostname.toLowerCase()
+  if (url.port !== '' || !isValidHandle(host) || !isValidTld(host)) return null
+  return host
 }
 
 function holdIdentity(did: string, signingKey: Secp256k1Keypair, config: HoldConfig): HoldIdentity {
@@ -150,7 +166,7 @@ async function firstBootRotationKey(path: string | null, logger: Logger) {
 export function didDocument(
   did: string,
   signingKey: Secp256k1Keypair,
-  handle: string,
+  handle: string | null,
   publicUrl: string,
 ): DidDocument {
   return {
@@ -160,7 +176,7 @@ export function didDocument(
       'https://w3id.org/security/suites/secp256k1-2019/v1',
     ],
     id: did,
-    alsoKnownAs: [`at://${handle}`],
+    alsoKnownAs: handle ? [`at://${handle}`] : [],
     verificationMethod: [
       {
         id: `${did}#atproto`,

@@ -33,6 +33,17 @@ async function recordsOf(dataDir: string, did: string) {
   }
 }
 
+/** The seqs of the firehose events stored in a data dir. */
+async function seqsOf(dataDir: string): Promise<number[]> {
+  const db = await openDatabase(join(dataDir, 'hold.sqlite'))
+  try {
+    const rows = await db.db.selectFrom('repo_seq').select('seq').execute()
+    return rows.map((row) => row.seq)
+  } finally {
+    await db.close()
+  }
+}
+
 describe('atcr-hold CLI', () => {
   let fixture: HoldFixture
   /** A hold that ran once at `port` with a few extra crew records, then stopped. */
@@ -119,11 +130,18 @@ describe('atcr-hold CLI', () => {
 
     const target = await fixture.tempDir()
     await copyFile(join(source.dataDir, 'signing.key'), join(target, 'signing.key'))
+    const importedAt = Date.now()
     const imported = await run(['repo', 'import', carFile], holdEnv(target, port))
     assert.equal(imported.code, 0, imported.stderr)
     const before = await recordsOf(source.dataDir, source.did)
     const after = await recordsOf(target, source.did)
     assert.deepEqual(after.records, before.records)
+    // The restored firehose continues above the old host's sequence, never from 1.
+    const sourceSeqs = await seqsOf(source.dataDir)
+    const targetSeqs = await seqsOf(target)
+    assert.ok(Math.min(...targetSeqs) > Math.max(...sourceSeqs))
+    assert.ok(Math.min(...targetSeqs) > importedAt, 'above the time of the import, in ms')
+    assert.match(imported.stderr, new RegExp(`firehose seq ${Math.max(...targetSeqs)}`))
 
     // Importing the same file again changes nothing.
     const again = await run(['repo', 'import', carFile], holdEnv(target, port))

@@ -132,6 +132,8 @@ describe('did:plc identity on a real PLC directory', () => {
     const resolved = await resolver.resolveDid(did, { forceRefresh: true })
     assert.equal(resolved.pdsEndpoint, 'https://new.test')
     assert.equal(resolved.handle, 'new.test')
+    // The old host's handle does not stay behind.
+    assert.deepEqual(resolved.document.alsoKnownAs, ['at://new.test'])
     assert.equal(resolved.signingKey, secondKey.did())
     assert.equal(getServiceEndpoint(resolved.document, 'atcr_hold'), 'https://new.test')
 
@@ -146,6 +148,26 @@ describe('did:plc identity on a real PLC directory', () => {
       services: holdService('https://new.test'),
     })
     assert.deepEqual(again, { updated: false, changes: [] })
+
+    // A host with no valid handle (an IP address): the document names none.
+    const noHandle = await ensurePlcCurrent({
+      did,
+      plcUrl: plc.url,
+      mode: 'dev',
+      rotationKey,
+      signingKey: secondKey,
+      handle: null,
+      serviceEndpoint: 'http://127.0.0.1:8080',
+      services: holdService('http://127.0.0.1:8080'),
+    })
+    assert.deepEqual(noHandle.changes[0], {
+      field: 'handle',
+      from: ['at://new.test'],
+      to: null,
+    })
+    const bare = await resolver.resolveDid(did, { forceRefresh: true })
+    assert.deepEqual(bare.document.alsoKnownAs ?? [], [])
+    assert.equal(bare.pdsEndpoint, 'http://127.0.0.1:8080')
   })
 
   it('refuses drift without a rotation key, and with a key that is not a rotation key', async () => {

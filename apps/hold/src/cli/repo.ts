@@ -15,7 +15,7 @@ import { holdConfig } from '../config.ts'
 import { lockDataDir } from '../data-dir-lock.ts'
 import { openDatabase } from '../db/index.ts'
 import { loadStoredIdentity } from '../identity.ts'
-import { type ImportRecord, openHoldRepo } from '../pds/index.ts'
+import { type ImportRecord, openHoldRepo, Sequencer } from '../pds/index.ts'
 import { RepoReader } from '../pds/reader.ts'
 
 const databasePath = (config: HoldConfig) => join(config.server.data_dir, 'hold.sqlite')
@@ -108,12 +108,13 @@ export async function repoImport(files: string[], options: RepoImportOptions = {
   const lock = await lockDataDir(config.server.data_dir)
   const db = await openDatabase(databasePath(config))
   try {
+    await Sequencer.raiseFloor(db.db, restoredSeqFloor())
     const repo = await openHoldRepo({ db, did: identity.did, signingKey: identity.signingKey })
     try {
       const commit = await repo.writer.importRecords([...records.values()])
       process.stderr.write(
         commit
-          ? `imported ${records.size} records from ${files.length} file(s) in commit ${commit.cid} (rev ${commit.rev})\n`
+          ? `imported ${records.size} records from ${files.length} file(s) in commit ${commit.cid} (rev ${commit.rev}, firehose seq ${commit.seq})\n`
           : `nothing to import: all ${records.size} records are already current\n`,
       )
     } finally {
@@ -123,6 +124,16 @@ export async function repoImport(files: string[], options: RepoImportOptions = {
     await db.close()
     await lock.release()
   }
+}
+
+/**
+ * The firehose of a restored hold continues above any seq the old host can have handed
+ * out: the current Unix time in milliseconds. A hold sequences one event per signed
+ * commit (or identity change), far fewer than one per millisecond, so a host that
+ * started at seq 1, or itself was restored at an earlier time, stays below it.
+ */
+function restoredSeqFloor(): number {
+  return Date.now()
 }
 
 async function readVerifiedFile(

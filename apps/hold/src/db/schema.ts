@@ -46,6 +46,13 @@ export interface RepoSeqTable {
   sequenced_at: string
 }
 
+/** The hold's DID document as last announced with an #identity event (JSON). */
+export interface IdentityAnnouncedTable {
+  did: string
+  document: string
+  announced_at: string
+}
+
 /** Ordinary atproto blobs (e.g. a profile avatar), by CID. */
 export interface BlobTable {
   cid: string
@@ -79,5 +86,6 @@ export interface HoldSchema {
   record_blob: RecordBlobTable
   repo_seq: RepoSeqTable
   blob: BlobTable
+  identity_announced: IdentityAnnouncedTable
   hold_upload: HoldUploadTable
 }

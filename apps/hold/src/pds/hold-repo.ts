@@ -4,7 +4,7 @@ import type { HoldDatabase } from '../db/index.ts'
 import { RepoReader } from './reader.ts'
 import { Sequencer } from './sequencer.ts'
 import { BlobStore } from './storage/blob-store.ts'
-import { RepoWriter } from './writer.ts'
+import { type PublishedIdentity, RepoWriter } from './writer.ts'
 
 export interface OpenHoldRepoOptions {
   /** The hold's database, opened (and migrated) by `openDatabase`. */
@@ -16,6 +16,11 @@ export interface OpenHoldRepoOptions {
   logger?: Logger
   /** How often waiting subscribers look for events another process committed. */
   pollMs?: number
+  /**
+   * The identity the hold publishes: an #identity event goes out when it differs from
+   * the one last announced (offline commands leave it out).
+   */
+  identity?: PublishedIdentity
 }
 
 /** The hold's embedded single-repo PDS: one writer, reads, blobs and the firehose log. */
@@ -34,8 +39,10 @@ export async function openHoldRepo(opts: OpenHoldRepoOptions): Promise<HoldRepo>
   const { db, did, signingKey, logger } = opts
   const sequencer = new Sequencer(db.db, { pollMs: opts.pollMs })
   await sequencer.init()
-  const writer = new RepoWriter({ db: db.db, did, signingKey, sequencer, logger })
+  const { identity } = opts
+  const writer = new RepoWriter({ db: db.db, did, signingKey, sequencer, logger, identity })
   await writer.init()
+  if (identity) await writer.announceIdentity(identity)
   return {
     did,
     writer,

@@ -27,6 +27,7 @@ export {
   type AppliedWrite,
   type CommitResult,
   type ImportRecord,
+  type PublishedIdentity,
   type RecordWrite,
   RepoWriter,
 } from './writer.ts'

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import type { Kysely } from 'kysely'
+import { type Kysely, sql } from 'kysely'
 import type { HoldSchema } from '../db/schema.ts'
 import type { PendingEvent, SeqEventType } from './firehose/events.ts'
 import { messageFrame } from './firehose/frames.ts'
@@ -69,6 +69,19 @@ export class Sequencer {
       stored.push({ seq, type, time, frame })
     }
     return stored
+  }
+
+  /**
+   * Makes the next event's seq greater than `floor` (never lower than it would be): after
+   * a restore, the sequence must continue above any seq the old host handed out, or a
+   * relay's saved cursor would be a FutureCursor. Call before the repo is opened.
+   */
+  static async raiseFloor(db: Kysely<HoldSchema>, floor: number): Promise<void> {
+    // AUTOINCREMENT keeps the last seq in sqlite_sequence; it has no row before the first.
+    await sql`INSERT INTO sqlite_sequence (name, seq) SELECT 'repo_seq', 0
+      WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'repo_seq')`.execute(db)
+    await sql`UPDATE sqlite_sequence SET seq = max(seq, ${Math.floor(floor)})
+      WHERE name = 'repo_seq'`.execute(db)
   }
 
   /** Announces events whose transaction has committed. */

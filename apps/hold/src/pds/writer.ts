@@ -22,6 +22,7 @@ import {
 } from './firehose/events.ts'
 import { Mutex } from './mutex.ts'
 import { Sequencer } from './sequencer.ts'
+import { getAnnouncedIdentity, putAnnouncedIdentity } from './storage/identity-announced.ts'
 import {
   cidsStillReferenced,
   deleteIndexedRecord,
@@ -68,6 +69,14 @@ export interface RepoWriterOptions {
   signingKey: Keypair
   sequencer: Sequencer
   logger?: Logger
+  /** The identity the hold publishes; a new repo records it as announced. */
+  identity?: PublishedIdentity
+}
+
+/** The hold's DID document as it publishes it, and its handle (null for none). */
+export interface PublishedIdentity {
+  document: object
+  handle: string | null
 }
 
 /** A write with its record encoded and the current state of its path looked up. */
@@ -93,6 +102,7 @@ export class RepoWriter {
   private readonly signingKey: Keypair
   private readonly sequencer: Sequencer
   private readonly logger: Logger | undefined
+  private readonly identity: PublishedIdentity | undefined
   private readonly mutex = new Mutex()
 
   constructor(opts: RepoWriterOptions) {
@@ -101,6 +111,7 @@ export class RepoWriter {
     this.signingKey = opts.signingKey
     this.sequencer = opts.sequencer
     this.logger = opts.logger
+    this.identity = opts.identity
   }
 
   /**
@@ -119,7 +130,7 @@ export class RepoWriter {
       const storage = new SqlRepoStorage(this.db, this.did)
       const commit = await Repo.formatInitCommit(storage, this.did, this.signingKey)
       const events: PendingEvent[] = [
-        identityEvent(this.did),
+        identityEvent(this.did, this.identity?.handle),
         accountEvent(this.did),
         await commitEvent(this.did, commit, [], null),
         await syncEvent(this.did, commit),
@@ -128,6 +139,9 @@ export class RepoWriter {
         const trxStorage = new SqlRepoStorage(trx, this.did)
         if (await trxStorage.getHead()) throw new ConcurrentWriteError()
         await trxStorage.applyCommit(commit)
+        if (this.identity) {
+          await putAnnouncedIdentity(trx, this.did, JSON.stringify(this.identity.document))
+        }
         return Sequencer.append(trx, events)
       })
       this.sequencer.announce(stored)
@@ -209,14 +223,24 @@ export class RepoWriter {
     return this.applyWrites([{ action: 'delete', collection, rkey }])
   }
 
-  /** Sequences an #identity event, e.g. after the DID document or signing key changed. */
-  async announceIdentity(): Promise<number> {
+  /**
+   * Sequences an #identity event when the DID document the hold publishes differs from
+   * the one last announced (a new signing key, endpoint or handle: after a move, a key
+   * rotation or a PLC update), and remembers it. Returns the event's seq, or null when
+   * the identity is the one already announced.
+   */
+  async announceIdentity(identity: PublishedIdentity): Promise<number | null> {
+    const document = JSON.stringify(identity.document)
     return this.mutex.run(async () => {
-      const stored = await this.db
-        .transaction()
-        .execute((trx) => Sequencer.append(trx, [identityEvent(this.did)]))
+      const stored = await this.db.transaction().execute(async (trx) => {
+        if ((await getAnnouncedIdentity(trx, this.did)) === document) return []
+        await putAnnouncedIdentity(trx, this.did, document)
+        return Sequencer.append(trx, [identityEvent(this.did, identity.handle)])
+      })
       this.sequencer.announce(stored)
-      return stored[0]?.seq ?? this.sequencer.head
+      const seq = stored[0]?.seq ?? null
+      if (seq !== null) this.logger?.info({ did: this.did, seq }, 'announced a new identity')
+      return seq
     })
   }
 

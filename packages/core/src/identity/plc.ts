@@ -157,8 +157,11 @@ async function writeDidFile(path: string, did: string): Promise<void> {
 export interface PlcIdentityState {
   /** The `#atproto` verification method (the key that signs repo commits and tokens). */
   signingKey: PublicKeyRef
-  /** alsoKnownAs: `at://<handle>` (for a hold, its host). `at://` is added when missing. */
-  handle: string
+  /**
+   * alsoKnownAs: `at://<handle>` (`at://` is added when missing); null for none, which
+   * resolvers show as `handle.invalid`.
+   */
+  handle: string | null
   /** The `#atproto_pds` service endpoint (AtprotoPersonalDataServer): the public URL. */
   serviceEndpoint: string
   /** Extra services, by id without `#` (e.g. `atcr_hold`). */
@@ -189,7 +192,7 @@ export async function createPlcIdentity(
     type: 'plc_operation',
     rotationKeys: [options.rotationKey.did()],
     verificationMethods: { atproto: keyDid(options.signingKey) },
-    alsoKnownAs: [atUri(options.handle)],
+    alsoKnownAs: withHandle([], options.handle),
     services: desiredServices(options),
     prev: null,
   }
@@ -202,7 +205,7 @@ export async function createPlcIdentity(
 
 export type PlcChange =
   | { field: 'signingKey'; from: string | undefined; to: string }
-  | { field: 'handle'; from: string[]; to: string }
+  | { field: 'handle'; from: string[]; to: string | null }
   | { field: 'service'; id: string; from: PlcService | undefined; to: PlcService }
 
 export interface EnsurePlcCurrentOptions extends PlcIdentityState, PlcClientOptions {
@@ -246,7 +249,7 @@ export async function ensurePlcCurrent(
           ...normalized.verificationMethods,
           atproto: keyDid(options.signingKey),
         },
-        alsoKnownAs: withHandle(normalized.alsoKnownAs, atUri(options.handle)),
+        alsoKnownAs: withHandle(normalized.alsoKnownAs, options.handle),
         services: { ...normalized.services, ...desiredServices(options) },
       }),
     )
@@ -264,8 +267,9 @@ function diffState(
   if (current.verificationMethods.atproto !== signingKey) {
     changes.push({ field: 'signingKey', from: current.verificationMethods.atproto, to: signingKey })
   }
-  const handle = atUri(wanted.handle)
-  if (current.alsoKnownAs[0] !== handle) {
+  const handles = current.alsoKnownAs.filter(isAtUri)
+  const handle = wanted.handle === null ? null : atUri(wanted.handle)
+  if (handles.length !== (handle ? 1 : 0) || (handle && handles[0] !== handle)) {
     changes.push({ field: 'handle', from: current.alsoKnownAs, to: handle })
   }
   for (const [id, service] of Object.entries(desiredServices(wanted))) {
@@ -288,9 +292,17 @@ function desiredServices(state: PlcIdentityState): Record<string, PlcService> {
   }
 }
 
-/** The handle first (it is the one atproto reads), other alsoKnownAs entries kept. */
-function withHandle(alsoKnownAs: string[], handle: string): string[] {
-  return [handle, ...alsoKnownAs.filter((entry) => entry !== handle)]
+/**
+ * The handle first (it is the one atproto reads), or none; other `at://` entries (a handle
+ * left from an old host) go, entries of other kinds stay.
+ */
+function withHandle(alsoKnownAs: string[], handle: string | null): string[] {
+  const others = alsoKnownAs.filter((entry) => !isAtUri(entry))
+  return handle === null ? others : [atUri(handle), ...others]
+}
+
+function isAtUri(entry: string): boolean {
+  return entry.startsWith('at://')
 }
 
 function keyDid(key: PublicKeyRef): string {

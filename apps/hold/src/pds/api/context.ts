@@ -22,8 +22,8 @@ export type OciBlobHandler = (args: {
 
 export interface RepoRoutesOptions {
   repo: HoldRepo
-  /** The hold's handle (its host), answered by resolveHandle and describeRepo. */
-  handle: string
+  /** The hold's handle, answered by resolveHandle and describeRepo; null for none. */
+  handle: string | null
   getDidDocument: () => DidDocumentJson | Promise<DidDocumentJson>
   /** Reported by `/xrpc/_health`; defaults to the hold package's version. */
   version?: string
@@ -43,7 +43,7 @@ export interface RepoApiContext extends RepoRoutesOptions {
 
 /** `repo` (a DID or handle) must name the hold's own repo. */
 export function assertOwnRepo(ctx: RepoApiContext, repo: string): void {
-  if (repo !== ctx.did && repo.toLowerCase() !== ctx.handle.toLowerCase()) {
+  if (repo !== ctx.did && (ctx.handle === null || repo.toLowerCase() !== ctx.handle)) {
     throw new RepoNotFoundError(repo)
   }
 }

@@ -70,9 +70,12 @@ export async function syncEvent(did: string, commit: CommitData): Promise<Pendin
   }
 }
 
-/** An #identity event: consumers should re-resolve the DID (document, handle, key). */
-export function identityEvent(did: string): PendingEvent {
-  return { type: 'identity', body: { did } }
+/**
+ * An #identity event: consumers should re-resolve the DID (document, handle, key). The
+ * handle is the one the hold claims, when it has one.
+ */
+export function identityEvent(did: string, handle?: string | null): PendingEvent {
+  return { type: 'identity', body: handle ? { did, handle } : { did } }
 }
 
 /** An #account event: the hold's repo is active. */

@@ -20,7 +20,7 @@ export function register(app: FastifyInstance, ctx: RepoApiContext): void {
       },
     },
     async (request) => {
-      if (request.query.handle.toLowerCase() !== ctx.handle.toLowerCase()) {
+      if (ctx.handle === null || request.query.handle.toLowerCase() !== ctx.handle) {
         throw invalidRequest('Unable to resolve handle', 'HandleNotFound')
       }
       return { did: ctx.did }

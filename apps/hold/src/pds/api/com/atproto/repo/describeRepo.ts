@@ -7,8 +7,8 @@ interface Query {
 }
 
 /**
- * com.atproto.repo.describeRepo. A handle that is not a valid atproto handle (a host
- * with a port, in development) is reported as `handle.invalid`.
+ * com.atproto.repo.describeRepo. A hold without a valid handle (on `localhost`, an IP
+ * address or a port) is reported as `handle.invalid`, as a PDS does.
  */
 export function register(app: FastifyInstance, ctx: RepoApiContext): void {
   app.get<{ Querystring: Query }>(
@@ -28,8 +28,8 @@ export function register(app: FastifyInstance, ctx: RepoApiContext): void {
         ctx.getDidDocument(),
         ctx.repo.reader.listCollections(),
       ])
-      const handle = ctx.handle.toLowerCase()
-      const valid = isValidHandle(handle)
+      const handle = ctx.handle?.toLowerCase() ?? INVALID_HANDLE
+      const valid = handle !== INVALID_HANDLE && isValidHandle(handle)
       const aka = Array.isArray(didDoc.alsoKnownAs) ? didDoc.alsoKnownAs : []
       return {
         handle: valid ? handle : INVALID_HANDLE,
