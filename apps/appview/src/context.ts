@@ -16,6 +16,8 @@ import type { AppViewConfig } from './config.ts'
 import { type AppViewDatabase, openAppViewDatabase } from './db/index.ts'
 import { IndexService } from './ingest/index-service.ts'
 import { Registry } from './registry/registry.ts'
+import { BrowseStore } from './web/browse-store.ts'
+import { ImageConfigs } from './web/image-config.ts'
 
 /** What every part of the AppView shares. */
 export interface AppViewBase {
@@ -35,8 +37,15 @@ export interface AppViewServices extends AppViewBase, AuthServices {
   index: IndexService
 }
 
+/** What the web pages read: the index, and image configs from the holds. */
+export interface WebServices {
+  browse: BrowseStore
+  configs: ImageConfigs
+}
+
 export interface AppViewContext extends AppViewServices {
   registry: Registry
+  web: WebServices
 }
 
 /** Name resolution in place of the system's (tests: `@atcr/testkit` staticDns). */
@@ -91,7 +100,9 @@ export async function createAppViewContext(
         now: base.now,
       }),
     }
-    return { ...services, registry: new Registry(services) }
+    const registry = new Registry(services)
+    const web = { browse: new BrowseStore(db), configs: new ImageConfigs(registry) }
+    return { ...services, registry, web }
   } catch (error) {
     await identity.close()
     await db?.close()

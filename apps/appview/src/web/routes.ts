@@ -10,6 +10,7 @@ import { CALLBACK_PATH, CLIENT_METADATA_PATH, JWKS_PATH } from '../auth/oauth.ts
 import { ensureSailorProfile } from '../auth/profile.ts'
 import { SESSION_COOKIE } from '../auth/web-sessions.ts'
 import type { AppViewContext } from '../context.ts'
+import { registerBrowseRoutes } from './browse-routes.ts'
 import { registerSettingsRoutes } from './settings-routes.ts'
 import { registerViews } from './views.ts'
 import { createWebKit, field } from './web-kit.ts'
@@ -139,6 +140,6 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: AppViewContex
     return web.page(request, reply, 'device-decided', 'Device', { approved })
   })
 
-  app.get('/', (request, reply) => web.page(request, reply, 'home', 'Home'))
+  registerBrowseRoutes(app, web)
   registerSettingsRoutes(app, web)
 }

@@ -1,0 +1,346 @@
+// The web UI in a real browser (Debian's chromium, headless, driven by playwright-core)
+// against the testkit's real PLC, PDS and holds and an AppView: images pushed with skopeo
+// appear on the pages; stars, the repository description and the default hold are written
+// to the user's PDS through their OAuth session; a hostile README stays text; the pull
+// command's copy button is reachable by keyboard; axe-core finds no serious accessibility
+// violation on any page. Every page is saved as a screenshot in light and dark mode under
+// test-artifacts/web-ui/ (git-ignored; the path is printed).
+//
+// The holds' captain records reach the index here through ctx.index.apply, read from each
+// hold's own repository exactly as the firehose consumer would hand them over (that
+// consumer is not started by this harness).
+import assert from 'node:assert/strict'
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, afterEach, before, describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { NSID, SELF_RKEY } from '@atcr/core/lexicons'
+import {
+  approveOnAuthorizePage,
+  createOciLayout,
+  type HoldProcess,
+  hasChromium,
+  hasCommand,
+  launchBrowser,
+  run,
+  startHoldProcess,
+  type TestBrowser,
+} from '@atcr/testkit'
+import { type RegistryStack, startRegistryStack } from './registry-harness.ts'
+
+const missing = ['skopeo'].filter((c) => !hasCommand(c))
+if (!hasChromium()) missing.push('chromium')
+
+const ARTIFACTS = fileURLToPath(new URL('../../../test-artifacts/web-ui/', import.meta.url))
+const AXE_SOURCE = createRequire(import.meta.url).resolve('axe-core/axe.min.js')
+
+interface AxeViolation {
+  id: string
+  impact: string | null
+  help: string
+  nodes: { target: string[] }[]
+}
+
+describe('the web UI in a real browser', {
+  skip: missing.length > 0 && `missing ${missing.join(', ')}`,
+}, () => {
+  let stack: RegistryStack
+  let browser: TestBrowser
+  let page: Awaited<ReturnType<TestBrowser['newPage']>>
+  let dir: string
+  let layoutDir: string
+  let secondHold: HoldProcess
+  let axeSource: string
+
+  const creds = () => `${stack.alice.did}:${stack.alice.appPassword}`
+  const imageRef = (repository: string) =>
+    `docker://${stack.host}/${stack.nameOf(stack.alice, repository)}`
+  const push = async (source: string, repository: string, tag: string, all = false) => {
+    await run('skopeo', [
+      'copy',
+      ...(all ? ['--all'] : []),
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      creds(),
+      `oci:${layoutDir}:${source}`,
+      `${imageRef(repository)}:${tag}`,
+    ])
+    await stack.appview.ctx.index.settled()
+  }
+  const open = async (path: string) => {
+    const response = await page.goto(`${stack.url}${path}`)
+    return response!
+  }
+  const mainText = async () => (await page.textContent('main')) ?? ''
+  /** Feeds a hold's captain record to the index, as the firehose consumer would. */
+  const indexCaptain = async (hold: HoldProcess) => {
+    const url = `${hold.url}/xrpc/com.atproto.repo.getRecord?repo=${encodeURIComponent(hold.did)}&collection=${NSID.holdCaptain}&rkey=${SELF_RKEY}`
+    const response = await fetch(url)
+    assert.equal(response.status, 200, await response.clone().text())
+    const { value } = (await response.json()) as { value: unknown }
+    const outcome = await stack.appview.ctx.index.apply({
+      did: hold.did,
+      collection: NSID.holdCaptain,
+      rkey: SELF_RKEY,
+      record: value,
+    })
+    assert.equal(outcome, 'indexed')
+  }
+  const aliceRecords = async (collection: string) =>
+    (
+      await stack.alice.agent.com.atproto.repo.listRecords({
+        repo: stack.alice.did,
+        collection,
+      })
+    ).data.records
+
+  before(async () => {
+    stack = await startRegistryStack()
+    secondHold = await startHoldProcess({ plcUrl: stack.net.plc.url, ownerDid: stack.alice.did })
+    browser = await launchBrowser()
+    await browser.context.grantPermissions(['clipboard-read', 'clipboard-write'], {
+      origin: stack.url,
+    })
+    axeSource = await readFile(AXE_SOURCE, 'utf8')
+    dir = await mkdtemp(join(tmpdir(), 'atcr-web-ui-'))
+    await mkdir(ARTIFACTS, { recursive: true })
+    layoutDir = join(dir, 'layout')
+    const layout = await createOciLayout(layoutDir)
+    await layout.addImage({
+      tag: 'webapp',
+      layers: [
+        { files: [{ path: 'etc/motd', content: 'welcome\n' }], createdBy: 'COPY motd /etc/motd' },
+        {
+          files: [{ path: 'bin/webapp', content: '#!/bin/sh\necho webapp\n', mode: 0o755 }],
+          createdBy: 'RUN make install-webapp',
+        },
+      ],
+      config: {
+        Env: ['PATH=/usr/bin:/bin', 'WEBAPP_MODE=demo'],
+        Entrypoint: ['/bin/webapp'],
+        Labels: { 'org.example.team': 'registry-ui' },
+      },
+      annotations: { 'org.opencontainers.image.description': 'A demo web app for the web UI test' },
+    })
+    const amd = await layout.addImage({
+      platform: { architecture: 'amd64', os: 'linux' },
+      layers: [{ files: [{ path: 'arch', content: 'amd64' }], createdBy: 'RUN build-for-amd64' }],
+    })
+    const arm = await layout.addImage({
+      platform: { architecture: 'arm64', os: 'linux', variant: 'v8' },
+      layers: [{ files: [{ path: 'arch', content: 'arm64' }], createdBy: 'RUN build-for-arm64' }],
+    })
+    await layout.addIndex({ manifests: [amd, arm], tag: 'multi' })
+    await layout.addImage({
+      tag: 'webapp2',
+      layers: [{ files: [{ path: 'etc/motd', content: 'version two\n' }] }],
+    })
+
+    await push('webapp', 'webapp', 'v1')
+    await push('multi', 'multiarch', 'latest', true)
+
+    page = await browser.newPage()
+    await open('/auth/oauth/login?return_to=%2Fsettings')
+    await page.getByLabel('Your handle').fill('alice.test')
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    await approveOnAuthorizePage(page, stack.alice, stack.net.pds.url)
+    await page.waitForURL(`${stack.url}/settings`)
+  })
+  after(async () => {
+    await browser?.close()
+    await secondHold?.close()
+    await stack?.close()
+    if (dir) await rm(dir, { recursive: true, force: true })
+  })
+  afterEach((t) => stack.logs.flushIfFailed(t as unknown as { passed: boolean; name: string }))
+
+  it('lists a pushed repository on home and finds it by name, handle, description and tag', async () => {
+    await open('/')
+    await page.getByRole('link', { name: 'alice.test/webapp' }).first().waitFor()
+    assert.match(await mainText(), /A demo web app for the web UI test/)
+    const search = async (query: string) => {
+      await open('/')
+      await page.getByLabel(/Search repositories by name/).fill(query)
+      await page.getByLabel(/Search repositories by name/).press('Enter')
+      await page.waitForURL(/\/search\?q=/)
+      const names = await page.locator('main .cards .name').allTextContents()
+      return names.map((n) => n.trim())
+    }
+    assert.deepEqual(await search('webapp'), ['alice.test/webapp'])
+    assert.deepEqual((await search('ALICE.test')).sort(), [
+      'alice.test/multiarch',
+      'alice.test/webapp',
+    ])
+    assert.deepEqual(await search('demo web app'), ['alice.test/webapp'])
+    assert.deepEqual(await search('v1'), ['alice.test/webapp'])
+    assert.deepEqual(await search('nothing-like-this'), [])
+    assert.match(await mainText(), /No repository matches/)
+  })
+
+  it('shows tags, platforms and layers with the commands that made them', async () => {
+    await open('/r/alice.test/multiarch')
+    const row = page.locator('table tr', { hasText: 'latest' })
+    assert.deepEqual(await row.locator('.chip').allTextContents(), [
+      'linux/amd64',
+      'linux/arm64/v8',
+    ])
+    assert.match(await mainText(), /Layers \(linux\/amd64\)/)
+    assert.match(await mainText(), /RUN build-for-amd64/)
+    assert.doesNotMatch(await mainText(), /untagged/)
+
+    await open('/r/alice.test/webapp')
+    const layers = page.locator('section', { has: page.locator('#layers-heading') })
+    assert.match(
+      (await layers.textContent()) ?? '',
+      /COPY motd \/etc\/motd[\s\S]*RUN make install-webapp/,
+    )
+    assert.equal(
+      (await page.locator('#pull-command').textContent())?.trim(),
+      `docker pull ${stack.host}/alice.test/webapp:v1`,
+    )
+    assert.match(await mainText(), /org\.opencontainers\.image\.description/)
+    assert.match(
+      await mainText(),
+      new RegExp(`Stored on\\s*${stack.hold.did.replaceAll('.', '\\.')}`),
+    )
+
+    await page.getByRole('link', { name: 'v1', exact: true }).click()
+    await page.waitForURL(/\/-\/v1$/)
+    const text = await mainText()
+    assert.match(text, /WEBAPP_MODE=demo/)
+    assert.match(text, /\["\/bin\/webapp"\]/)
+    assert.match(text, /org\.example\.team/)
+    assert.match(text, /atcr verify .*alice\.test\/webapp@sha256:[0-9a-f]{64}/)
+    const raw = JSON.parse((await page.locator('pre code').textContent()) ?? '')
+    assert.equal(raw.layers.length, 2)
+  })
+
+  it('renders a README with a script as text, never running it', async () => {
+    await open('/r/alice.test/webapp')
+    await page.getByText('Edit the description').click()
+    await page
+      .getByLabel(/Description \(Markdown/)
+      .fill(
+        '# Webapp\n\nHello **readers**.\n\n<script>window.__readmeRan = true</script>\n\n' +
+          '<img src="https://example.invalid/x.png" onerror="window.__readmeRan = true">\n\n' +
+          '[click me](javascript:window.__readmeRan=true)\n',
+      )
+    await page.getByRole('button', { name: 'Save description' }).click()
+    await page.waitForURL(`${stack.url}/r/alice.test/webapp`)
+    const readme = page.locator('.readme')
+    assert.match((await readme.textContent()) ?? '', /Hello readers/)
+    assert.equal(await readme.locator('script').count(), 0)
+    assert.equal(await readme.locator('[onerror]').count(), 0)
+    assert.equal(await readme.locator('a[href^="javascript"]').count(), 0)
+    assert.equal(await page.evaluate('typeof window.__readmeRan'), 'undefined')
+    const [pageRecord] = await aliceRecords(NSID.repoPage)
+    assert.ok(pageRecord)
+    assert.match(String((pageRecord.value as { description?: string }).description), /<script>/)
+  })
+
+  it('stars and unstars: the count and the record in the PDS follow', async () => {
+    await open('/r/alice.test/webapp')
+    assert.match((await page.locator('#star-count').textContent()) ?? '', /0 stars/)
+    await page.getByRole('button', { name: 'Star', exact: true }).click()
+    await page.waitForURL(`${stack.url}/r/alice.test/webapp`)
+    assert.match((await page.locator('#star-count').textContent()) ?? '', /1 star\b/)
+    const stars = await aliceRecords(NSID.sailorStar)
+    assert.equal(stars.length, 1)
+    assert.equal(
+      (stars[0]!.value as { subject: string }).subject,
+      `at://${stack.alice.did}/${NSID.repoPage}/webapp`,
+    )
+    await open('/')
+    assert.match(
+      (await page.locator('main').textContent()) ?? '',
+      /Popular repositories[\s\S]*alice\.test\/webapp/,
+    )
+
+    await open('/r/alice.test/webapp')
+    await page.getByRole('button', { name: 'Unstar' }).click()
+    await page.waitForURL(`${stack.url}/r/alice.test/webapp`)
+    assert.match((await page.locator('#star-count').textContent()) ?? '', /0 stars/)
+    assert.equal((await aliceRecords(NSID.sailorStar)).length, 0)
+  })
+
+  it('reaches the pull command copy button by keyboard alone, and copies the command', async () => {
+    await open('/r/alice.test/webapp')
+    let reached = false
+    for (let i = 0; i < 60 && !reached; i++) {
+      await page.keyboard.press('Tab')
+      reached =
+        (await page.evaluate('document.activeElement?.getAttribute("aria-label")')) ===
+        'Copy the pull command'
+    }
+    assert.ok(reached, 'Tab never reached the copy button')
+    await page.keyboard.press('Enter')
+    assert.equal(
+      await page.evaluate('navigator.clipboard.readText()'),
+      `docker pull ${stack.host}/alice.test/webapp:v1`,
+    )
+  })
+
+  it('changes the default hold in settings; the next push lands on it', async () => {
+    await indexCaptain(stack.hold)
+    await indexCaptain(secondHold)
+    await open('/settings')
+    await page.getByLabel(new RegExp(secondHold.did.replaceAll('.', '\\.'))).check()
+    await page.getByRole('button', { name: 'Save settings' }).click()
+    await page.waitForURL(/\/settings\?done=saved/)
+    assert.match(await mainText(), /Settings saved/)
+    const profile = await stack.alice.agent.com.atproto.repo.getRecord({
+      repo: stack.alice.did,
+      collection: NSID.sailorProfile,
+      rkey: SELF_RKEY,
+    })
+    assert.equal((profile.data.value as { defaultHold?: string }).defaultHold, secondHold.did)
+
+    await push('webapp2', 'webapp', 'v2')
+    await open('/r/alice.test/webapp/-/v2')
+    assert.match(await mainText(), new RegExp(`Hold\\s*${secondHold.did.replaceAll('.', '\\.')}`))
+    const manifests = await aliceRecords(NSID.manifest)
+    const v2 = manifests.find((m) => (m.value as { holdDid?: string }).holdDid === secondHold.did)
+    assert.ok(v2, 'no manifest record names the new hold')
+  })
+
+  it('has no serious accessibility violations on any page; screenshots in light and dark', async (t) => {
+    const pages: [string, string][] = [
+      ['home', '/'],
+      ['search', '/search?q=alice'],
+      ['repository', '/r/alice.test/webapp'],
+      ['repository-multiarch', '/r/alice.test/multiarch'],
+      ['tag', '/r/alice.test/webapp/-/v1'],
+      ['index', '/r/alice.test/multiarch/-/latest'],
+      ['user', '/u/alice.test'],
+      ['settings', '/settings'],
+      ['device', '/device'],
+      ['sign-in', '/auth/oauth/login'],
+      ['not-found', '/no-such-page'],
+    ]
+    const problems: string[] = []
+    for (const [name, path] of pages) {
+      const response = await open(path)
+      assert.equal(response.status(), name === 'not-found' ? 404 : 200, path)
+      await page.evaluate(axeSource)
+      for (const scheme of ['light', 'dark'] as const) {
+        await page.emulateMedia({ colorScheme: scheme })
+        const violations = (await page.evaluate(
+          'axe.run().then((result) => result.violations)',
+        )) as AxeViolation[]
+        for (const v of violations) {
+          if (v.impact === 'serious' || v.impact === 'critical') {
+            problems.push(
+              `${path} (${scheme}): ${v.id} ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`,
+            )
+          }
+        }
+        await page.screenshot({ path: join(ARTIFACTS, `${name}-${scheme}.png`), fullPage: true })
+      }
+      await page.emulateMedia({ colorScheme: null })
+    }
+    t.diagnostic(`screenshots in ${ARTIFACTS}`)
+    assert.deepEqual(problems, [])
+  })
+})
