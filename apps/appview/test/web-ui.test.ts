@@ -28,7 +28,7 @@ import {
   startHoldProcess,
   type TestBrowser,
 } from '@atcr/testkit'
-import { type RegistryStack, startRegistryStack } from './registry-harness.ts'
+import { type RegistryStack, repoScope, startRegistryStack } from './registry-harness.ts'
 
 const missing = ['skopeo'].filter((c) => !hasCommand(c))
 if (!hasChromium()) missing.push('chromium')
@@ -303,6 +303,53 @@ describe('the web UI in a real browser', {
     const manifests = await aliceRecords(NSID.manifest)
     const v2 = manifests.find((m) => (m.value as { holdDid?: string }).holdDid === secondHold.did)
     assert.ok(v2, 'no manifest record names the new hold')
+  })
+
+  it('with autoRemoveUntagged on, a moved or deleted tag takes the image it untagged away', async () => {
+    await open('/settings')
+    await page.getByLabel(/Remove untagged images/).check()
+    await page.getByRole('button', { name: 'Save settings' }).click()
+    await page.waitForURL(/\/settings\?done=saved/)
+    const profile = await stack.alice.agent.com.atproto.repo.getRecord({
+      repo: stack.alice.did,
+      collection: NSID.sailorProfile,
+      rkey: SELF_RKEY,
+    })
+    const value = profile.data.value as { defaultHold?: string; autoRemoveUntagged?: boolean }
+    assert.equal(value.autoRemoveUntagged, true)
+    assert.equal(value.defaultHold, secondHold.did, 'the default hold stays as chosen')
+
+    const browse = stack.appview.ctx.web.browse
+    const digestOf = async (tag: string) =>
+      (await browse.tags(stack.alice.did, 'webapp')).find((t) => t.tag === tag)?.digest
+    const recorded = async (digest: string) =>
+      (await aliceRecords(NSID.manifest)).some(
+        (r) => (r.value as { digest: string }).digest === digest,
+      )
+    const first = (await digestOf('v1'))!
+    const second = (await digestOf('v2'))!
+    assert.ok(await recorded(first))
+
+    await push('webapp2', 'webapp', 'v1')
+    assert.equal(await digestOf('v1'), second)
+    assert.equal(await recorded(first), false, 'the image v1 left is deleted with its record')
+    await open('/r/alice.test/webapp')
+    assert.doesNotMatch(await mainText(), new RegExp(first.slice(7, 19)))
+
+    const name = stack.nameOf(stack.alice, 'webapp')
+    const deleteTag = (tag: string) =>
+      stack.request(`/v2/${name}/manifests/${tag}`, {
+        method: 'DELETE',
+        as: stack.alice,
+        scopes: [repoScope(name)],
+      })
+    await push('webapp', 'webapp', 'old')
+    assert.ok(await recorded(first))
+    assert.equal((await deleteTag('old')).status, 202)
+    assert.equal(await recorded(first), false, 'deleting its only tag deletes the image')
+    assert.equal((await deleteTag('v2')).status, 202)
+    assert.ok(await recorded(second), 'an image still tagged v1 stays')
+    assert.equal(await digestOf('v1'), second)
   })
 
   it('has no serious accessibility violations on any page; screenshots in light and dark', async (t) => {

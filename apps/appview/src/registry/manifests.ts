@@ -6,6 +6,7 @@ import {
   type ManifestInfo,
   type NotifyManifestInput,
   NSID,
+  SELF_RKEY,
 } from '@atcr/core/lexicons'
 import {
   type DigestAlgorithm,
@@ -298,6 +299,9 @@ export async function putManifest(
     })
   }
   await registry.remember(target)
+  if (tag && previousTag && previousTag.digest !== recordDigest) {
+    await removeIfUntagged(registry, agent, target, previousTag.digest)
+  }
 
   const notified = registry.holds.procedure(
     hold,
@@ -411,6 +415,7 @@ export async function deleteManifest(
       throw new OciError('MANIFEST_UNKNOWN', { message: `no tag ${reference.tag} in ${name}` })
     }
     await registry.tags.delete(agent, target.owner, target.repository, reference.tag)
+    await removeIfUntagged(registry, agent, target, tag.digest)
     return reply.code(202).send()
   }
   const manifest = await registry.content.manifest(target, reference.digest)
@@ -419,24 +424,38 @@ export async function deleteManifest(
       message: `manifest ${reference.digest} is unknown in ${name}`,
     })
   }
-  // Tags go first: at no moment does a tag point at a manifest its repository lost.
+  await removeManifest(registry, agent, target, manifest, reference.digest)
+  return reply.code(202).send()
+}
+
+/**
+ * Deletes a manifest from a repository: its tags there first (at no moment does a tag point
+ * at a manifest its repository lost), then its link; the record goes with the last
+ * repository of the owner that holds the manifest, and while others still do, it names one
+ * of them. `digest` is the digest the repository knows it by.
+ */
+async function removeManifest(
+  registry: Registry,
+  agent: Awaited<ReturnType<Registry['agentFor']>>,
+  target: Target,
+  manifest: StoredManifest,
+  digest: string,
+): Promise<void> {
   const { owner, repository } = target
   for await (const tag of registry.tags.list(owner, repository)) {
     if (tag.digest === manifest.digest)
       await registry.tags.delete(agent, owner, repository, tag.tag)
   }
-  await registry.links.unlinkManifest(owner.did, repository, reference.digest)
+  await registry.links.unlinkManifest(owner.did, repository, digest)
   registry.content.changed(target)
 
-  // The record goes with the last repository of the owner that holds the manifest; while
-  // others still do, it names one of them.
-  const holders = new Set(await registry.links.repositoriesHolding(owner.did, reference.digest))
+  const holders = new Set(await registry.links.repositoriesHolding(owner.did, digest))
   for await (const tag of registry.tags.list(owner)) {
     if (tag.digest === manifest.digest) holders.add(tag.repository)
   }
   const named = manifest.value.repository
   if (named !== repository) {
-    const link = await registry.links.manifest(owner.did, named, reference.digest)
+    const link = await registry.links.manifest(owner.did, named, digest)
     if (link.state !== 'unlinked') holders.add(named)
   }
   holders.delete(repository)
@@ -445,5 +464,46 @@ export async function deleteManifest(
   } else if (named === repository) {
     await registry.manifests.setRepository(agent, owner, manifest, [...holders].sort()[0]!)
   }
-  return reply.code(202).send()
+}
+
+/**
+ * autoRemoveUntagged (the owner's io.atcr.sailor.profile): a manifest that a moved or
+ * deleted tag left with no tag in the repository is deleted from it, unless an image index
+ * of the repository still lists it. Never fails the request that moved the tag.
+ */
+async function removeIfUntagged(
+  registry: Registry,
+  agent: Awaited<ReturnType<Registry['agentFor']>>,
+  target: Target,
+  recordDigest: string,
+): Promise<void> {
+  const { owner, repository } = target
+  try {
+    const profile = await registry.reader.getRecord(
+      owner.pds,
+      owner.did,
+      NSID.sailorProfile,
+      SELF_RKEY,
+    )
+    if (profile?.value.autoRemoveUntagged !== true) return
+    for await (const tag of registry.tags.list(owner, repository)) {
+      if (tag.digest === recordDigest) return
+    }
+    const manifest = await registry.content.manifest(target, recordDigest)
+    if (!manifest) return
+    const listed = (await registry.content.recorded(target)).manifests.some((m) =>
+      m.value.manifests?.some((child) => child.digest === recordDigest),
+    )
+    if (listed) return
+    await removeManifest(registry, agent, target, manifest, contentDigest(manifest.value))
+    registry.ctx.logger.info(
+      { did: owner.did, repository, digest: recordDigest },
+      'removed a manifest left untagged (autoRemoveUntagged)',
+    )
+  } catch (error) {
+    registry.ctx.logger.warn(
+      { err: error, did: owner.did, repository, digest: recordDigest },
+      'removing an untagged manifest failed',
+    )
+  }
 }
