@@ -213,6 +213,54 @@ export const appviewConfig = defineConfig({
           .describe('Abuse limits (429 TOOMANYREQUESTS with Retry-After).'),
       })
       .describe('Sign-in at /auth/token.'),
+    ingest: z
+      .object({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe(
+            'Consume the sources below into the network index. With several instances on one database, one of them consumes at a time (a lease in the database).',
+          ),
+        sources: z
+          .array(
+            z.object({
+              type: z
+                .enum(['firehose', 'jetstream'])
+                .describe(
+                  'firehose: com.atproto.sync.subscribeRepos of a relay, PDS or hold (every commit verified against its DID key); jetstream: a Jetstream service (JSON, lighter, trusted as is).',
+                ),
+              url: z
+                .url({
+                  protocol: /^(wss?|https?)$/,
+                  error: 'expected a ws, wss, http or https URL',
+                })
+                .describe(
+                  'The service: wss://bsky.network, a PDS or hold URL, or wss://jetstream2.us-east.bsky.network.',
+                ),
+              relay: z
+                .boolean()
+                .default(false)
+                .describe(
+                  "A firehose that carries every account's repository (a relay), not only those of one PDS: listings of any backfilled account may then come from the index.",
+                ),
+            }),
+          )
+          .default([])
+          .describe(
+            'Where io.atcr.* records come from; each keeps its own cursor in the database.',
+          ),
+        lease_ttl: duration()
+          .default(30)
+          .describe(
+            'How long the consuming instance holds the lease without renewing it (it renews at a third of this); another instance takes over after the holder stops renewing for this long.',
+          ),
+        reconnect_delay: duration()
+          .default(5)
+          .describe('Wait before reconnecting to a source after an error.'),
+      })
+      .describe(
+        'The network indexer: io.atcr.* records of the whole network into the database (see docs/appview.md).',
+      ),
     log: z
       .object({ level: z.enum(LOG_LEVELS).default('info').describe('Log level.') })
       .describe('Logging.'),

@@ -15,6 +15,7 @@ import { type AuthServices, buildAuthServices } from './auth/index.ts'
 import type { AppViewConfig } from './config.ts'
 import { type AppViewDatabase, openAppViewDatabase } from './db/index.ts'
 import { IndexService } from './ingest/index-service.ts'
+import { IngestService } from './ingest/ingest-service.ts'
 import { Registry } from './registry/registry.ts'
 import { BrowseStore } from './web/browse-store.ts'
 import { ImageConfigs } from './web/image-config.ts'
@@ -46,6 +47,8 @@ export interface WebServices {
 export interface AppViewContext extends AppViewServices {
   registry: Registry
   web: WebServices
+  /** The indexer: consumers of the configured sources (under the lease), backfills. */
+  ingest: IngestService
 }
 
 /** Name resolution in place of the system's (tests: `@atcr/testkit` staticDns). */
@@ -102,7 +105,18 @@ export async function createAppViewContext(
     }
     const registry = new Registry(services)
     const web = { browse: new BrowseStore(db), configs: new ImageConfigs(registry) }
-    return { ...services, registry, web }
+    const ingest = new IngestService({
+      config,
+      db,
+      index: services.index,
+      identity,
+      reader: registry.reader,
+      forgetDid: (did) => registry.holds.forget(did),
+      fetch,
+      logger: subsystemLogger(logger, 'ingest'),
+      now: base.now,
+    })
+    return { ...services, registry, web, ingest }
   } catch (error) {
     await identity.close()
     await db?.close()
@@ -112,6 +126,7 @@ export async function createAppViewContext(
 }
 
 export async function closeAppViewContext(ctx: AppViewContext): Promise<void> {
+  await ctx.ingest.close()
   await ctx.registry.close()
   await ctx.index.settled()
   await ctx.pdsSessions.close()

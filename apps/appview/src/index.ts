@@ -51,6 +51,7 @@ export class AppView {
   async start(): Promise<string> {
     const { host, port } = this.ctx.config.server
     await this.app.listen({ host, port })
+    this.ctx.ingest.start()
     const { address, port: bound } = this.app.server.address() as AddressInfo
     this.ctx.logger.info({ url: this.ctx.config.server.base_url }, 'appview started')
     return `http://${address.includes(':') ? `[${address}]` : address}:${bound}`

@@ -32,13 +32,16 @@ export async function redirectedBlob(response: Response): Promise<Buffer> {
   return Buffer.from(await followed.arrayBuffer())
 }
 
+/** What a Pusher needs of a registry: its URL and a way to get tokens. */
+export type PushTarget = Pick<RegistryStack, 'url' | 'token'>
+
 export class Pusher {
-  readonly stack: RegistryStack
+  readonly stack: PushTarget
   readonly account: TestAccount
   readonly name: string
   #token: string | undefined
 
-  constructor(stack: RegistryStack, account: TestAccount, name: string) {
+  constructor(stack: PushTarget, account: TestAccount, name: string) {
     this.stack = stack
     this.account = account
     this.name = name

@@ -125,21 +125,8 @@ export async function startRegistryStack(
       const appview = await AppView.create(config, { logger: logs.logger, dns })
       cleanups.push(() => appview.destroy())
       const url = await appview.start()
-      const token = async (account: TestAccount | null, scopes: string[]) => {
-        const query = new URLSearchParams({ service: host })
-        for (const scope of scopes) query.append('scope', scope)
-        const headers: Record<string, string> = {}
-        if (account) {
-          const basic = Buffer.from(`${account.did}:${account.appPassword}`).toString('base64')
-          headers.authorization = `Basic ${basic}`
-        }
-        const response = await fetch(`${url}/auth/token?${query}`, { headers })
-        const body = (await response.json()) as { token?: string }
-        if (!response.ok || !body.token) {
-          throw new Error(`/auth/token answered ${response.status}: ${JSON.stringify(body)}`)
-        }
-        return body.token
-      }
+      const token = (account: TestAccount | null, scopes: string[]) =>
+        registryToken(url, host, account, scopes)
       return { appview, url, host, logs, token }
     }
 
@@ -168,6 +155,31 @@ export async function startRegistryStack(
     await close()
     throw error
   }
+}
+
+/**
+ * A registry token from the AppView at `url` (service `host`) for `scopes`, as clients get
+ * one: Basic auth with the account's app password (anonymous when `account` is null).
+ */
+export async function registryToken(
+  url: string,
+  host: string,
+  account: TestAccount | null,
+  scopes: string[],
+): Promise<string> {
+  const query = new URLSearchParams({ service: host })
+  for (const scope of scopes) query.append('scope', scope)
+  const headers: Record<string, string> = {}
+  if (account) {
+    const basic = Buffer.from(`${account.did}:${account.appPassword}`).toString('base64')
+    headers.authorization = `Basic ${basic}`
+  }
+  const response = await fetch(`${url}/auth/token?${query}`, { headers })
+  const body = (await response.json()) as { token?: string }
+  if (!response.ok || !body.token) {
+    throw new Error(`/auth/token answered ${response.status}: ${JSON.stringify(body)}`)
+  }
+  return body.token
 }
 
 /** `repository:<name>:<actions>` */

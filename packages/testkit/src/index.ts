@@ -21,6 +21,7 @@ export {
   type TestHaproxy,
 } from './haproxy.ts'
 export { type HoldProcess, type StartHoldProcessOptions, startHoldProcess } from './hold-process.ts'
+export { type JetstreamEvent, startJetstream, type TestJetstream } from './jetstream.ts'
 export { startNetwork, type TestNetwork } from './network.ts'
 export {
   type CommandResult,

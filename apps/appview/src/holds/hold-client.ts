@@ -93,6 +93,11 @@ export class HoldClient {
     })
   }
 
+  /** Forgets a hold's endpoint (its identity changed: it may have moved). */
+  forget(did: string): void {
+    this.#holds.delete(did)
+  }
+
   /** `Authorization` for a call made on behalf of `caller`, or none for anonymous calls. */
   async authorization(hold: Hold, caller: HoldCaller, lxm: string): Promise<string | undefined> {
     if (caller === null) return undefined

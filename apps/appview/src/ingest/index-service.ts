@@ -3,8 +3,10 @@
 // transaction), outcomes are counted, and accounts seen for the first time get their handle
 // and PDS from the identity resolver in the background.
 import { TtlCache } from '@atcr/core/identity'
+import { manifestRkey, NSID, repoPageRkey, SELF_RKEY, tagRkey } from '@atcr/core/lexicons'
 import type { Logger } from '@atcr/core/log'
 import type { AppViewDatabase } from '../db/index.ts'
+import type { IndexAccountTable } from '../db/schema.ts'
 import { type ApplyOutcome, applyRecord, type RecordChange } from './apply.ts'
 
 export type { ApplyOutcome, RecordChange } from './apply.ts'
@@ -20,6 +22,10 @@ export interface IndexServiceOptions {
   now: () => number
 }
 
+function emptyCounts(): IndexCounts {
+  return { indexed: 0, deleted: 0, invalid: 0, ignored: 0 }
+}
+
 const ACCOUNT_CHECK_TTL_MS = 10 * 60_000
 const MAX_ACCOUNT_LOOKUPS = 32
 
@@ -28,7 +34,8 @@ export class IndexService {
   readonly #resolveAccount: IndexServiceOptions['resolveAccount']
   readonly #logger: Logger
   readonly #now: () => number
-  readonly #counts: IndexCounts = { indexed: 0, deleted: 0, invalid: 0, ignored: 0 }
+  readonly #counts: IndexCounts = emptyCounts()
+  readonly #byCollection = new Map<string, IndexCounts>()
   // Accounts whose row was checked (or is being filled in) recently: not looked up again.
   readonly #checked = new TtlCache<true>({ ttlMs: ACCOUNT_CHECK_TTL_MS, maxEntries: 10_000 })
   readonly #lookups = new Set<Promise<void>>()
@@ -96,6 +103,46 @@ export class IndexService {
     this.#checked.set(did, true)
   }
 
+  async account(did: string): Promise<IndexAccountTable | null> {
+    const row = await this.#db.db
+      .selectFrom('index_account')
+      .selectAll()
+      .where('did', '=', did)
+      .executeTakeFirst()
+    return row ?? null
+  }
+
+  async hasAccount(did: string): Promise<boolean> {
+    return (await this.account(did)) !== null
+  }
+
+  /** The record keys of a user's collection that the index holds rows for. */
+  async recordKeys(did: string, collection: string): Promise<string[]> {
+    const db = this.#db.db
+    switch (collection) {
+      case NSID.manifest: {
+        const rows = db.selectFrom('index_manifest').select('digest').where('did', '=', did)
+        return (await rows.execute()).map((r) => manifestRkey(r.digest))
+      }
+      case NSID.tag: {
+        const rows = db.selectFrom('index_tag').select(['repository', 'tag']).where('did', '=', did)
+        return (await rows.execute()).map((r) => tagRkey(r.repository, r.tag))
+      }
+      case NSID.repoPage: {
+        const rows = db.selectFrom('index_repo_page').select('repository').where('did', '=', did)
+        return (await rows.execute()).map((r) => repoPageRkey(r.repository))
+      }
+      case NSID.sailorStar: {
+        const rows = db.selectFrom('index_star').select('rkey').where('did', '=', did)
+        return (await rows.execute()).map((r) => r.rkey)
+      }
+      case NSID.sailorProfile:
+        return (await this.account(did))?.default_hold ? [SELF_RKEY] : []
+      default:
+        return []
+    }
+  }
+
   /** Marks every record of the account as read from its PDS now. */
   async setBackfilled(did: string, at: number): Promise<void> {
     await this.#db.db
@@ -105,8 +152,14 @@ export class IndexService {
       .execute()
   }
 
+  /** Changes applied since start, by outcome (`invalid`: skipped, refused by its lexicon). */
   get counts(): Readonly<IndexCounts> {
     return { ...this.#counts }
+  }
+
+  /** The same, for one collection. */
+  countsOf(collection: string): Readonly<IndexCounts> {
+    return { ...(this.#byCollection.get(collection) ?? emptyCounts()) }
   }
 
   /** Waits for account lookups in flight (on close, and in tests). */
@@ -116,6 +169,11 @@ export class IndexService {
 
   #settled(change: RecordChange, outcome: ApplyOutcome): void {
     this.#counts[outcome]++
+    if (outcome !== 'ignored') {
+      const counts = this.#byCollection.get(change.collection) ?? emptyCounts()
+      counts[outcome]++
+      this.#byCollection.set(change.collection, counts)
+    }
     if (outcome === 'invalid') {
       this.#logger.info(
         { did: change.did, collection: change.collection, rkey: change.rkey },
