@@ -8,6 +8,7 @@ import { pino } from 'pino'
 import type { AppViewDatabase } from '../src/db/index.ts'
 import { applyRecord } from '../src/ingest/apply.ts'
 import { IndexService } from '../src/ingest/index-service.ts'
+import { IngestLease } from '../src/ingest/lease.ts'
 import { testEngines } from './engines.ts'
 
 const ALICE = 'did:plc:alice'
@@ -371,6 +372,29 @@ for (const engine of engines.engines) {
         .where('did', '=', ALICE)
         .executeTakeFirstOrThrow()
       assert.deepEqual([account.handle, account.pds_endpoint], ['alice.test', 'http://pds.test'])
+    })
+
+    it('the ingest lease: one holder, renewed by it, taken over once expired, released', async () => {
+      let now = 1_000_000
+      const lease = (holder: string) =>
+        new IngestLease({ db, name: 'ingest', holder, ttlMs: 30_000, now: () => now })
+      const a = lease('a')
+      const b = lease('b')
+      assert.equal(await a.acquire(), true)
+      assert.equal(await b.acquire(), false)
+      now += 20_000
+      assert.equal(await a.acquire(), true, 'renewed')
+      now += 20_000
+      assert.equal(await b.acquire(), false, 'still held: renewed 20 s ago')
+      now += 15_000
+      assert.equal(await b.acquire(), true, 'expired: taken over')
+      assert.equal(await a.acquire(), false)
+      assert.deepEqual(await a.current(), { holder: 'b', expires_at: now + 30_000 })
+      await a.release()
+      assert.equal((await b.current())?.holder, 'b', 'only the holder releases')
+      await b.release()
+      assert.equal(await a.current(), null)
+      assert.equal(await a.acquire(), true)
     })
   })
 }
