@@ -71,6 +71,12 @@ export const holdConfig = defineConfig({
           .describe(
             'File with the did:plc rotation key (hex secp256k1). Needed to create the DID and to update it when public_url or the signing key changes.',
           ),
+        handle_resolver_url: httpUrl()
+          .nullable()
+          .default(null)
+          .describe(
+            "Resolve handles (admin sign-in, adding crew by handle) with this service's com.atproto.identity.resolveHandle (a PDS or handle resolver) instead of DNS and /.well-known; answers are still checked against the DID document. Useful for local networks whose handles have no DNS.",
+          ),
       })
       .describe('The hold identity.'),
     registration: z
@@ -199,6 +205,31 @@ export const holdConfig = defineConfig({
           .describe('Unreferenced blobs younger than this are kept (pushes in flight).'),
       })
       .describe('Garbage collection.'),
+    admin: z
+      .object({
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe(
+            "Serve the owner's admin pages at /admin (sign-in with ATProto OAuth; only the owner and crew members with crew:admin get in).",
+          ),
+        base_url: httpUrl()
+          .nullable()
+          .default(null)
+          .describe(
+            'Where browsers reach the admin pages, for the OAuth redirect. Default: public_url when it is https; with an http public_url, http://127.0.0.1 on server.port (a loopback OAuth client, for local use). Sign-in needs https or an http loopback address.',
+          ),
+        client_name: z
+          .string()
+          .min(1)
+          .max(128)
+          .default('ATCR hold admin')
+          .describe('Name of the OAuth client shown on the PDS consent page (https only).'),
+        session_lifetime: duration()
+          .default(43200)
+          .describe('An admin sign-in expires after this; then sign in again.'),
+      })
+      .describe("The owner's admin web pages."),
     log: z
       .object({ level: z.enum(LOG_LEVELS).default('info').describe('Log level.') })
       .describe('Logging.'),
@@ -227,4 +258,13 @@ export function checkServeConfig(config: HoldConfig): void {
     issue('storage.s3.bucket', 'the s3 driver needs a bucket')
   }
   if (issues.length > 0) throw new ConfigError(issues)
+}
+
+/** Where browsers reach the admin pages: admin.base_url, or what public_url implies. */
+export function adminBaseUrl(config: Pick<HoldConfig, 'admin' | 'server'>): string {
+  if (config.admin.base_url) return config.admin.base_url
+  const publicUrl = new URL(config.server.public_url)
+  if (publicUrl.protocol === 'https:') return publicUrl.origin
+  // Local use: the browser on this machine reaches the port the hold listens on.
+  return `http://127.0.0.1:${config.server.port}`
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { createIdentityResolver, type IdentityResolver } from '@atcr/core/identity'
 import type { Logger } from '@atcr/core/log'
 import { VerifiedSignatures } from '@atcr/core/service-auth'
+import { type AdminServices, createAdminServices } from './admin/services.ts'
 import type { HoldConfig } from './config.ts'
 import { type HoldDatabase, openDatabase } from './db/index.ts'
 import { type HoldIdentity, loadHoldIdentity } from './identity.ts'
@@ -31,6 +32,8 @@ export interface HoldContext {
   storageUrls: StorageUrlSigner
   /** Pull counters, written to the stats records in batches. */
   pulls: PullCounter
+  /** The owner's admin pages (null when admin.enabled is false). */
+  admin: AdminServices | null
 }
 
 export async function createHoldContext(config: HoldConfig, logger: Logger): Promise<HoldContext> {
@@ -53,6 +56,9 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
     const resolver = createIdentityResolver({
       mode: config.server.mode,
       plcUrl: config.identity.plc_directory_url,
+      ...(config.identity.handle_resolver_url
+        ? { handleResolver: config.identity.handle_resolver_url }
+        : {}),
     })
     const verifiedSignatures = new VerifiedSignatures()
     const pulls = new PullCounter({
@@ -60,6 +66,15 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
       logger: logger.child({ subsystem: 'stats' }),
       intervalMs: config.stats.flush_interval * 1000,
     })
+    const admin = config.admin.enabled
+      ? await createAdminServices({
+          config,
+          db,
+          identity,
+          resolver,
+          logger: logger.child({ subsystem: 'admin' }),
+        })
+      : null
     return {
       config,
       logger,
@@ -71,6 +86,7 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
       verifiedSignatures,
       storageUrls,
       pulls,
+      admin,
     }
   } catch (error) {
     await db.close()
@@ -79,6 +95,7 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
 }
 
 export async function closeHoldContext(ctx: HoldContext): Promise<void> {
+  await ctx.admin?.gc.settled()
   await ctx.resolver.close()
   await ctx.pulls.close().catch((err: unknown) => {
     ctx.logger.error({ err }, 'pull counters were not written')

@@ -1,6 +1,7 @@
 // The hold's HTTP surface: identity documents, the embedded PDS's XRPC routes and the
-// io.atcr.hold methods, all under one XRPC error envelope.
+// io.atcr.hold methods, all under one XRPC error envelope; and the admin pages (HTML).
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { registerAdmin } from './admin/index.ts'
 import { createOciBlobHandler, registerSignedReads } from './blobs/download.ts'
 import type { HoldContext } from './context.ts'
 import { registerGcRoute } from './gc/route.ts'
@@ -36,6 +37,7 @@ export async function buildServer(ctx: HoldContext): Promise<FastifyInstance> {
   await registerUploadRoutes(app, ctx)
   await registerHoldMethods(app, ctx)
   await registerGcRoute(app, ctx)
+  await registerAdmin(app, ctx)
   startEventPruner(app, {
     sequencer: ctx.repo.sequencer,
     retention: ctx.config.firehose.retention,

@@ -1,3 +1,4 @@
+import type { OAuthTables } from '@atcr/core/oauth'
 import type { Generated } from 'kysely'
 
 /**
@@ -79,7 +80,8 @@ export interface HoldUploadTable {
   updated_at: number
 }
 
-export interface HoldSchema {
+/** The admin pages' OAuth sign-in and browser sessions are @atcr/core/oauth's tables. */
+export interface HoldSchema extends OAuthTables {
   repo_root: RepoRootTable
   repo_block: RepoBlockTable
   record: RecordTable

@@ -35,6 +35,17 @@ export interface GcOptions {
   dryRun: boolean
   /** The time the grace period counts back from (tests); defaults to now. */
   now?: Date
+  /** Told as the collection goes (after each blob listed or handled): the admin pages show it. */
+  onProgress?: (progress: GcProgress) => void
+}
+
+export interface GcProgress {
+  phase: 'scanning' | 'deleting' | 'done'
+  blobsScanned: number
+  /** Unreferenced blobs past the grace period, found so far. */
+  candidates: number
+  /** Candidates handled so far (deleted, kept at the last check, or failed). */
+  handled: number
 }
 
 export interface GcBlob {
@@ -116,7 +127,15 @@ export async function collectGarbage(deps: GcDeps, options: GcOptions): Promise<
   const uploading = await uploadingDigests(db)
 
   const candidates: GcBlob[] = []
+  const tell = (phase: GcProgress['phase'], handled: number) =>
+    options.onProgress?.({
+      phase,
+      blobsScanned: report.blobsScanned,
+      candidates: candidates.length,
+      handled,
+    })
   for await (const object of storage.list('blobs')) {
+    tell('scanning', 0)
     const digest = digestOfBlobPath(object.path)
     if (digest === null) {
       report.ignoredObjects += 1
@@ -137,7 +156,9 @@ export async function collectGarbage(deps: GcDeps, options: GcOptions): Promise<
     }
   }
 
+  let handled = 0
   for (const blob of candidates) {
+    tell('deleting', handled++)
     if (options.dryRun) {
       report.deleted.push(blob)
       report.reclaimedBytes += blob.size
@@ -166,6 +187,7 @@ export async function collectGarbage(deps: GcDeps, options: GcOptions): Promise<
   }
 
   report.finishedAt = new Date().toISOString()
+  tell('done', handled)
   logger?.info(
     {
       dryRun: report.dryRun,

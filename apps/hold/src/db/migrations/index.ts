@@ -6,6 +6,7 @@ import * as m004 from './004-record-fields.ts'
 import * as m005 from './005-upload-digest-optional.ts'
 import * as m006 from './006-record-blob.ts'
 import * as m007 from './007-identity-announced.ts'
+import * as m008 from './008-admin-sessions.ts'
 
 /**
  * Every migration, run in the order of their names at open and recorded in the
@@ -20,4 +21,5 @@ export const migrations: Record<string, Migration> = {
   '005-upload-digest-optional': m005,
   '006-record-blob': m006,
   '007-identity-announced': m007,
+  '008-admin-sessions': m008,
 }

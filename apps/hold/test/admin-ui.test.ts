@@ -1,0 +1,290 @@
+// The hold owner's admin pages for real: the testkit's PLC and PDS, the atcr-hold and
+// atcr-appview executables in their own processes, and Debian's chromium (headless,
+// playwright-core) signing in with ATProto OAuth on the PDS's own authorize page (the
+// hold is a loopback OAuth client). A non-owner is refused; sign-out needs a POST with a
+// CSRF token; the owner adds a crew member by handle, who then pushes through the AppView
+// with skopeo; GC previews then deletes a planted unreferenced blob; the backup CAR
+// verifies and equals `atcr-hold repo export`. Screenshots (light and dark) go to
+// test-artifacts/hold-admin/ (git-ignored).
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdir, readFile, stat, utimes, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { after, afterEach, before, describe, it } from 'node:test'
+import { readRepoCar } from '@atcr/core/car'
+import { extractAtprotoDocumentData, parseDidDocument } from '@atcr/core/identity'
+import {
+  type AppViewProcess,
+  approveOnAuthorizePage,
+  type HoldProcess,
+  hasChromium,
+  hasCommand,
+  launchBrowser,
+  makeTempDir,
+  removeTempDir,
+  run,
+  startAppViewProcess,
+  startHoldProcess,
+  startNetwork,
+  type TestAccount,
+  type TestBrowser,
+  type TestNetwork,
+  writeOciImage,
+} from '@atcr/testkit'
+import { runHoldCli } from './hold-harness.ts'
+
+type Page = Awaited<ReturnType<TestBrowser['newPage']>>
+
+const ARTIFACTS = new URL('../../../test-artifacts/hold-admin/', import.meta.url).pathname
+
+const missing = ['skopeo'].filter((c) => !hasCommand(c))
+if (!hasChromium()) missing.push('chromium')
+
+describe('the admin pages in a real browser', {
+  skip: missing.length > 0 && `missing ${missing.join(', ')}`,
+}, () => {
+  let net: TestNetwork
+  let alice: TestAccount
+  let bob: TestAccount
+  let carol: TestAccount
+  let hold: HoldProcess
+  let appview: AppViewProcess
+  let browser: TestBrowser
+  let dir: string
+  /** http://127.0.0.1:PORT: where the admin pages are (the loopback OAuth client's origin). */
+  let admin: string
+
+  const screenshot = async (page: Page, name: string) => {
+    await mkdir(ARTIFACTS, { recursive: true })
+    for (const colorScheme of ['light', 'dark'] as const) {
+      await page.emulateMedia({ colorScheme })
+      await page.screenshot({ path: join(ARTIFACTS, `${name}-${colorScheme}.png`), fullPage: true })
+    }
+    await page.emulateMedia({ colorScheme: null })
+  }
+  const signIn = async (page: Page, account: TestAccount) => {
+    await page.goto(`${admin}/admin`)
+    assert.equal(page.url(), `${admin}/admin/auth/login`)
+    await page.getByLabel('Your handle or DID').fill(account.handle)
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    await approveOnAuthorizePage(page, account, net.pds.url)
+    await page.waitForLoadState()
+  }
+  const cookieHeader = async () =>
+    (await browser.context.cookies(`${admin}/admin/`)).map((c) => `${c.name}=${c.value}`).join('; ')
+
+  before(async () => {
+    dir = await makeTempDir('atcr-admin-ui-')
+    net = await startNetwork()
+    ;[alice, bob, carol] = (await Promise.all(
+      ['alice.test', 'bob.test', 'carol.test'].map((h) => net.pds.createAccount(h)),
+    )) as [TestAccount, TestAccount, TestAccount]
+    hold = await startHoldProcess({
+      plcUrl: net.plc.url,
+      ownerDid: alice.did,
+      allowAllCrew: false,
+      config: {
+        identity: { handle_resolver_url: net.pds.url },
+        // Every unreferenced blob may go at once; pull counters never commit mid-test.
+        gc: { grace_period: 0 },
+        stats: { flush_interval: 86400 },
+      },
+    })
+    admin = `http://127.0.0.1:${hold.port}`
+    appview = await startAppViewProcess({
+      dataDir: join(dir, 'appview'),
+      plcUrl: net.plc.url,
+      handleResolverUrl: net.pds.url,
+      config: { registry: { default_hold_did: hold.did } },
+    })
+    browser = await launchBrowser()
+  })
+  after(async () => {
+    await browser?.close()
+    await appview?.kill()
+    await hold?.close()
+    await net?.close()
+    if (dir) await removeTempDir(dir)
+  })
+  afterEach((t) => {
+    const test = t as unknown as { passed: boolean }
+    if (!test.passed)
+      console.error(`hold output:\n${hold?.output()}\nappview:\n${appview?.output()}`)
+  })
+
+  it('sends anyone not signed in to the sign-in page, with no query, and sets security headers', async () => {
+    for (const path of ['/admin', '/admin/crew', '/admin/gc', '/admin/backup.car']) {
+      const res = await fetch(`${admin}${path}`, { redirect: 'manual' })
+      assert.equal(res.status, 303, path)
+      assert.equal(res.headers.get('location'), '/admin/auth/login', path)
+    }
+    const login = await fetch(`${admin}/admin/auth/login`)
+    assert.equal(login.status, 200)
+    const csp = login.headers.get('content-security-policy') ?? ''
+    assert.match(csp, /default-src 'none'/)
+    assert.doesNotMatch(csp, /unsafe-inline|script-src/)
+    assert.equal(login.headers.get('x-content-type-options'), 'nosniff')
+    const page = await fetch(`${admin}/admin/static/admin.css`)
+    assert.match(await page.text(), /prefers-color-scheme:dark/)
+  })
+
+  it('refuses an account that is neither the owner nor a crew admin', async () => {
+    const page = await browser.newPage()
+    await signIn(page, carol)
+    assert.equal((await page.textContent('h1'))?.trim(), 'Not allowed')
+    assert.match((await page.textContent('main')) ?? '', /carol\.test/)
+    const cookies = await browser.context.cookies(`${admin}/admin/`)
+    assert.ok(
+      !cookies.some((c) => c.name === 'atcr_hold_admin'),
+      'no session for a refused account',
+    )
+    await page.goto(`${admin}/admin`)
+    assert.equal(page.url(), `${admin}/admin/auth/login`)
+    await page.close()
+    // The PDS remembers carol's sign-in: start the owner's from a clean browser.
+    await browser.context.clearCookies()
+  })
+
+  it('signs the owner in; sign-out by GET does nothing, by POST without a token is refused', async () => {
+    const page = await browser.newPage()
+    await signIn(page, alice)
+    assert.equal(page.url(), `${admin}/admin`)
+    assert.equal((await page.textContent('h1'))?.trim(), 'Overview')
+    const session = (await browser.context.cookies(`${admin}/admin/`)).find(
+      (c) => c.name === 'atcr_hold_admin',
+    )
+    assert.ok(session)
+    assert.equal(session.httpOnly, true)
+    assert.equal(session.sameSite, 'Lax')
+    assert.equal(session.path, '/admin')
+    await screenshot(page, 'admin-overview')
+
+    const viaGet = await page.goto(`${admin}/admin/auth/logout`)
+    assert.equal(viaGet?.status(), 405)
+    await page.goto(`${admin}/admin`)
+    assert.equal((await page.textContent('h1'))?.trim(), 'Overview', 'still signed in after a GET')
+
+    const noToken = await fetch(`${admin}/admin/auth/logout`, {
+      method: 'POST',
+      headers: {
+        cookie: await cookieHeader(),
+        'content-type': 'application/x-www-form-urlencoded',
+      },
+      body: '',
+      redirect: 'manual',
+    })
+    assert.equal(noToken.status, 403)
+    const still = await fetch(`${admin}/admin`, {
+      headers: { cookie: await cookieHeader() },
+      redirect: 'manual',
+    })
+    assert.equal(still.status, 200, 'still signed in after a POST without a token')
+    await page.close()
+  })
+
+  it('adds a crew member by handle, who can then push through the AppView', async () => {
+    const page = await browser.newPage()
+    await page.goto(`${admin}/admin/crew`)
+    assert.doesNotMatch((await page.textContent('main')) ?? '', new RegExp(bob.did))
+    await page.getByLabel('Handle or DID').fill('bob.test')
+    await page.getByRole('button', { name: 'Add to the crew' }).click()
+    await page.waitForLoadState()
+    assert.match((await page.getByRole('status').textContent()) ?? '', /bob\.test joined the crew/)
+    assert.match((await page.textContent('table')) ?? '', new RegExp(bob.did))
+    await screenshot(page, 'admin-crew')
+    await page.close()
+
+    const crew = (await (
+      await fetch(
+        `${hold.url}/xrpc/com.atproto.repo.listRecords?repo=${encodeURIComponent(hold.did)}&collection=io.atcr.hold.crew`,
+      )
+    ).json()) as { records: { value: { member: string; permissions: string[] } }[] }
+    const record = crew.records.find((r) => r.value.member === bob.did)
+    assert.deepEqual(record?.value.permissions, ['blob:read', 'blob:write'])
+
+    const layout = join(dir, 'layout')
+    await writeOciImage(layout, {
+      tag: 'v1',
+      layers: [{ files: [{ path: 'etc/motd', content: 'pushed by a crew member\n' }] }],
+    })
+    const name = `${new URL(appview.url).host}/${bob.did.replaceAll(':', '-')}/crewed`
+    await run('skopeo', [
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `bob.test:${bob.appPassword}`,
+      `oci:${layout}:v1`,
+      `docker://${name}:v1`,
+    ])
+    const layers = (await (
+      await fetch(
+        `${hold.url}/xrpc/com.atproto.repo.listRecords?repo=${encodeURIComponent(hold.did)}&collection=io.atcr.hold.layer`,
+      )
+    ).json()) as { records: { value: { userDid: string } }[] }
+    assert.ok(
+      layers.records.some((r) => r.value.userDid === bob.did),
+      'layer records of the push',
+    )
+  })
+
+  it('previews garbage collection, then deletes the one unreferenced blob', async () => {
+    const bytes = randomBytes(4096)
+    const hex = createHash('sha256').update(bytes).digest('hex')
+    const path = join(hold.dataDir, 'blobs', 'blobs', 'sha256', hex.slice(0, 2), hex, 'data')
+    await mkdir(dirname(path), { recursive: true })
+    await writeFile(path, bytes)
+    const old = new Date(Date.now() - 3_600_000)
+    await utimes(path, old, old)
+
+    const page = await browser.newPage()
+    await page.goto(`${admin}/admin/gc`)
+    await page.getByRole('button', { name: 'Preview' }).click()
+    await page.getByRole('heading', { name: 'Preview finished' }).waitFor({ timeout: 60_000 })
+    assert.match((await page.textContent('#gc-deleted')) ?? '', /^1 blobs, 4\.0 KiB$/)
+    assert.ok(await stat(path), 'a preview deletes nothing')
+    await page.getByRole('button', { name: 'Run the collection (delete)' }).click()
+    await page.getByRole('heading', { name: 'Collection finished' }).waitFor({ timeout: 60_000 })
+    assert.match((await page.textContent('#gc-deleted')) ?? '', /^1 blobs, 4\.0 KiB$/)
+    assert.match((await page.textContent('main')) ?? '', new RegExp(`sha256:${hex}`))
+    await assert.rejects(stat(path), { code: 'ENOENT' })
+    // The pushed blobs are referenced and stay.
+    assert.match((await page.textContent('main')) ?? '', /Kept: referenced\s*[1-9]/)
+    await screenshot(page, 'admin-gc')
+    await page.close()
+  })
+
+  it('downloads the repo as a CAR that verifies and equals `atcr-hold repo export`', async () => {
+    const page = await browser.newPage()
+    await page.goto(`${admin}/admin/gc`)
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('link', { name: 'Download the repository (CAR)' }).click(),
+    ])
+    const saved = join(dir, 'backup.car')
+    await download.saveAs(saved)
+    await page.close()
+    const car = await readFile(saved)
+
+    const document = parseDidDocument(
+      hold.did,
+      await (await fetch(`${hold.url}/.well-known/did.json`)).json(),
+    )
+    const { signingKey } = extractAtprotoDocumentData(document)
+    const verified = await readRepoCar(car, { did: hold.did, signingKey })
+    assert.equal(verified.signatureVerified, true)
+    const crew = verified.records.filter((r) => r.collection === 'io.atcr.hold.crew')
+    assert.ok(
+      crew.some((r) => r.value.member === bob.did),
+      'the backup holds the new crew record',
+    )
+
+    const exported = await runHoldCli([
+      'repo',
+      'export',
+      '--config',
+      join(hold.dataDir, 'hold.yaml'),
+    ])
+    assert.equal(exported.code, 0, exported.stderr)
+    assert.ok(Buffer.compare(exported.stdout, car) === 0, 'the same bytes as repo export')
+  })
+})
