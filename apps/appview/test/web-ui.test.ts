@@ -28,6 +28,7 @@ import {
   startHoldProcess,
   type TestBrowser,
 } from '@atcr/testkit'
+import { bytes } from '../src/web/format.ts'
 import { type RegistryStack, repoScope, startRegistryStack } from './registry-harness.ts'
 
 const missing = ['skopeo'].filter((c) => !hasCommand(c))
@@ -189,6 +190,13 @@ describe('the web UI in a real browser', {
     assert.match(await mainText(), /Layers \(linux\/amd64\)/)
     assert.match(await mainText(), /RUN build-for-amd64/)
     assert.doesNotMatch(await mainText(), /untagged/)
+    // A multi-platform image's size is that of its platforms' images, not of their manifests.
+    const images = (
+      await stack.appview.ctx.web.browse.manifests(stack.alice.did, 'multiarch')
+    ).filter((m) => m.platforms === null)
+    assert.equal(images.length, 2)
+    const total = bytes(images.reduce((sum, m) => sum + m.size, 0))
+    assert.match((await row.textContent()) ?? '', new RegExp(`${total.replace('.', '\\.')}`))
 
     await open('/r/alice.test/webapp')
     const layers = page.locator('section', { has: page.locator('#layers-heading') })
@@ -350,6 +358,62 @@ describe('the web UI in a real browser', {
     assert.equal((await deleteTag('v2')).status, 202)
     assert.ok(await recorded(second), 'an image still tagged v1 stays')
     assert.equal(await digestOf('v1'), second)
+  })
+
+  it('answers bad input with an error page, never a 500, and refuses forms without a CSRF token', async () => {
+    const get = (path: string) => fetch(`${stack.url}${path}`)
+    for (const [path, status] of [
+      ['/r/alice.test/no-such-repository', 404],
+      ['/r/nobody.invalid/app', 404],
+      ['/r/alice.test/webapp/-/no-such-tag', 404],
+      ['/r/alice.test/webapp/-/sha256:0000', 404],
+      ['/r/alice.test/UPPER', 404],
+      ['/u/not%20a%20handle', 404],
+      ['/search?q=%25&page=abc', 200],
+      [`/search?q=${'x'.repeat(5000)}`, 200],
+    ] as const) {
+      const response = await get(path)
+      assert.equal(response.status, status, path)
+      assert.match(response.headers.get('content-type') ?? '', /text\/html/, path)
+      assert.match(response.headers.get('content-security-policy') ?? '', /script-src 'self'/)
+    }
+    // "%" is a literal character, not a wildcard.
+    assert.match(await (await get('/search?q=%25')).text(), /No repository matches/)
+
+    const static_ = await get(`/static/app.css`)
+    assert.equal(static_.status, 200)
+    assert.match(static_.headers.get('cache-control') ?? '', /immutable/)
+
+    const cookie = (await browser.context.cookies(stack.url))
+      .map((c) => `${c.name}=${c.value}`)
+      .join('; ')
+    const post = (path: string, body: Record<string, string>, headers = {}) =>
+      fetch(`${stack.url}${path}`, {
+        method: 'POST',
+        body: new URLSearchParams(body),
+        headers: { cookie, ...headers },
+        redirect: 'manual',
+      })
+    for (const path of [
+      '/r/alice.test/webapp/-/star',
+      '/r/alice.test/webapp/-/description',
+      '/settings/profile',
+    ]) {
+      assert.equal((await post(path, { description: 'x', default_hold: '' })).status, 403, path)
+      const forged = await post(path, { _csrf: 'forged' }, { origin: 'https://evil.example' })
+      assert.equal(forged.status, 403, path)
+    }
+    assert.equal((await aliceRecords(NSID.sailorStar)).length, 0)
+
+    // With a real token (the page's own form), a hold the user may not use is refused.
+    await open('/settings')
+    const token = await page.locator('input[name="_csrf"]').first().inputValue()
+    const refused = await page.request.post(`${stack.url}/settings/profile`, {
+      form: { _csrf: token, default_hold: 'did:web:hold.example.com' },
+      maxRedirects: 0,
+    })
+    assert.equal(refused.status(), 400)
+    assert.match(await refused.text(), /not a hold you may push to/)
   })
 
   it('has no serious accessibility violations on any page; screenshots in light and dark', async (t) => {

@@ -117,6 +117,29 @@ function annotationsOf(manifest: ManifestRow): [string, string][] {
     .sort(([a], [b]) => a.localeCompare(b))
 }
 
+/**
+ * Compressed sizes as people mean them: an image's config and layers; for a multi-platform
+ * image, the sum over its platforms' images (those the index has), not of their manifests.
+ */
+async function imageSizes(web: WebKit, manifests: ManifestRow[]): Promise<Map<string, number>> {
+  const sizes = new Map<string, number>()
+  const childDigests = manifests.flatMap((m) => childrenOf(m).map((c) => c.digest))
+  const did = manifests[0]?.did
+  const children = did ? await web.ctx.web.browse.manifestsByDigest(did, childDigests) : []
+  for (const child of children) sizes.set(child.digest, child.size)
+  for (const manifest of manifests) {
+    const platforms = childrenOf(manifest)
+    const known = platforms.filter((c) => sizes.has(c.digest))
+    sizes.set(
+      manifest.digest,
+      platforms.length > 0 && known.length === platforms.length
+        ? known.reduce((sum, c) => sum + sizes.get(c.digest)!, 0)
+        : manifest.size,
+    )
+  }
+  return sizes
+}
+
 /** Images with no tag that are not a platform of a multi-platform image either. */
 function untaggedCount(images: ManifestRow[], tags: TagRow[]): number {
   const reached = new Set(tags.map((t) => t.digest))
@@ -245,13 +268,21 @@ export function registerBrowseRoutes(app: FastifyInstance, web: WebKit): void {
     const readme =
       repoPage?.description ?? latest?.description ?? images.find((m) => m.description)?.description
     const holdDid = latest?.holdDid ?? null
+    const sizes = await imageSizes(
+      web,
+      tags.flatMap((t) => (t.manifest ? [t.manifest] : [])),
+    )
     const name = `${registryHost}/${ownerName(owner)}/${repository}`
     const firstTag = tags[0]?.tag
     return web.page(request, reply, 'repository', `${ownerName(owner)}/${repository}`, {
       owner,
       repository,
       path: repoPath(owner, repository),
-      tags: tags.map((t: TagRow) => ({ ...t, path: repoPath(owner, repository, t.tag) })),
+      tags: tags.map((t: TagRow) => ({
+        ...t,
+        path: repoPath(owner, repository, t.tag),
+        size: t.manifest ? (sizes.get(t.digest) ?? t.manifest.size) : null,
+      })),
       untagged: untaggedCount(images, tags),
       readmeHtml: readme ? renderMarkdown(readme) : null,
       repoPageDescription: repoPage?.description ?? '',
@@ -297,6 +328,7 @@ export function registerBrowseRoutes(app: FastifyInstance, web: WebKit): void {
         ? await ctx.web.configs.get(manifest.holdDid, manifest.configDigest, viewer?.did ?? null)
         : null
     const referrers = await browse.referrers(owner.did, [manifest.digest])
+    const sizes = await imageSizes(web, [manifest])
     const name = `${registryHost}/${ownerName(owner)}/${repository}`
     return web.page(request, reply, 'manifest', `${ownerName(owner)}/${repository}:${ref}`, {
       owner,
@@ -305,7 +337,12 @@ export function registerBrowseRoutes(app: FastifyInstance, web: WebKit): void {
       ref,
       tag,
       manifest,
-      children: children.map((c) => ({ ...c, path: repoPath(owner, repository, c.digest) })),
+      size: sizes.get(manifest.digest) ?? manifest.size,
+      children: children.map((c) => ({
+        ...c,
+        path: repoPath(owner, repository, c.digest),
+        imageSize: sizes.get(c.digest) ?? null,
+      })),
       layers: children.length === 0 ? layersOf(manifest, config) : [],
       config,
       annotations: annotationsOf(manifest),

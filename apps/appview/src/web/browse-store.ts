@@ -61,8 +61,11 @@ export interface HoldRow {
   public: boolean
   allowAllCrew: boolean
   region: string | null
-  /** How the user relates to it: their own, they are crew, or it takes anyone as crew. */
-  relation: 'owner' | 'crew' | 'open'
+  /**
+   * How the user relates to it: their own, they are crew, it takes anyone as crew, or it is
+   * their current default hold though the index does not know it (yet).
+   */
+  relation: 'owner' | 'crew' | 'open' | 'current'
   health: { status: 'unknown' | 'up' | 'down'; endpoint: string; checkedAt: number } | null
 }
 

@@ -49,7 +49,7 @@ export function registerSettingsRoutes(app: FastifyInstance, web: WebKit): void 
         public: false,
         allowAllCrew: false,
         region: null,
-        relation: 'crew',
+        relation: 'current',
         health: await ctx.web.browse.holdHealth(current),
       })
     }
