@@ -70,6 +70,8 @@ export interface RegistryStackOptions {
   }
   /** Config overrides of the AppView's oauth section. */
   oauth?: { permission_set?: boolean }
+  /** Extra config of the hold, merged section by section. */
+  holdConfig?: Record<string, Record<string, unknown>>
 }
 
 export async function startRegistryStack(
@@ -95,6 +97,7 @@ export async function startRegistryStack(
       ...(options.presignedRedirects === undefined
         ? {}
         : { presignedRedirects: options.presignedRedirects }),
+      ...(options.holdConfig ? { config: options.holdConfig } : {}),
     })
     cleanups.push(() => hold.close())
 

@@ -160,6 +160,23 @@ export const holdConfig = defineConfig({
     uploads: z
       .object({
         expiry: duration().default(86400).describe('Abandoned uploads are removed after this.'),
+        max_open_per_account: z
+          .number()
+          .int()
+          .min(1)
+          .default(32)
+          .describe(
+            'Uploads one account may have open at once (the owner is not limited); more are refused with TooManyUploads.',
+          ),
+        max_open_bytes_per_account: z
+          .number()
+          .int()
+          .min(0)
+          .nullable()
+          .default(10 * 1024 ** 3)
+          .describe(
+            'Bytes the open uploads of one account may hold (the owner is not limited; null: no cap); a part past it is refused with QuotaExceeded.',
+          ),
       })
       .describe('Multipart uploads.'),
     quota: z
@@ -170,6 +187,14 @@ export const holdConfig = defineConfig({
           .nullable()
           .default(null)
           .describe('Tier of new crew members (default: the first tier).'),
+        owner_reserve: z
+          .number()
+          .int()
+          .min(0)
+          .default(1024 ** 3)
+          .describe(
+            'Free bytes of the storage kept for the owner (filesystem driver): an upload of anyone else that would leave less free is refused with StorageFull (507).',
+          ),
       })
       .describe('Quotas.'),
     auth: z

@@ -15,6 +15,7 @@ import {
   type StorageDriver,
   StorageUrlSigner,
 } from './storage/index.ts'
+import { UploadBudget } from './uploads/limits.ts'
 
 /** Everything the hold's routes and commands share, built once from config. */
 export interface HoldContext {
@@ -34,6 +35,8 @@ export interface HoldContext {
   pulls: PullCounter
   /** The owner's admin pages (null when admin.enabled is false). */
   admin: AdminServices | null
+  /** The bytes of upload parts being received, per account (see uploads/limits.ts). */
+  uploadBudget: UploadBudget
 }
 
 export async function createHoldContext(config: HoldConfig, logger: Logger): Promise<HoldContext> {
@@ -87,6 +90,7 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
       storageUrls,
       pulls,
       admin,
+      uploadBudget: new UploadBudget(),
     }
   } catch (error) {
     await db.close()

@@ -47,6 +47,20 @@ export function holdUnavailable(hold: Hold | string, what: string, cause?: unkno
   return new OciError('UNAVAILABLE', { message: `hold ${did}: ${what}`, cause })
 }
 
+/**
+ * A hold's 507 (its disk is full, or what is left is kept for its owner) as DENIED: a
+ * client must not retry what only the hold's operator can fix (clients retry 5xx and
+ * UNAVAILABLE), and the message names the cause.
+ */
+export function holdStorageFull(hold: Hold | string, holdMessage: unknown): OciError {
+  const did = typeof hold === 'string' ? hold : hold.did
+  const detail = typeof holdMessage === 'string' && holdMessage !== '' ? holdMessage : ''
+  return new OciError('DENIED', {
+    message: `hold ${did} is out of storage (507 Insufficient Storage)${detail ? `: ${detail}` : ''}`,
+    detail: { hold: did, reason: 'StorageFull' },
+  })
+}
+
 /** A DID, or a hold URL as older profiles wrote it (normalized to its did:web). */
 export function normalizeHoldRef(value: string): string | null {
   if (value.startsWith('did:')) return value
@@ -226,11 +240,13 @@ export async function readXrpcJson<T>(nsid: string, hold: Hold, response: Respon
     const text = await readBoundedText(response, MAX_JSON_RESPONSE)
     body = text === '' ? {} : JSON.parse(text)
   } catch (error) {
+    if (response.status === 507) throw holdStorageFull(hold, undefined)
     if (!response.ok) throw new HoldXrpcError(nsid, response.status, 'Unknown', 'no error body')
     throw holdUnavailable(hold, `${nsid} returned malformed JSON`, error)
   }
   if (!response.ok) {
     const { error, message } = (body ?? {}) as { error?: unknown; message?: unknown }
+    if (response.status === 507) throw holdStorageFull(hold, message)
     throw new HoldXrpcError(
       nsid,
       response.status,

@@ -158,6 +158,8 @@ export class StreamedPart {
   #response: Promise<Response>
   #request: PartRequest
   #abort = new AbortController()
+  /** The answer, when it came before the body was complete: a refusal. */
+  #early: Response | null = null
 
   private constructor(holds: HoldClient, target: PartTarget, request: PartRequest) {
     this.target = target
@@ -181,7 +183,10 @@ export class StreamedPart {
     })
     this.#response.then(
       // An answer before the body is complete is a refusal: stop writing.
-      () => this.#fail(new Error('the part request ended early')),
+      (response) => {
+        this.#early = response
+        this.#fail(new Error('the part request ended early'))
+      },
       (error: unknown) => this.#fail(error),
     )
   }
@@ -198,6 +203,7 @@ export class StreamedPart {
       })
     }
     if (this.#failure !== null) {
+      await this.#throwRefusal()
       throw holdUnavailable(
         this.target.hold,
         `sending part ${this.target.partNumber} failed`,
@@ -207,6 +213,7 @@ export class StreamedPart {
     try {
       this.#controller.enqueue(chunk)
     } catch (error) {
+      await this.#throwRefusal()
       // The request ended between the check and now (its body stream is closed).
       throw holdUnavailable(
         this.target.hold,
@@ -236,6 +243,11 @@ export class StreamedPart {
     this.#abort.abort()
     const response = await this.#response.catch(() => null)
     await response?.body?.cancel().catch(() => {})
+  }
+
+  /** The hold's own error (QuotaExceeded, a full disk, ...) when it refused the part early. */
+  async #throwRefusal(): Promise<void> {
+    if (this.#early && !this.#early.ok) await etagOf(this.target, this.#request, this.#early)
   }
 
   #wakeWriter(): void {

@@ -80,6 +80,13 @@ export interface HoldUploadTable {
   updated_at: number
 }
 
+/** One stored part of an upload in progress: its size counts against the uploader's limits. */
+export interface HoldUploadPartTable {
+  upload_id: string
+  part_number: number
+  size: number
+}
+
 /** The admin pages' OAuth sign-in and browser sessions are @atcr/core/oauth's tables. */
 export interface HoldSchema extends OAuthTables {
   repo_root: RepoRootTable
@@ -90,4 +97,5 @@ export interface HoldSchema extends OAuthTables {
   blob: BlobTable
   identity_announced: IdentityAnnouncedTable
   hold_upload: HoldUploadTable
+  hold_upload_part: HoldUploadPartTable
 }

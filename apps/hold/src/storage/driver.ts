@@ -100,6 +100,12 @@ export interface StorageDriver {
   /** Drops the upload and its parts; aborting an unknown upload is not an error. */
   abortMultipart(uploadId: string): Promise<void>
 
+  /**
+   * Bytes still free for new objects (what an unprivileged writer may use), or null when
+   * the backend has no such notion (S3).
+   */
+  freeSpace(): Promise<number | null>
+
   /** A presigned GET URL for the object, or null when the driver cannot presign. */
   presignGet(path: string, options?: PresignOptions): Promise<string | null>
 

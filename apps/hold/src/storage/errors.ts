@@ -13,6 +13,7 @@ export type StorageErrorCode =
   | 'PART_TOO_SMALL'
   | 'SIZE_MISMATCH'
   | 'TOO_LARGE'
+  | 'STORAGE_FULL'
   | 'BACKEND'
 
 export class StorageError extends Error {
@@ -120,6 +121,13 @@ export class TooLargeError extends StorageError {
   constructor(what: string, limit: number) {
     super('TOO_LARGE', `${what} exceeds ${limit} bytes`)
     this.limit = limit
+  }
+}
+
+/** The backend has no room left for the bytes (a full disk: ENOSPC, EDQUOT; S3's 507). */
+export class StorageFullError extends StorageError {
+  constructor(operation: string, cause: unknown) {
+    super('STORAGE_FULL', `storage ${operation} failed: no space left`, { cause })
   }
 }
 

@@ -12,6 +12,7 @@ import {
   rm,
   rmdir,
   stat,
+  statfs,
   unlink,
   utimes,
 } from 'node:fs/promises'
@@ -39,6 +40,7 @@ import {
   PathNotFoundError,
   StorageBackendError,
   StorageError,
+  StorageFullError,
   UploadNotFoundError,
 } from './errors.ts'
 import {
@@ -343,6 +345,15 @@ class FilesystemDriver implements StorageDriver {
       await rm(join(this.#multipart, uploadId), { recursive: true, force: true })
     } catch (err) {
       throw wrap('abortMultipart', err)
+    }
+  }
+
+  async freeSpace(): Promise<number | null> {
+    try {
+      const info = await statfs(this.#root)
+      return info.bavail * info.bsize
+    } catch (err) {
+      throw wrap('statfs', err)
     }
   }
 
@@ -688,5 +699,8 @@ function isMissing(err: unknown): boolean {
 }
 
 function wrap(operation: string, err: unknown): StorageError {
-  return err instanceof StorageError ? err : new StorageBackendError(operation, err)
+  if (err instanceof StorageError) return err
+  const code = errno(err)
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new StorageFullError(operation, err)
+  return new StorageBackendError(operation, err)
 }

@@ -46,6 +46,7 @@ import {
   PathNotFoundError,
   StorageBackendError,
   StorageError,
+  StorageFullError,
   UploadNotFoundError,
 } from './errors.ts'
 import {
@@ -502,6 +503,11 @@ class S3Driver implements StorageDriver {
     }
   }
 
+  /** A bucket has no free space to speak of: only the server's own limits apply. */
+  async freeSpace(): Promise<null> {
+    return null
+  }
+
   async presignGet(path: string, options?: PresignOptions): Promise<string> {
     const Key = this.#key(path)
     const expiresIn = presignTtl(options?.ttl, this.#presignTtl)
@@ -788,5 +794,11 @@ function isNotFound(err: unknown): boolean {
 }
 
 function wrap(operation: string, err: unknown): StorageError {
-  return err instanceof StorageError ? err : new StorageBackendError(operation, err)
+  if (err instanceof StorageError) return err
+  // S3 itself never fills up; self-hosted servers (MinIO, Garage) answer 507 when their
+  // disks do. s3rver never does: this mapping is untested here.
+  if (httpStatus(err) === 507 || errorCode(err) === 'XMinioStorageFull') {
+    return new StorageFullError(operation, err)
+  }
+  return new StorageBackendError(operation, err)
 }

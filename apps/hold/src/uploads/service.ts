@@ -16,6 +16,7 @@ import {
   release,
   SizeMismatchError,
   StorageError,
+  StorageFullError,
   TooLargeError,
   UploadNotFoundError,
   uploadPath,
@@ -23,12 +24,21 @@ import {
 } from '../storage/index.ts'
 import { XrpcError } from '../xrpc/error.ts'
 import {
+  admitCompletion,
+  admitPart,
+  isUnlimited,
+  openUploadCap,
+  storageFull,
+  tooManyUploads,
+} from './limits.ts'
+import {
   claimUpload,
   deleteUpload,
   getUpload,
   insertUpload,
   listIdleUploads,
   nameUpload,
+  recordPart,
   touchUpload,
   type UploadRow,
 } from './store.ts'
@@ -65,18 +75,29 @@ export async function initiateUpload(
   digest: string | undefined,
 ): Promise<{ uploadId: string }> {
   if (digest !== undefined) parseUploadDigest(digest)
+  const cap = await openUploadCap(ctx, uploaderDid)
   const id = randomBytes(16).toString('base64url')
-  const driverUploadId = await ctx.storage.createMultipart(uploadPath(id))
+  let driverUploadId: string
+  try {
+    driverUploadId = await ctx.storage.createMultipart(uploadPath(id))
+  } catch (err) {
+    if (err instanceof StorageFullError) throw storageFull('the hold has no space left')
+    throw err
+  }
   const now = Date.now()
-  await insertUpload(ctx.db, {
+  const row = {
     id,
     digest: digest ?? null,
     uploader_did: uploaderDid,
     driver_upload_id: driverUploadId,
-    state: 'open',
+    state: 'open' as const,
     created_at: now,
     updated_at: now,
-  })
+  }
+  if (!(await insertUpload(ctx.db, row, cap))) {
+    await ctx.storage.abortMultipart(driverUploadId)
+    throw tooManyUploads(cap ?? 0)
+  }
   ctx.logger.debug(
     { uploadId: id, digest: digest ?? null, uploader: uploaderDid },
     'upload initiated',
@@ -85,9 +106,10 @@ export async function initiateUpload(
 }
 
 /**
- * Where part `partNumber` goes: a presigned storage URL when the driver can presign and
- * presigned redirects are on, otherwise this hold's io.atcr.hold.uploadPart (the caller
- * adds its own Authorization header).
+ * Where part `partNumber` goes: a presigned storage URL when the driver can presign,
+ * presigned redirects are on and nothing limits the caller (the hold never sees the bytes
+ * of a presigned part, so it could not count them), otherwise this hold's
+ * io.atcr.hold.uploadPart (the caller adds its own Authorization header).
  */
 export async function getPartUploadUrl(
   ctx: HoldContext,
@@ -98,7 +120,7 @@ export async function getPartUploadUrl(
   checkPartNumber(partNumber)
   const upload = await openUpload(ctx, callerDid, uploadId)
   await touchUpload(ctx.db, upload.id, Date.now())
-  if (ctx.config.storage.presigned_redirects) {
+  if (ctx.config.storage.presigned_redirects && (await isUnlimited(ctx, callerDid))) {
     const presigned = await ctx.storage.presignPart(upload.driver_upload_id, partNumber)
     if (presigned)
       return { url: presigned.url, method: presigned.method, headers: presigned.headers }
@@ -125,11 +147,24 @@ export async function uploadPart(
   checkPartNumber(partNumber)
   const upload = await openUpload(ctx, callerDid, uploadId)
   await touchUpload(ctx.db, upload.id, Date.now())
+  const admission = await admitPart(ctx, callerDid, {
+    uploadId: upload.id,
+    partNumber,
+    ...(options.size === undefined ? {} : { size: options.size }),
+  })
   try {
-    const part = await ctx.storage.writePart(upload.driver_upload_id, partNumber, source, options)
+    const part = await ctx.storage.writePart(
+      upload.driver_upload_id,
+      partNumber,
+      admission.through(source),
+      options,
+    )
+    admission.settle(part.size - (await recordPart(ctx.db, upload.id, partNumber, part.size)))
     await touchUpload(ctx.db, upload.id, Date.now())
     return { etag: part.etag }
   } catch (err) {
+    if (err instanceof XrpcError) throw err
+    if (err instanceof StorageFullError) throw storageFull('the hold has no space left')
     if (err instanceof UploadNotFoundError) {
       throw uploadError('InvalidUploadId', 'The upload no longer exists')
     }
@@ -142,6 +177,8 @@ export async function uploadPart(
     }
     // The request body failed (the client went away): nothing to answer.
     throw err
+  } finally {
+    admission.end()
   }
 }
 
@@ -163,6 +200,12 @@ export async function completeUpload(
   const expected = parseUploadDigest(digest)
   const sorted = sortParts(parts)
   const upload = await openUpload(ctx, callerDid, uploadId)
+  await admitCompletion(
+    ctx,
+    callerDid,
+    upload.id,
+    sorted.map((p) => p.partNumber),
+  )
   if (!(await claimUpload(ctx.db, upload.id, ['open'], 'completing', Date.now()))) {
     throw uploadError('InvalidUploadId', 'The upload is already being completed or aborted')
   }
@@ -210,6 +253,7 @@ export async function completeUpload(
     if (!(await ctx.storage.stat(target))) await ctx.storage.move(assembled, target)
   } catch (err) {
     await reopenAfterFailure(ctx, upload.id, reopen)
+    if (err instanceof StorageFullError) throw storageFull('the blob could not be stored')
     ctx.logger.error({ err, uploadId }, 'publishing an upload failed')
     throw uploadError('CompletionFailed', 'The blob could not be stored', 500)
   }
@@ -380,6 +424,7 @@ async function failCompletion(
     throw uploadError('MissingParts', `Parts are missing or do not match: ${err.message}`)
   }
   if (err instanceof PartTooSmallError) throw uploadError('CompletionFailed', err.message)
+  if (err instanceof StorageFullError) throw storageFull('the blob could not be assembled')
   if (err instanceof StorageError) {
     ctx.logger.error({ err, uploadId: upload.id }, 'assembling an upload failed')
     throw uploadError('CompletionFailed', 'The parts could not be assembled', 500)

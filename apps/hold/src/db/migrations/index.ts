@@ -7,6 +7,7 @@ import * as m005 from './005-upload-digest-optional.ts'
 import * as m006 from './006-record-blob.ts'
 import * as m007 from './007-identity-announced.ts'
 import * as m008 from './008-admin-sessions.ts'
+import * as m009 from './009-upload-parts.ts'
 
 /**
  * Every migration, run in the order of their names at open and recorded in the
@@ -22,4 +23,5 @@ export const migrations: Record<string, Migration> = {
   '006-record-blob': m006,
   '007-identity-announced': m007,
   '008-admin-sessions': m008,
+  '009-upload-parts': m009,
 }
