@@ -73,6 +73,11 @@ export const appviewConfig = defineConfig({
           .describe(
             "Resolve handles with this service's com.atproto.identity.resolveHandle (a PDS or handle resolver) instead of DNS and /.well-known; answers are still checked against the DID document. Useful for local networks whose handles have no DNS.",
           ),
+        cache_ttl: duration()
+          .default(600)
+          .describe(
+            'How long a resolved DID document (and the hold endpoint read from it) is used before it is resolved again: a hold that moved to another host is followed after at most this long.',
+          ),
       })
       .describe('Identity resolution.'),
     registry: z

@@ -77,6 +77,7 @@ export async function createAppViewContext(
     fetch,
     resolveTxt: dns.resolveTxt,
     handleResolver: config.identity.handle_resolver_url ?? undefined,
+    cacheTtlMs: config.identity.cache_ttl * 1000,
   })
   let db: AppViewDatabase | undefined
   try {

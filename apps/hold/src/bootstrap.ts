@@ -35,6 +35,7 @@ export async function bootstrapRecords(
   }
   const stored = await repo.reader.getRecord(NSID.holdCaptain, SELF_RKEY)
   const previous = stored?.value as Partial<CaptainRecord> | undefined
+  const successor = config.registration.successor ?? previous?.successor
   const captain = validateRecord(NSID.holdCaptain, {
     $type: NSID.holdCaptain,
     owner,
@@ -43,7 +44,7 @@ export async function bootstrapRecords(
     enableBlueskyPosts: config.registration.enable_bluesky_posts,
     deployedAt: previous?.deployedAt ?? new Date().toISOString(),
     ...(config.registration.region ? { region: config.registration.region } : {}),
-    ...(previous?.successor ? { successor: previous.successor } : {}),
+    ...(successor ? { successor } : {}),
   })
 
   const ownerCrewKey = crewRkey(owner)

@@ -101,6 +101,13 @@ export const holdConfig = defineConfig({
           .max(64)
           .default('')
           .describe('Display name of the hold profile (default: the hostname).'),
+        successor: did()
+          .nullable()
+          .default(null)
+          .describe(
+            "DID of the hold that replaces this one (a move to a new DID), written to the captain record's successor field; null keeps what the record says.",
+          )
+          .meta({ examples: ['did:web:hold02.example.com'] }),
       })
       .describe('Ownership and who may join.'),
     storage: z

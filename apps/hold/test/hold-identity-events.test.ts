@@ -2,12 +2,14 @@
  * #identity events on the hold's firehose, seen by the stock @atproto/sync consumer: a
  * did:plc hold restarted with a new public URL or a new signing key updates the real PLC
  * directory and announces it; a restart with nothing changed announces nothing. Also the
- * handle: the host of the public URL when it is a valid handle, else none.
+ * handle: the host of the public URL when it is a valid handle, else none. And the
+ * captain record's successor, from config.
  */
 import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { NSID } from '@atcr/core/lexicons'
 import { Secp256k1Keypair } from '@atproto/crypto'
 import { getKey, IdResolver } from '@atproto/identity'
 import { type Event, Firehose } from '@atproto/sync'
@@ -186,6 +188,26 @@ describe('identity events', () => {
     await putCrewRecord(hold.ctx, 'new-key', 'did:plc:newkeymember')
     await consumer.next(before, (e) => isCommit(e) && 'rkey' in e && e.rkey === 'new-key')
     assert.deepEqual(consumer.errors.slice(errorsBefore), [])
+  })
+})
+
+describe('a successor', () => {
+  it("the old host's captain record names it, and keeps it when config no longer does", async () => {
+    const successor = 'did:web:hold-successor.example.com'
+    await hold.stop()
+    hold = await fixture.startHold({
+      dataDir,
+      port,
+      overrides: {
+        registration: { successor },
+        identity: { did_method: 'plc', rotation_key_path: rotationKeyPath },
+      },
+    })
+    const captain = async () =>
+      (await hold.ctx.repo.reader.getRecord(NSID.holdCaptain, 'self'))?.value.successor
+    assert.equal(await captain(), successor)
+    await startWith(`http://localhost:${port}`)
+    assert.equal(await captain(), successor)
   })
 })
 

@@ -26,6 +26,10 @@ export interface StartHoldProcessOptions {
   logLevel?: string
   /** Another `atcr-hold` executable; default the workspace's apps/hold/bin/atcr-hold. */
   bin?: string
+  /** The data dir, prepared by the caller, who also removes it (default: a new temp dir). */
+  dataDir?: string
+  /** The port (default: a free one), e.g. one a data dir was prepared for. */
+  port?: number
 }
 
 export interface HoldProcess {
@@ -49,9 +53,9 @@ const DEFAULT_BIN = fileURLToPath(new URL('../../../apps/hold/bin/atcr-hold', im
  * its data removed on close.
  */
 export async function startHoldProcess(options: StartHoldProcessOptions): Promise<HoldProcess> {
-  const port = await freePort()
+  const port = options.port ?? (await freePort())
   const url = `http://localhost:${port}`
-  const dataDir = await mkdtemp(join(tmpdir(), 'atcr-hold-'))
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'atcr-hold-')))
   const storage = options.storage ?? 'filesystem'
   const config: ServiceConfig = {
     server: { public_url: url, host: LOOPBACK, port, data_dir: dataDir, mode: 'dev' },
@@ -86,7 +90,7 @@ export async function startHoldProcess(options: StartHoldProcessOptions): Promis
   })
   const close = async () => {
     await service.stop()
-    await rm(dataDir, { recursive: true, force: true })
+    if (options.dataDir === undefined) await rm(dataDir, { recursive: true, force: true })
   }
 
   try {

@@ -37,7 +37,6 @@ export class HoldXrpcError extends Error {
 
 const CALL_TIMEOUT_MS = 30_000
 const MAX_JSON_RESPONSE = 1024 * 1024
-const HOLD_TTL_MS = 10 * 60_000
 
 /** Who a call to a hold is made for: a DID whose service tokens we can mint, or nobody. */
 export type HoldCaller = string | null
@@ -76,11 +75,16 @@ export function normalizeHoldRef(value: string): string | null {
 
 export class HoldClient {
   readonly #ctx: AppViewServices
-  readonly #holds = new TtlCache<Hold>({ ttlMs: HOLD_TTL_MS, maxEntries: 1000 })
+  readonly #holds: TtlCache<Hold>
   readonly aliases: BlobAliases
 
   constructor(ctx: AppViewServices) {
     this.#ctx = ctx
+    // A moved hold is followed once its DID document is resolved again.
+    this.#holds = new TtlCache<Hold>({
+      ttlMs: ctx.config.identity.cache_ttl * 1000,
+      maxEntries: 1000,
+    })
     this.aliases = new BlobAliases(ctx.db)
   }
 
