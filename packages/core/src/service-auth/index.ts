@@ -11,7 +11,7 @@ export {
   ServiceAuthError,
   type ServiceAuthErrorCode,
 } from './errors.ts'
-export { type JwtSigner, type MintServiceAuthTokenOptions, mintServiceAuthToken } from './mint.ts'
+export { type MintServiceAuthTokenOptions, mintServiceAuthToken } from './mint.ts'
 export {
   type SigningKeyResolver,
   type VerifiedServiceAuth,

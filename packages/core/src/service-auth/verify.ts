@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
-import { verifySignature } from '@atproto/crypto'
 import { isAtprotoDid } from '@atproto/did'
+import { cryptoVerifySignatureWithKey } from '@atproto/xrpc-server'
 import { TtlCache } from '../identity/cache.ts'
 import { IdentityError } from '../identity/errors.ts'
 import { SsrfBlockedError } from '../identity/ssrf.ts'
@@ -86,6 +86,13 @@ const FOREIGN_TYPES = new Set(['at+jwt', 'refresh+jwt', 'dpop+jwt'])
  * audiences and for the expected method, and signed by the issuer's current `#atproto`
  * key. The key is resolved from cache first; when the signature does not match, it is
  * resolved once more, fresh, in case the issuer rotated it.
+ *
+ * The signature check is @atproto/xrpc-server's (`cryptoVerifySignatureWithKey`, as the
+ * reference PDS checks). Its `verifyJwt` is not used for the rest, for what it lacks: it
+ * refuses a token the moment `exp` passes (no clock skew) and never looks at `iat`, takes
+ * one audience, puts no bound on the token, lets a malformed part escape as a bare
+ * SyntaxError, and cannot skip the signature of a token already checked (see
+ * `VerifiedSignatures`); and it accepts `did#service` issuers, which we refuse.
  */
 export async function verifyServiceAuthToken(
   token: string,
@@ -204,7 +211,7 @@ async function signatureMatches(
 ): Promise<boolean> {
   try {
     // Like the atproto PDS: a high-S signature is accepted (it is no less authentic).
-    return await verifySignature(key, message, signature, { jwtAlg: alg, allowMalleableSig: true })
+    return await cryptoVerifySignatureWithKey(key, message, signature, alg)
   } catch {
     // The key is of another algorithm than the header claims, or unreadable.
     return false
