@@ -16,6 +16,7 @@ import type { AppViewConfig } from './config.ts'
 import { type AppViewDatabase, openAppViewDatabase } from './db/index.ts'
 import { IndexService } from './ingest/index-service.ts'
 import { IngestService } from './ingest/ingest-service.ts'
+import { PdsReader } from './records/pds-reader.ts'
 import { Registry } from './registry/registry.ts'
 import { BrowseStore } from './web/browse-store.ts'
 import { ImageConfigs } from './web/image-config.ts'
@@ -36,6 +37,8 @@ export interface AppViewBase {
 export interface AppViewServices extends AppViewBase, AuthServices {
   /** The network index: its single write entry point and what it counts. */
   index: IndexService
+  /** The indexer: consumers of the configured sources (under the lease), backfills. */
+  ingest: IngestService
 }
 
 /** What the web pages read: the index, and image configs from the holds. */
@@ -47,8 +50,6 @@ export interface WebServices {
 export interface AppViewContext extends AppViewServices {
   registry: Registry
   web: WebServices
-  /** The indexer: consumers of the configured sources (under the lease), backfills. */
-  ingest: IngestService
 }
 
 /** Name resolution in place of the system's (tests: `@atcr/testkit` staticDns). */
@@ -94,30 +95,33 @@ export async function createAppViewContext(
       identity,
       now: overrides.now ?? Date.now,
     }
-    const services: AppViewServices = {
-      ...base,
-      ...(await buildAuthServices(base, subsystemLogger(logger, 'auth'))),
-      index: new IndexService({
-        db,
-        resolveAccount: (did) => identity.resolveIdentity(did),
-        logger: subsystemLogger(logger, 'index'),
-        now: base.now,
-      }),
-    }
-    const registry = new Registry(services)
-    const web = { browse: new BrowseStore(db), configs: new ImageConfigs(registry) }
+    const index = new IndexService({
+      db,
+      resolveAccount: (did) => identity.resolveIdentity(did),
+      logger: subsystemLogger(logger, 'index'),
+      now: base.now,
+    })
+    let registry: Registry | undefined
     const ingest = new IngestService({
       config,
       db,
-      index: services.index,
+      index,
       identity,
-      reader: registry.reader,
-      forgetDid: (did) => registry.holds.forget(did),
+      reader: new PdsReader(fetch, { maxBlobBytes: config.registry.max_manifest_size }),
+      forgetDid: (did) => registry?.holds.forget(did),
       fetch,
       logger: subsystemLogger(logger, 'ingest'),
       now: base.now,
     })
-    return { ...services, registry, web, ingest }
+    const services: AppViewServices = {
+      ...base,
+      ...(await buildAuthServices(base, subsystemLogger(logger, 'auth'))),
+      index,
+      ingest,
+    }
+    registry = new Registry(services)
+    const web = { browse: new BrowseStore(db), configs: new ImageConfigs(registry) }
+    return { ...services, registry, web }
   } catch (error) {
     await identity.close()
     await db?.close()

@@ -334,6 +334,57 @@ describe('indexer on real firehoses', () => {
       await rm(otherDir, { recursive: true, force: true })
     }
   })
+  it('listings come from the index once an account was backfilled, from its PDS before', async () => {
+    const host = `127.0.0.1:${port}`
+    const url = `http://${host}`
+    // An account of the PDS that never used this AppView: its records came by the firehose.
+    const carol = await net.pds.createAccount('carol.test')
+    const digest = sha256('carol')
+    await put(carol, NSID.manifest, manifestRkey(digest), manifestRecord(digest))
+    await put(carol, NSID.tag, tagRkey(REPO, 'v1'), tagRecord(carol.did, 'v1', digest))
+    await waitFor(async () => (await tagsOf(carol.did)).length === 1, "carol's tag")
+    const name = `${clientSafeDid(carol.did)}/${REPO}`
+    const listTags = async () => {
+      const token = await registryToken(url, host, null, [`repository:${name}:pull`])
+      const response = await fetch(`${url}/v2/${name}/tags/list`, {
+        headers: { authorization: `Bearer ${token}` },
+      })
+      assert.equal(response.status, 200)
+      return ((await response.json()) as { tags: string[] }).tags
+    }
+    const ghost = (tag: string) => ({
+      did: carol.did,
+      collection: NSID.tag,
+      rkey: tagRkey(REPO, tag),
+      record: tagRecord(carol.did, tag, sha256('ghost')),
+    })
+    const index = appview!.ctx.index
+    // A row only the index has: not listed while carol was never backfilled (the PDS answers)...
+    await index.apply(ghost('ghost1'))
+    assert.deepEqual(await listTags(), ['v1'])
+    // ...and that listing asked for a backfill, which drops the row the PDS does not have.
+    await waitFor(async () => (await index.account(carol.did))?.backfilled_at, 'the backfill')
+    assert.ok(!(await tagsOf(carol.did)).some((t) => t.tag === 'ghost1'))
+    assert.equal(await appview!.ctx.ingest.authoritative(carol.did), true)
+    // Now the index answers: what it holds is what is listed.
+    await index.apply(ghost('ghost2'))
+    assert.deepEqual(await listTags(), ['ghost2', 'v1'])
+    await index.apply({ ...ghost('ghost2'), record: null })
+    assert.deepEqual(await listTags(), ['v1'])
+
+    // The catalog lists the network's repositories: alice's were never pushed here.
+    const token = await registryToken(url, host, bob, ['registry:catalog:*'])
+    const catalog = await fetch(`${url}/v2/_catalog`, {
+      headers: { authorization: `Bearer ${token}` },
+    })
+    const { repositories } = (await catalog.json()) as { repositories: string[] }
+    assert.deepEqual(repositories, [
+      `alice2.test/${REPO}`,
+      `bob.test/${REPO}`,
+      `carol.test/${REPO}`,
+    ])
+  })
+
   it('consumes a Jetstream source, and resumes from its time_us cursor', async () => {
     const jetstream = await startJetstream({
       upstreams: [net.pds.url.replace('http:', 'ws:')],

@@ -2,9 +2,11 @@
 // through `apply` (or `applyBatch`, which also moves a consumer's cursor in the same
 // transaction), outcomes are counted, and accounts seen for the first time get their handle
 // and PDS from the identity resolver in the background.
+import { engineOf } from '@atcr/core/database'
 import { TtlCache } from '@atcr/core/identity'
 import { manifestRkey, NSID, repoPageRkey, SELF_RKEY, tagRkey } from '@atcr/core/lexicons'
 import type { Logger } from '@atcr/core/log'
+import { sql } from 'kysely'
 import type { AppViewDatabase } from '../db/index.ts'
 import type { IndexAccountTable } from '../db/schema.ts'
 import { type ApplyOutcome, applyRecord, type RecordChange } from './apply.ts'
@@ -141,6 +143,102 @@ export class IndexService {
       default:
         return []
     }
+  }
+
+  /** A tag's manifest digest and when it last moved. */
+  async tag(
+    did: string,
+    repository: string,
+    tag: string,
+  ): Promise<{ digest: string; created_at: string } | null> {
+    const row = await this.#db.db
+      .selectFrom('index_tag')
+      .select(['digest', 'created_at'])
+      .where('did', '=', did)
+      .where('repository', '=', repository)
+      .where('tag', '=', tag)
+      .executeTakeFirst()
+    return row ?? null
+  }
+
+  /** Tags of a repository in code point order, after `after`, at most `limit`. */
+  async tags(
+    did: string,
+    repository: string,
+    options: { after?: string; limit?: number } = {},
+  ): Promise<{ tag: string; digest: string; created_at: string }[]> {
+    let query = this.#db.db
+      .selectFrom('index_tag')
+      .select(['tag', 'digest', 'created_at'])
+      .where('did', '=', did)
+      .where('repository', '=', repository)
+      .orderBy(this.#codePoint('tag'))
+    if (options.after !== undefined) query = query.where(this.#codePoint('tag'), '>', options.after)
+    if (options.limit !== undefined) query = query.limit(options.limit)
+    return query.execute()
+  }
+
+  /** Every tag of the owner (all repositories), for owner-wide scans. */
+  async ownerTags(did: string) {
+    return this.#db.db
+      .selectFrom('index_tag')
+      .select(['repository', 'tag', 'digest', 'created_at'])
+      .where('did', '=', did)
+      .execute()
+  }
+
+  /** A manifest record as stored (JSON), by its record digest. */
+  async manifestRecord(did: string, digest: string): Promise<Record<string, unknown> | null> {
+    const row = await this.#db.db
+      .selectFrom('index_manifest')
+      .select('record')
+      .where('did', '=', did)
+      .where('digest', '=', digest)
+      .executeTakeFirst()
+    return row ? (JSON.parse(row.record) as Record<string, unknown>) : null
+  }
+
+  /** The manifest records of the owner, or of one of their repositories. */
+  async manifestRecords(did: string, repository?: string): Promise<Record<string, unknown>[]> {
+    let query = this.#db.db.selectFrom('index_manifest').select('record').where('did', '=', did)
+    if (repository !== undefined) query = query.where('repository', '=', repository)
+    return (await query.execute()).map((r) => JSON.parse(r.record) as Record<string, unknown>)
+  }
+
+  /**
+   * `/v2/_catalog` names of every indexed repository (`<handle>/<repository>`, or the DID
+   * spelled with dashes when the handle is unknown), in code point order after `last`.
+   */
+  async catalog(last: string | undefined, limit: number | undefined): Promise<string[]> {
+    const db = this.#db.db
+    const names = db
+      .selectFrom('index_manifest as m')
+      .leftJoin('index_account as a', 'a.did', 'm.did')
+      .select(
+        sql<string>`coalesce(a.handle, replace(m.did, ':', '-')) || '/' || m.repository`.as('name'),
+      )
+      .distinct()
+    let query = db.selectFrom(names.as('n')).select('n.name').orderBy(this.#codePoint('n.name'))
+    if (last !== undefined) query = query.where(this.#codePoint('n.name'), '>', last)
+    if (limit !== undefined) query = query.limit(limit)
+    return (await query.execute()).map((r) => r.name)
+  }
+
+  /** Whether an instance holds the ingest lease now (a consumer is live somewhere). */
+  async consumerLive(leaseName: string): Promise<boolean> {
+    const row = await this.#db.db
+      .selectFrom('ingest_lease')
+      .select('expires_at')
+      .where('name', '=', leaseName)
+      .executeTakeFirst()
+    return row !== undefined && Number(row.expires_at) >= this.#now()
+  }
+
+  // OCI lists sort by code point; PostgreSQL's default collation may not.
+  #codePoint(column: string) {
+    return engineOf(this.#db.db as never) === 'postgres'
+      ? sql`${sql.ref(column)} collate "C"`
+      : sql`${sql.ref(column)}`
   }
 
   /** Marks every record of the account as read from its PDS now. */

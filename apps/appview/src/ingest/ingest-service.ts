@@ -4,7 +4,7 @@
 
 import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
-import type { IdentityResolver } from '@atcr/core/identity'
+import { type IdentityResolver, TtlCache } from '@atcr/core/identity'
 import { NSID } from '@atcr/core/lexicons'
 import type { Logger } from '@atcr/core/log'
 import { IdResolver } from '@atproto/identity'
@@ -29,6 +29,7 @@ export const ACCOUNT_RECORD_COLLECTIONS = [
 const LEASE_NAME = 'ingest'
 const BACKFILL_BATCH = 100
 const MAX_BACKFILLS = 4
+const AUTHORITY_TTL_MS = 2000
 
 export interface SourceStatus {
   source: string
@@ -59,6 +60,8 @@ export class IngestService {
   readonly #consumers: Consumer[]
   readonly #types: Map<Consumer, 'firehose' | 'jetstream'> = new Map()
   readonly #backfills = new Map<string, Promise<void>>()
+  // Answers of `authoritative`, briefly: listings ask on every request.
+  readonly #authority = new TtlCache<boolean>({ ttlMs: AUTHORITY_TTL_MS, maxEntries: 10_000 })
   #running = false
   #timer: NodeJS.Timeout | null = null
   #tick: Promise<void> = Promise.resolve()
@@ -225,7 +228,13 @@ export class IngestService {
       if (batch.length > 0) await index.applyBatch(batch)
     }
     await index.setBackfilled(did, startedAt)
+    this.#authority.delete(did)
     this.#options.logger.info({ did }, 'backfilled an account')
+  }
+
+  /** Whether ingest is on and some instance consumes now (holds an unexpired lease). */
+  async live(): Promise<boolean> {
+    return this.#options.config.ingest.enabled && this.#options.index.consumerLive(LEASE_NAME)
   }
 
   /**
@@ -235,13 +244,18 @@ export class IngestService {
    * Jetstream or relay source, or the firehose of the account's own PDS).
    */
   async authoritative(did: string): Promise<boolean> {
-    const { config } = this.#options
-    if (!config.ingest.enabled) return false
-    const account = await this.#options.index.account(did)
-    if (!account || account.backfilled_at === null || account.pds_endpoint === null) return false
-    if (!this.#carries(account.pds_endpoint)) return false
-    const lease = await this.lease.current()
-    return lease !== null && lease.expires_at >= this.#options.now()
+    if (!this.#options.config.ingest.enabled) return false
+    return this.#authority.getOrLoad(did, async () => {
+      if (!(await this.live())) return false
+      const account = await this.#options.index.account(did)
+      if (account?.pds_endpoint && !this.#carries(account.pds_endpoint)) return false
+      if (!account || account.backfilled_at === null) {
+        // Asked about an account the index does not hold whole yet: read it in.
+        this.backfillSoon(did)
+        return false
+      }
+      return true
+    })
   }
 
   #carries(pds: string): boolean {

@@ -19,10 +19,32 @@ import type { RecordChange } from '../ingest/apply.ts'
 import type { ManifestDocument, OciDescriptor } from './manifest-document.ts'
 import type { PdsReader, StoredRecord } from './pds-reader.ts'
 
-/** Where the stores report the records they wrote, so that the index has them at once. */
-export interface RecordWrites {
+/**
+ * The network index as the stores use it: the records they write go in at once, and for an
+ * account the index holds whole (`authoritative`), reads come from it instead of the PDS.
+ */
+export interface RecordIndex {
   apply(change: RecordChange): Promise<unknown>
+  authoritative(did: string): Promise<boolean>
+  tag(
+    did: string,
+    repository: string,
+    tag: string,
+  ): Promise<{ digest: string; created_at: string } | null>
+  tags(
+    did: string,
+    repository: string,
+    options: { after?: string; limit?: number },
+  ): Promise<{ tag: string; digest: string; created_at: string }[]>
+  ownerTags(
+    did: string,
+  ): Promise<{ repository: string; tag: string; digest: string; created_at: string }[]>
+  manifestRecord(did: string, digest: string): Promise<Record<string, unknown> | null>
+  manifestRecords(did: string, repository?: string): Promise<Record<string, unknown>[]>
 }
+
+/** Tags read from the index at a time while listing. */
+const INDEX_PAGE = 1000
 
 /** Whose repository: the owner's DID and the PDS that hosts it. */
 export interface Owner {
@@ -104,6 +126,41 @@ function asTag(record: StoredRecord): StoredTag | null {
     return null
   }
   return { uri: record.uri, repository: value.repository, tag: value.tag, digest, value }
+}
+
+/** A manifest record the index holds, as the PDS would have returned it. */
+function indexedManifest(did: string, value: Record<string, unknown>): StoredManifest | null {
+  const digest = value.digest
+  if (typeof digest !== 'string') return null
+  const rkey = manifestRkey(digest)
+  return {
+    uri: `at://${did}/${NSID.manifest}/${rkey}`,
+    rkey,
+    digest,
+    value: value as unknown as ManifestRecordJson,
+  }
+}
+
+/** A tag the index holds (its record's fields that the index keeps). */
+function indexedTag(
+  did: string,
+  row: { repository: string; tag: string; digest: string; created_at: string },
+): StoredTag {
+  const { repository, tag, digest } = row
+  return {
+    uri: `at://${did}/${NSID.tag}/${tagRkey(repository, tag)}`,
+    repository,
+    tag,
+    digest,
+    value: {
+      $type: NSID.tag,
+      repository,
+      tag,
+      manifest: manifestUri(did, digest),
+      manifestDigest: digest,
+      updatedAt: row.created_at,
+    },
+  }
 }
 
 /**
@@ -267,11 +324,11 @@ export function buildManifestRecord(input: ManifestRecordInput): ManifestRecordJ
 
 export class ManifestStore {
   readonly #reader: PdsReader
-  readonly #writes: RecordWrites
+  readonly #index: RecordIndex
 
-  constructor(reader: PdsReader, writes: RecordWrites) {
+  constructor(reader: PdsReader, index: RecordIndex) {
     this.#reader = reader
-    this.#writes = writes
+    this.#index = index
   }
 
   async get(owner: Owner, digest: string): Promise<StoredManifest | null> {
@@ -280,6 +337,10 @@ export class ManifestStore {
       rkey = manifestRkey(digest)
     } catch {
       return null
+    }
+    if (await this.#index.authoritative(owner.did)) {
+      const value = await this.#index.manifestRecord(owner.did, digest)
+      return value ? indexedManifest(owner.did, value) : null
     }
     const record = await this.#reader.getRecord(owner.pds, owner.did, NSID.manifest, rkey)
     return record ? asManifest(record) : null
@@ -312,10 +373,20 @@ export class ManifestStore {
     return bytes
   }
 
-  async *list(owner: Owner): AsyncIterable<StoredManifest> {
+  /** The owner's manifest records, or those naming one repository. */
+  async *list(owner: Owner, repository?: string): AsyncIterable<StoredManifest> {
+    if (await this.#index.authoritative(owner.did)) {
+      for (const value of await this.#index.manifestRecords(owner.did, repository)) {
+        const manifest = indexedManifest(owner.did, value)
+        if (manifest) yield manifest
+      }
+      return
+    }
     for await (const record of this.#reader.listRecords(owner.pds, owner.did, NSID.manifest)) {
       const manifest = asManifest(record)
-      if (manifest) yield manifest
+      if (manifest && (repository === undefined || manifest.value.repository === repository)) {
+        yield manifest
+      }
     }
   }
 
@@ -365,7 +436,7 @@ export class ManifestStore {
       value: record as unknown as Record<string, unknown>,
     }
     this.#reader.remember(owner.did, NSID.manifest, stored, rkey)
-    await this.#writes.apply({ did: owner.did, collection: NSID.manifest, rkey, record })
+    await this.#index.apply({ did: owner.did, collection: NSID.manifest, rkey, record })
     return { uri: written.uri, rkey, digest: input.digest, value: record }
   }
 
@@ -397,7 +468,7 @@ export class ManifestStore {
       this.#reader.invalidate(owner.did, NSID.manifest, manifest.rkey)
       throw pdsWriteError('update the manifest record', error)
     }
-    await this.#writes.apply({
+    await this.#index.apply({
       did: owner.did,
       collection: NSID.manifest,
       rkey: manifest.rkey,
@@ -419,7 +490,7 @@ export class ManifestStore {
       this.#reader.invalidate(owner.did, NSID.manifest, rkey)
     }
     this.#reader.remember(owner.did, NSID.manifest, null, rkey)
-    await this.#writes.apply({ did: owner.did, collection: NSID.manifest, rkey, record: null })
+    await this.#index.apply({ did: owner.did, collection: NSID.manifest, rkey, record: null })
   }
 }
 
@@ -428,14 +499,18 @@ const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/
 
 export class TagStore {
   readonly #reader: PdsReader
-  readonly #writes: RecordWrites
+  readonly #index: RecordIndex
 
-  constructor(reader: PdsReader, writes: RecordWrites) {
+  constructor(reader: PdsReader, index: RecordIndex) {
     this.#reader = reader
-    this.#writes = writes
+    this.#index = index
   }
 
   async get(owner: Owner, repository: string, tag: string): Promise<StoredTag | null> {
+    if (await this.#index.authoritative(owner.did)) {
+      const row = await this.#index.tag(owner.did, repository, tag)
+      return row ? indexedTag(owner.did, { repository, tag, ...row }) : null
+    }
     const record = await this.#reader.getRecord(
       owner.pds,
       owner.did,
@@ -455,6 +530,10 @@ export class TagStore {
     repository?: string,
     options: { afterTag?: string } = {},
   ): AsyncIterable<StoredTag> {
+    if (await this.#index.authoritative(owner.did)) {
+      yield* this.#indexed(owner.did, repository, options.afterTag)
+      return
+    }
     const prefix = repository === undefined ? undefined : tagRkey(repository, '_').slice(0, -1)
     // With afterTag, the PDS starts past that tag's key (tags sort as their keys do).
     const after =
@@ -479,6 +558,27 @@ export class TagStore {
         if (keyed.repository !== repository || tag.repository !== repository) continue
       }
       yield tag
+    }
+  }
+
+  async *#indexed(
+    did: string,
+    repository: string | undefined,
+    after: string | undefined,
+  ): AsyncIterable<StoredTag> {
+    if (repository === undefined) {
+      for (const row of await this.#index.ownerTags(did)) yield indexedTag(did, row)
+      return
+    }
+    let last = after
+    for (;;) {
+      const rows = await this.#index.tags(did, repository, {
+        ...(last === undefined ? {} : { after: last }),
+        limit: INDEX_PAGE,
+      })
+      for (const row of rows) yield indexedTag(did, { repository, ...row })
+      if (rows.length < INDEX_PAGE) return
+      last = rows[rows.length - 1]!.tag
     }
   }
 
@@ -517,7 +617,7 @@ export class TagStore {
       { uri: written.uri, cid: written.cid, rkey, value: record },
       rkey,
     )
-    await this.#writes.apply({ did: owner.did, collection: NSID.tag, rkey, record })
+    await this.#index.apply({ did: owner.did, collection: NSID.tag, rkey, record })
   }
 
   async delete(agent: Agent, owner: Owner, repository: string, tag: string): Promise<void> {
@@ -530,6 +630,6 @@ export class TagStore {
       this.#reader.invalidate(owner.did, NSID.tag, rkey)
     }
     this.#reader.remember(owner.did, NSID.tag, null, rkey)
-    await this.#writes.apply({ did: owner.did, collection: NSID.tag, rkey, record: null })
+    await this.#index.apply({ did: owner.did, collection: NSID.tag, rkey, record: null })
   }
 }

@@ -82,8 +82,7 @@ export class RepositoryContent {
     return this.#recorded.getOrLoad(key(target), async () => {
       const deleted = await this.#links.unlinkedManifests(target.owner.did, target.repository)
       const manifests: StoredManifest[] = []
-      for await (const manifest of this.#manifests.list(target.owner)) {
-        if (manifest.value.repository !== target.repository) continue
+      for await (const manifest of this.#manifests.list(target.owner, target.repository)) {
         if (deleted.has(contentDigest(manifest.value))) continue
         manifests.push(manifest)
       }

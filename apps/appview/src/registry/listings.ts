@@ -118,10 +118,12 @@ export async function listCatalog(
   if (caller.did === null && !scopeAllows(caller.access, CATALOG_SCOPE, '*')) {
     throw registry.challenge(caller, [CATALOG_SCOPE])
   }
-  const names = await registry.links.catalog(
-    pageRequest.last,
-    pageRequest.n === undefined ? undefined : pageRequest.n + 1,
-  )
+  const limit = pageRequest.n === undefined ? undefined : pageRequest.n + 1
+  // With a live consumer the index knows the network's repositories (this AppView's pushes
+  // among them); else only what was pushed here is listed.
+  const names = (await registry.ctx.ingest.live())
+    ? await registry.ctx.index.catalog(pageRequest.last, limit)
+    : await registry.links.catalog(pageRequest.last, limit)
   let repositories = names
   if (pageRequest.n !== undefined && names.length > pageRequest.n) {
     repositories = names.slice(0, pageRequest.n)

@@ -10,7 +10,7 @@ import { HoldHealth } from '../holds/hold-health.ts'
 import { HoldSelection } from '../holds/hold-selection.ts'
 import { clientSafeDid, type ImageName, parseImageName } from '../names.ts'
 import { PdsReader } from '../records/pds-reader.ts'
-import { ManifestStore, type Owner, TagStore } from '../records/stores.ts'
+import { ManifestStore, type Owner, type RecordIndex, TagStore } from '../records/stores.ts'
 import { RepositoryContent } from './content.ts'
 import { ContentLinks } from './content-links.ts'
 import { UploadSessions } from './upload-sessions.ts'
@@ -42,8 +42,17 @@ export class Registry {
   constructor(ctx: AppViewServices) {
     this.ctx = ctx
     this.reader = new PdsReader(ctx.fetch, { maxBlobBytes: ctx.config.registry.max_manifest_size })
-    this.manifests = new ManifestStore(this.reader, ctx.index)
-    this.tags = new TagStore(this.reader, ctx.index)
+    const index: RecordIndex = {
+      apply: (change) => ctx.index.apply(change),
+      authoritative: (did) => ctx.ingest.authoritative(did),
+      tag: (did, repository, tag) => ctx.index.tag(did, repository, tag),
+      tags: (did, repository, options) => ctx.index.tags(did, repository, options),
+      ownerTags: (did) => ctx.index.ownerTags(did),
+      manifestRecord: (did, digest) => ctx.index.manifestRecord(did, digest),
+      manifestRecords: (did, repository) => ctx.index.manifestRecords(did, repository),
+    }
+    this.manifests = new ManifestStore(this.reader, index)
+    this.tags = new TagStore(this.reader, index)
     this.holds = new HoldClient(ctx)
     this.health = new HoldHealth({
       db: ctx.db,
