@@ -1,3 +1,7 @@
+// Repo export on @atproto/repo's writeCarStream. The block walk is ours rather than its
+// getFullRepo, which walks the MST layer by layer and then fetches every record block at
+// once (the whole repo in memory, MissingBlocksError untyped); this one goes depth first,
+// holding only the current path, and waits for a slow destination.
 import { Readable, type Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { Cid } from '@atproto/lex-data'

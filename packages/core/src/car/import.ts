@@ -1,3 +1,8 @@
+// Repo CAR verification: the commit's schema and signature are @atproto/repo's
+// (def.commit, verifyCommitSig). Not its verifyRepoCar, which reads with its unbounded
+// reader (see reader.ts), skips the canonical-MST check (see mst.ts) and throws untyped
+// errors; and it diffs the tree against an empty repo to list records that walkMst yields
+// directly.
 import { parseDidKey } from '@atproto/crypto'
 import { type Cid, isCborCid, type LexMap } from '@atproto/lex-data'
 import {

@@ -1,3 +1,7 @@
+// MST verification. @atproto/repo loads and walks an MST (MST.load, verifyRepo) but never
+// checks that it is the one canonical tree for its keys (layers, order, minimal prefixes,
+// no empty subtrees): a tree shaped otherwise would read the same records yet not be the
+// repo its commit names. Kept for that; node decoding is the library's (nodeDataDef).
 import { createHash } from 'node:crypto'
 import { type Cid, isCborCid } from '@atproto/lex-data'
 import { type BlockMap, cborToLex, type NodeData, nodeDataDef } from '@atproto/repo'

@@ -1,3 +1,8 @@
+// The CAR v1 reader under repo import and `atcr verify`. Kept rather than @atproto/repo's
+// readCarStream/readCar, which lack what an untrusted CAR needs: a byte limit (it reads
+// whatever it is given), typed errors (plain Errors: truncation and corruption look alike),
+// CIDs of any length (it assumes 36 bytes) and the hash policy of atproto (SHA-256 only).
+// Its BlockMap and CBOR decoding are used.
 import { createHash } from 'node:crypto'
 import { type Cid, decodeCid, isCid, isDaslCid } from '@atproto/lex-data'
 import { BlockMap, cborToLex } from '@atproto/repo'
