@@ -40,6 +40,18 @@ export const appviewConfig = defineConfig({
           .nullable()
           .default(null)
           .describe('Token service name and issuer (default: the host of base_url).'),
+        trust_proxy: z
+          .array(z.string().min(1))
+          .default([])
+          .describe(
+            'Addresses or CIDR ranges of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (client addresses, and the rate limits keyed on them); empty: none, the connecting address is the client.',
+          )
+          .meta({ examples: [['127.0.0.1', '10.0.0.0/8']] }),
+        shutdown_grace: duration()
+          .default(10)
+          .describe(
+            'On SIGTERM or SIGINT, new connections are refused and requests in flight get this long to finish before their connections are cut.',
+          ),
       })
       .describe('HTTP server and data directory.'),
     database: z
@@ -266,6 +278,24 @@ export const appviewConfig = defineConfig({
       .describe(
         'The network indexer: io.atcr.* records of the whole network into the database (see docs/appview.md).',
       ),
+    metrics: z
+      .object({
+        port: z
+          .number()
+          .int()
+          .min(0)
+          .max(65535)
+          .nullable()
+          .default(null)
+          .describe(
+            'Port of the Prometheus listener (GET /metrics), apart from the public one; null: no metrics listener.',
+          ),
+        host: z
+          .string()
+          .default('127.0.0.1')
+          .describe('Address the metrics listener binds (keep it private).'),
+      })
+      .describe('Prometheus metrics.'),
     log: z
       .object({ level: z.enum(LOG_LEVELS).default('info').describe('Log level.') })
       .describe('Logging.'),

@@ -11,6 +11,7 @@ import {
   type ResolveTxt,
 } from '@atcr/core/identity'
 import { type Logger, subsystemLogger } from '@atcr/core/log'
+import { ServiceMetrics, withRequestId } from '@atcr/core/metrics'
 import { type AuthServices, buildAuthServices } from './auth/index.ts'
 import type { AppViewConfig } from './config.ts'
 import { type AppViewDatabase, openAppViewDatabase } from './db/index.ts'
@@ -31,6 +32,8 @@ export interface AppViewBase {
   identity: IdentityResolver
   /** Milliseconds since the epoch; tests move it forward instead of sleeping. */
   now: () => number
+  /** Prometheus metrics, served by the metrics listener when one is configured. */
+  metrics: ServiceMetrics
 }
 
 /** Every service but the registry (which is built from these). */
@@ -71,7 +74,8 @@ export async function createAppViewContext(
 ): Promise<AppViewContext> {
   const mode = config.server.mode
   const dns = overrides.dns ?? {}
-  const fetch = createGuardedFetch({ mode, lookup: dns.lookup })
+  // Outbound calls carry the id of the request they serve (the hold logs it too).
+  const fetch = withRequestId(createGuardedFetch({ mode, lookup: dns.lookup }))
   const identity = createIdentityResolver({
     mode,
     plcUrl: config.identity.plc_directory_url,
@@ -94,6 +98,7 @@ export async function createAppViewContext(
       fetch,
       identity,
       now: overrides.now ?? Date.now,
+      metrics: new ServiceMetrics(),
     }
     const index = new IndexService({
       db,

@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net'
 import { closeWithGrace } from '@atcr/core/lifecycle'
 import { createLogger, type Logger } from '@atcr/core/log'
+import { type MetricsListener, startMetricsListener } from '@atcr/core/metrics'
 import type { FastifyInstance } from 'fastify'
 import type { AppViewConfig } from './config.ts'
 import {
@@ -27,6 +28,8 @@ export interface AppViewOptions {
 export class AppView {
   readonly ctx: AppViewContext
   readonly app: FastifyInstance
+  /** The Prometheus listener, when metrics.port is set (after start). */
+  metricsListener: MetricsListener | undefined
 
   private constructor(ctx: AppViewContext, app: FastifyInstance) {
     this.ctx = ctx
@@ -50,6 +53,13 @@ export class AppView {
   /** Listens on the configured host and port; returns the bound address as a URL. */
   async start(): Promise<string> {
     const { host, port } = this.ctx.config.server
+    const metrics = this.ctx.config.metrics
+    if (metrics.port !== null) {
+      this.metricsListener = await startMetricsListener(this.ctx.metrics, {
+        host: metrics.host,
+        port: metrics.port,
+      })
+    }
     await this.app.listen({ host, port })
     this.ctx.ingest.start()
     const { address, port: bound } = this.app.server.address() as AddressInfo
@@ -58,7 +68,8 @@ export class AppView {
   }
 
   async destroy(): Promise<void> {
-    await closeWithGrace(this.app)
+    await closeWithGrace(this.app, this.ctx.config.server.shutdown_grace * 1000)
+    await this.metricsListener?.close()
     await closeAppViewContext(this.ctx)
   }
 }

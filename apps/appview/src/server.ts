@@ -1,10 +1,20 @@
 // The AppView's HTTP surface: token auth under /auth and the OCI Distribution API under /v2
 // (errors: the OCI JSON envelope, one handler), the device flow's JSON endpoints, and the
 // web pages (sign-in, device approval, settings; errors as HTML).
+
+import {
+  answers,
+  databaseAnswers,
+  instrument,
+  propagateRequestIds,
+  registerHealthRoutes,
+  requestIdOf,
+  trustedProxies,
+} from '@atcr/core/metrics'
 import cookie from '@fastify/cookie'
 import csrf from '@fastify/csrf-protection'
 import rateLimit from '@fastify/rate-limit'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify'
 import { registerDeviceRoutes } from './auth/device-routes.ts'
 import { registerAuthRoutes } from './auth/index.ts'
 import type { AppViewContext } from './context.ts'
@@ -13,11 +23,20 @@ import { registerRegistryRoutes } from './registry/index.ts'
 import { registerWebRoutes } from './web/routes.ts'
 
 export async function buildServer(ctx: AppViewContext): Promise<FastifyInstance> {
+  const { server } = ctx.config
   const app = Fastify({
     loggerInstance: ctx.logger.child({ subsystem: 'http' }) as FastifyBaseLogger,
-    trustProxy: true,
+    trustProxy: trustedProxies(server.trust_proxy),
+    genReqId: requestIdOf,
     // Manifests are read whole (bounded by registry.max_manifest_size); blobs stream.
     bodyLimit: ctx.config.registry.max_manifest_size,
+  })
+  propagateRequestIds(app)
+  instrument(app, ctx.metrics, ociRouteOf)
+  registerHealthRoutes(app, {
+    database: () => databaseAnswers(ctx.db.db),
+    plc_directory: () =>
+      answers(ctx.fetch, new URL('/_health', ctx.config.identity.plc_directory_url).href),
   })
   // Limits are declared per route (config.rateLimit) or taken with app.createRateLimit.
   await app.register(rateLimit, { global: false })
@@ -43,4 +62,20 @@ export async function buildServer(ctx: AppViewContext): Promise<FastifyInstance>
   await app.register(async (scope) => registerDeviceRoutes(scope, ctx))
   await app.register(async (scope) => registerWebRoutes(scope, ctx))
   return app
+}
+
+/** The OCI API is one wildcard route: its requests are labelled by endpoint, names left out. */
+const OCI_ENDPOINTS: [RegExp, string][] = [
+  [/^\/v2\/?$/, '/v2/'],
+  [/\/blobs\/uploads(\/[^/]*)?$/, '/v2/<name>/blobs/uploads/'],
+  [/\/blobs\/[^/]+$/, '/v2/<name>/blobs/<digest>'],
+  [/\/manifests\/[^/]+$/, '/v2/<name>/manifests/<reference>'],
+  [/\/tags\/list$/, '/v2/<name>/tags/list'],
+  [/\/referrers\/[^/]+$/, '/v2/<name>/referrers/<digest>'],
+]
+
+function ociRouteOf(request: FastifyRequest): string | undefined {
+  if (request.routeOptions.url !== '/v2/*') return undefined
+  const path = request.url.split('?')[0]!
+  return OCI_ENDPOINTS.find(([pattern]) => pattern.test(path))?.[1] ?? '/v2/*'
 }

@@ -49,6 +49,18 @@ export const holdConfig = defineConfig({
           .describe(
             'production refuses http and private or loopback addresses when fetching identities; dev allows them (local networks and tests only).',
           ),
+        trust_proxy: z
+          .array(z.string().min(1))
+          .default([])
+          .describe(
+            'Addresses or CIDR ranges of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (client addresses, and the rate limits keyed on them); empty: none, the connecting address is the client.',
+          )
+          .meta({ examples: [['127.0.0.1', '10.0.0.0/8']] }),
+        shutdown_grace: duration()
+          .default(10)
+          .describe(
+            'On SIGTERM or SIGINT, new connections are refused and requests in flight get this long to finish before their connections are cut.',
+          ),
       })
       .describe('HTTP server and data directory.'),
     identity: z
@@ -262,6 +274,24 @@ export const holdConfig = defineConfig({
           .describe('An admin sign-in expires after this; then sign in again.'),
       })
       .describe("The owner's admin web pages."),
+    metrics: z
+      .object({
+        port: z
+          .number()
+          .int()
+          .min(0)
+          .max(65535)
+          .nullable()
+          .default(null)
+          .describe(
+            'Port of the Prometheus listener (GET /metrics), apart from the public one; null: no metrics listener.',
+          ),
+        host: z
+          .string()
+          .default('127.0.0.1')
+          .describe('Address the metrics listener binds (keep it private).'),
+      })
+      .describe('Prometheus metrics.'),
     log: z
       .object({ level: z.enum(LOG_LEVELS).default('info').describe('Log level.') })
       .describe('Logging.'),

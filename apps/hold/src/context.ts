@@ -2,6 +2,7 @@ import { hkdfSync } from 'node:crypto'
 import { join } from 'node:path'
 import { createIdentityResolver, type IdentityResolver } from '@atcr/core/identity'
 import type { Logger } from '@atcr/core/log'
+import { ServiceMetrics } from '@atcr/core/metrics'
 import { VerifiedSignatures } from '@atcr/core/service-auth'
 import { type AdminServices, createAdminServices } from './admin/services.ts'
 import type { HoldConfig } from './config.ts'
@@ -37,6 +38,8 @@ export interface HoldContext {
   admin: AdminServices | null
   /** The bytes of upload parts being received, per account (see uploads/limits.ts). */
   uploadBudget: UploadBudget
+  /** Prometheus metrics, served by the metrics listener when one is configured. */
+  metrics: ServiceMetrics
 }
 
 export async function createHoldContext(config: HoldConfig, logger: Logger): Promise<HoldContext> {
@@ -91,6 +94,7 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
       pulls,
       admin,
       uploadBudget: new UploadBudget(),
+      metrics: new ServiceMetrics(),
     }
   } catch (error) {
     await db.close()

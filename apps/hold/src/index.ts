@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net'
 import { closeWithGrace } from '@atcr/core/lifecycle'
 import { createLogger, type Logger } from '@atcr/core/log'
+import { type MetricsListener, startMetricsListener } from '@atcr/core/metrics'
 import type { FastifyInstance } from 'fastify'
 import { bootstrapRecords } from './bootstrap.ts'
 import { checkServeConfig, type HoldConfig } from './config.ts'
@@ -20,6 +21,8 @@ export class Hold {
   readonly ctx: HoldContext
   readonly app: FastifyInstance
   private readonly lock: DataDirLock
+  /** The Prometheus listener, when metrics.port is set (after start). */
+  metricsListener: MetricsListener | undefined
 
   private constructor(ctx: HoldContext, app: FastifyInstance, lock: DataDirLock) {
     this.ctx = ctx
@@ -49,6 +52,13 @@ export class Hold {
 
   /** Listens on the configured host and port; returns the bound address as a URL. */
   async start(): Promise<string> {
+    const metrics = this.ctx.config.metrics
+    if (metrics.port !== null) {
+      this.metricsListener = await startMetricsListener(this.ctx.metrics, {
+        host: metrics.host,
+        port: metrics.port,
+      })
+    }
     await this.app.listen({ host: this.ctx.config.server.host, port: this.ctx.config.server.port })
     const { address, port } = this.app.server.address() as AddressInfo
     const host = address.includes(':') ? `[${address}]` : address
@@ -57,7 +67,8 @@ export class Hold {
   }
 
   async destroy(): Promise<void> {
-    await closeWithGrace(this.app)
+    await closeWithGrace(this.app, this.ctx.config.server.shutdown_grace * 1000)
+    await this.metricsListener?.close()
     await closeHoldContext(this.ctx)
     await this.lock.release()
   }

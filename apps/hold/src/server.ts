@@ -1,5 +1,14 @@
 // The hold's HTTP surface: identity documents, the embedded PDS's XRPC routes and the
 // io.atcr.hold methods, all under one XRPC error envelope; and the admin pages (HTML).
+import {
+  answers,
+  databaseAnswers,
+  instrument,
+  propagateRequestIds,
+  registerHealthRoutes,
+  requestIdOf,
+  trustedProxies,
+} from '@atcr/core/metrics'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { registerAdmin } from './admin/index.ts'
 import { createOciBlobHandler, registerSignedReads } from './blobs/download.ts'
@@ -14,7 +23,18 @@ import { registerHoldMethods } from './xrpc/hold-methods.ts'
 export async function buildServer(ctx: HoldContext): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: ctx.logger.child({ subsystem: 'http' }) as FastifyBaseLogger,
-    trustProxy: true,
+    trustProxy: trustedProxies(ctx.config.server.trust_proxy),
+    // The AppView's X-Request-Id, so one id follows a push or pull through both logs.
+    genReqId: requestIdOf,
+  })
+  propagateRequestIds(app)
+  instrument(app, ctx.metrics)
+  registerHealthRoutes(app, {
+    database: () => databaseAnswers(ctx.db.db),
+    // A stat of an object that need not exist: the store answers, whatever the answer.
+    storage: () => ctx.storage.stat('readyz/probe'),
+    plc_directory: () =>
+      answers(fetch, new URL('/_health', ctx.config.identity.plc_directory_url).href),
   })
   app.setErrorHandler(xrpcErrorHandler)
   app.setNotFoundHandler(xrpcNotFoundHandler)

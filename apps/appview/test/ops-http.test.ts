@@ -1,0 +1,215 @@
+// Operating the two services as deployed (each its executable, on a real PLC and PDS): the
+// liveness and readiness routes, Prometheus metrics on their own listener, one request id
+// from the AppView's log to the hold's, trust_proxy, and a SIGTERM that ends cleanly.
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import {
+  type AppViewProcess,
+  freePort,
+  type HoldProcess,
+  makeTempDir,
+  removeTempDir,
+  run,
+  startAppViewProcess,
+  startHoldProcess,
+  startNetwork,
+  type TestAccount,
+  type TestNetwork,
+  writeOciImage,
+} from '@atcr/testkit'
+
+/** Waits for `found` to hold: a service's log lines reach us through a pipe, a little later. */
+async function eventually(found: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 30_000
+  while (!found()) {
+    if (Date.now() > deadline) assert.fail(`never saw ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+describe('operations: health, metrics, request ids, trust_proxy', () => {
+  let network: TestNetwork
+  let account: TestAccount
+  let hold: HoldProcess
+  let appview: AppViewProcess
+  let dir: string
+  let holdMetrics: number
+  let appviewMetrics: number
+  let layer: string
+  let image: string
+
+  before(async () => {
+    dir = await makeTempDir('atcr-ops-http-')
+    network = await startNetwork()
+    account = await network.pds.createAccount('ops.test')
+    holdMetrics = await freePort()
+    appviewMetrics = await freePort()
+    hold = await startHoldProcess({
+      plcUrl: network.plc.url,
+      ownerDid: account.did,
+      logLevel: 'info',
+      config: {
+        server: { trust_proxy: ['127.0.0.1'] },
+        metrics: { port: holdMetrics },
+      },
+    })
+    appview = await startAppViewProcess({
+      dataDir: `${dir}/appview`,
+      plcUrl: network.plc.url,
+      handleResolverUrl: network.pds.url,
+      logLevel: 'info',
+      config: {
+        registry: { default_hold_did: hold.did },
+        metrics: { port: appviewMetrics },
+      },
+    })
+    const layout = `${dir}/image`
+    await writeOciImage(layout, {
+      tag: 'v1',
+      layers: [{ files: [{ path: 'ops.txt', content: 'operations\n' }] }],
+    })
+    image = `${appview.url.replace('http://', '')}/ops.test/ops:v1`
+    await run('skopeo', [
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `ops.test:${account.appPassword}`,
+      `oci:${layout}:v1`,
+      `docker://${image}`,
+    ])
+    const manifest = await (
+      await fetch(`${appview.url}/v2/ops.test/ops/manifests/v1`, {
+        headers: {
+          authorization: `Bearer ${await pullToken()}`,
+          accept: 'application/vnd.oci.image.manifest.v1+json',
+        },
+      })
+    ).json()
+    layer = (manifest as { layers: { digest: string }[] }).layers[0]!.digest
+  })
+  after(async () => {
+    await appview?.kill()
+    await hold?.close()
+    // The PLC directory is closed by a test already.
+    await network?.close().catch(() => {})
+    await removeTempDir(dir)
+  })
+
+  async function pullToken(): Promise<string> {
+    const basic = Buffer.from(`ops.test:${account.appPassword}`).toString('base64')
+    const service = new URL(appview.url).host
+    const response = await fetch(
+      `${appview.url}/auth/token?service=${service}&scope=repository:ops.test/ops:pull`,
+      { headers: { authorization: `Basic ${basic}` } },
+    )
+    assert.equal(response.status, 200)
+    return ((await response.json()) as { token: string }).token
+  }
+
+  it('/healthz and /readyz answer on both services, naming each check', async () => {
+    for (const [base, checks] of [
+      [appview.url, ['database', 'plc_directory']],
+      [`http://127.0.0.1:${hold.port}`, ['database', 'storage', 'plc_directory']],
+    ] as const) {
+      const live = await fetch(`${base}/healthz`)
+      assert.equal(live.status, 200)
+      const ready = await fetch(`${base}/readyz`)
+      const body = (await ready.json()) as { status: string; checks: Record<string, string> }
+      assert.equal(ready.status, 200, JSON.stringify(body))
+      assert.deepEqual(Object.keys(body.checks).sort(), [...checks].sort())
+      assert.ok(Object.values(body.checks).every((v) => v === 'ok'))
+    }
+  })
+
+  it('serves Prometheus metrics on the metrics listener only', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${appviewMetrics}/metrics`)).text()
+    assert.match(text, /atcr_http_requests_total\{method="GET",route="\/v2\/",status="401"\} \d+/)
+    const uploads = 'route="/v2/<name>/blobs/uploads/"'
+    assert.match(
+      text,
+      new RegExp(`atcr_http_requests_total\\{method="PUT",${uploads},status="201"\\}`),
+    )
+    assert.match(
+      text,
+      /atcr_http_request_duration_seconds_count\{method="PUT",route="\/v2\/<name>\/manifests\/<reference>"\} 1/,
+    )
+    const received = new RegExp(`atcr_http_received_bytes_total\\{${uploads}\\} (\\d+)`).exec(text)
+    assert.ok(received && Number(received[1]) > 0, 'upload bytes counted')
+    const sent =
+      /atcr_http_sent_bytes_total\{route="\/v2\/<name>\/manifests\/<reference>"\} (\d+)/.exec(text)
+    assert.ok(sent && Number(sent[1]) > 0, 'manifest bytes sent')
+    assert.match(text, /process_resident_memory_bytes \d+/)
+    const holdText = await (await fetch(`http://127.0.0.1:${holdMetrics}/metrics`)).text()
+    assert.match(holdText, /atcr_http_requests_total\{method="GET",route="\/readyz",status="200"\}/)
+    // Never on the public port.
+    assert.equal((await fetch(`${appview.url}/metrics`)).status, 404)
+    assert.equal((await fetch(`http://127.0.0.1:${hold.port}/metrics`)).status >= 400, true)
+  })
+
+  it("carries one request id from the AppView's log to the hold's", async () => {
+    const id = `ops-${Date.now()}`
+    const response = await fetch(`${appview.url}/v2/ops.test/ops/blobs/${layer}`, {
+      headers: { authorization: `Bearer ${await pullToken()}`, 'x-request-id': id },
+      redirect: 'manual',
+    })
+    await response.body?.cancel()
+    assert.ok(response.status < 400, `blob GET answered ${response.status}`)
+    assert.equal(response.headers.get('x-request-id'), id)
+    const logged = (output: string) =>
+      output
+        .split('\n')
+        .filter((line) => line.includes(`"reqId":"${id}"`))
+        .map((line) => JSON.parse(line) as { name?: string; req?: { url?: string } })
+    await eventually(
+      () => logged(appview.output()).some((l) => l.req?.url?.includes('/blobs/')),
+      "the AppView's log line with the id",
+    )
+    await eventually(
+      () => logged(hold.output()).some((l) => l.req?.url?.includes('com.atproto.sync.getBlob')),
+      "the hold's log line of the AppView's call, with the same id",
+    )
+    // A malformed id is replaced, not logged as given.
+    const odd = await fetch(`${appview.url}/v2/`, { headers: { 'x-request-id': 'a b\tc' } })
+    assert.match(odd.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/)
+  })
+
+  it('believes X-Forwarded-For only from trust_proxy addresses', async () => {
+    const forwarded = { 'x-forwarded-for': '203.0.113.7' }
+    await (await fetch(`${appview.url}/v2/?who`, { headers: forwarded })).body?.cancel()
+    await (
+      await fetch(`http://127.0.0.1:${hold.port}/xrpc/_health?who`, { headers: forwarded })
+    ).body?.cancel()
+    const addressOf = (output: string, url: string) =>
+      output
+        .split('\n')
+        .filter((line) => line.includes(`"url":"${url}"`))
+        .map((line) => (JSON.parse(line) as { req: { remoteAddress: string } }).req.remoteAddress)
+    // The AppView trusts no proxy by default; the hold was told to trust loopback.
+    await eventually(
+      () =>
+        addressOf(appview.output(), '/v2/?who').length > 0 &&
+        addressOf(hold.output(), '/xrpc/_health?who').length > 0,
+      'both log lines',
+    )
+    assert.deepEqual(addressOf(appview.output(), '/v2/?who'), ['127.0.0.1'])
+    assert.deepEqual(addressOf(hold.output(), '/xrpc/_health?who'), ['203.0.113.7'])
+  })
+
+  it('/readyz answers 503 naming the PLC directory when it is gone; /healthz stays 200', async () => {
+    await network.plc.close()
+    const ready = await fetch(`${appview.url}/readyz`)
+    const body = (await ready.json()) as { status: string; checks: Record<string, string> }
+    assert.equal(ready.status, 503)
+    assert.equal(body.checks.database, 'ok')
+    assert.notEqual(body.checks.plc_directory, 'ok')
+    assert.equal((await fetch(`${appview.url}/healthz`)).status, 200)
+  })
+
+  it('stops on SIGTERM with status 0', async () => {
+    const exited = new Promise<number | null>((resolve) =>
+      appview.child.once('exit', (code) => resolve(code)),
+    )
+    appview.child.kill('SIGTERM')
+    assert.equal(await exited, 0)
+  })
+})
