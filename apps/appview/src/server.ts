@@ -33,6 +33,7 @@ export async function buildServer(ctx: AppViewContext): Promise<FastifyInstance>
   })
   propagateRequestIds(app)
   instrument(app, ctx.metrics, ociRouteOf)
+  registerIngestMetrics(ctx)
   registerHealthRoutes(app, {
     database: () => databaseAnswers(ctx.db.db),
     plc_directory: () =>
@@ -78,4 +79,32 @@ function ociRouteOf(request: FastifyRequest): string | undefined {
   if (request.routeOptions.url !== '/v2/*') return undefined
   const path = request.url.split('?')[0]!
   return OCI_ENDPOINTS.find(([pattern]) => pattern.test(path))?.[1] ?? '/v2/*'
+}
+
+/** The indexer's state per source, read at each scrape. */
+function registerIngestMetrics(ctx: AppViewContext): void {
+  const { ingest, metrics } = ctx
+  metrics.gauge(
+    'atcr_ingest_consuming',
+    'Whether this instance consumes the ingest sources now (it holds the lease).',
+    [],
+    () => [{ value: ingest.consuming ? 1 : 0 }],
+  )
+  metrics.gauge(
+    'atcr_ingest_lag_seconds',
+    'How old the last event applied from each source was when it was applied.',
+    ['source'],
+    () =>
+      ingest
+        .status()
+        .flatMap((s) =>
+          s.lagMs === null ? [] : [{ labels: { source: s.source }, value: s.lagMs / 1000 }],
+        ),
+  )
+  metrics.gauge(
+    'atcr_ingest_errors',
+    'Errors met consuming each source since the start (connections, invalid events).',
+    ['source'],
+    () => ingest.status().map((s) => ({ labels: { source: s.source }, value: s.errors })),
+  )
 }

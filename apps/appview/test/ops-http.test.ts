@@ -61,6 +61,8 @@ describe('operations: health, metrics, request ids, trust_proxy', () => {
       config: {
         registry: { default_hold_did: hold.did },
         metrics: { port: appviewMetrics },
+        // The hold's own firehose: its layer records of the push below, for the lag gauge.
+        ingest: { enabled: true, sources: [{ type: 'firehose', url: hold.url }] },
       },
     })
     const layout = `${dir}/image`
@@ -141,6 +143,18 @@ describe('operations: health, metrics, request ids, trust_proxy', () => {
     assert.match(text, /process_resident_memory_bytes \d+/)
     const holdText = await (await fetch(`http://127.0.0.1:${holdMetrics}/metrics`)).text()
     assert.match(holdText, /atcr_http_requests_total\{method="GET",route="\/readyz",status="200"\}/)
+    // The indexer's lag behind the hold's firehose, once it has applied an event of it.
+    let scraped = ''
+    const scrape = async () => {
+      scraped = await (await fetch(`http://127.0.0.1:${appviewMetrics}/metrics`)).text()
+      return scraped
+    }
+    const deadline = Date.now() + 60_000
+    while (!/atcr_ingest_lag_seconds\{source="[^"]+"\} [\d.e-]+/.test(await scrape())) {
+      assert.ok(Date.now() < deadline, `no ingest lag in:\n${scraped}`)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    assert.match(scraped, /atcr_ingest_consuming 1/)
     // Never on the public port.
     assert.equal((await fetch(`${appview.url}/metrics`)).status, 404)
     assert.equal((await fetch(`http://127.0.0.1:${hold.port}/metrics`)).status >= 400, true)

@@ -60,18 +60,29 @@ export class ServiceMetrics {
     collectDefaultMetrics({ register: this.registry })
   }
 
-  /** A gauge read at each scrape; `read` answering undefined leaves it unset. */
-  gauge(name: string, help: string, read: () => Promise<number | undefined>): void {
+  /** A gauge read at each scrape: one sample per label set `read` answers, none if empty. */
+  gauge(
+    name: string,
+    help: string,
+    labelNames: readonly string[],
+    read: () => GaugeSample[] | Promise<GaugeSample[]>,
+  ): void {
     new Gauge({
       name,
       help,
+      labelNames,
       registers: [this.registry],
       async collect() {
-        const value = await read()
-        if (value !== undefined) this.set(value)
+        this.reset()
+        for (const { labels, value } of await read()) this.set(labels ?? {}, value)
       },
     })
   }
+}
+
+export interface GaugeSample {
+  labels?: Record<string, string>
+  value: number
 }
 
 interface Started {
