@@ -11,6 +11,8 @@ import type { TestAccount } from '@atcr/testkit'
 import { TID } from '@atproto/common'
 import { jsonToLex } from '@atproto/lex-json'
 import { readCar } from '@atproto/repo'
+import type { Kysely } from 'kysely'
+import * as recordBlobMigration from '../src/db/migrations/006-record-blob.ts'
 import { cidOfDigest } from '../src/pds/storage/blob-cid.ts'
 import { LAYER_TYPE, storeBlob } from './hold-data.ts'
 import { HoldFixture, type TestHold } from './hold-harness.ts'
@@ -170,6 +172,15 @@ describe('com.atproto.sync.listBlobs', () => {
   it('with `since`, lists the blobs of records written after that rev', async () => {
     assert.deepEqual((await allBlobs(hold.url, hold.did, 10, holdRevBefore)).cids, [holdBlobs[2]])
     assert.deepEqual((await allBlobs(pdsUrl, alice.did, 10, pdsRevBefore)).cids, [pdsBlobs[2]])
+  })
+
+  it('fills the index from the records of a hold that had none (migration 006)', async () => {
+    const db = hold.ctx.db.db
+    const listed = await allBlobs(hold.url, hold.did, 500)
+    await db.schema.dropTable('record_blob').execute()
+    // Migrations take the database untyped, as the migrator hands it to them.
+    await recordBlobMigration.up(db as unknown as Kysely<unknown>)
+    assert.deepEqual((await allBlobs(hold.url, hold.did, 500)).cids, listed.cids)
   })
 
   it('answers errors as the reference PDS does', async () => {
