@@ -1,3 +1,12 @@
+// Handle and DID resolution. Ours rather than @atproto/identity's IdResolver, for what it
+// lacks: its did:web resolver takes any failed answer (a 500, a proxy error) for "no such
+// DID", where callers must tell a refusal from a retry (a service token whose issuer's
+// host is down is a 503, not a 401); it reads documents with an unbounded res.json(); it
+// reaches http only for the host `localhost` (a dev stack also has *.localhost, docker
+// service names and IP literals); its memory cache has no bound on entries and no floor on
+// forced refreshes; and its handle resolver has no resolveHandle-over-XRPC nor an injected
+// TXT lookup. The atproto rules themselves are the libraries': DID syntax (@atproto/did),
+// handles (@atproto/syntax), keys (@atproto/crypto).
 import { isAtprotoDid, isDidPlc } from '@atproto/did'
 import { ResponseTooLargeError, readBoundedJson } from './body.ts'
 import { TtlCache } from './cache.ts'

@@ -1,3 +1,10 @@
+// The SSRF guard. Ours rather than @atproto-labs/fetch-node's safeFetchWrap (the reference
+// PDS's), which is all or nothing: with protection on it refuses http and every non-unicast
+// address, with it off no address is checked, so a dev stack (loopback, docker networks)
+// would run unguarded, where ours still refuses link-local (cloud metadata). It also takes
+// neither an operator's trusted origins (a PLC mirror on a private network) nor an injected
+// DNS lookup (tests). The address rules are ipaddr.js's ranges; the check runs in undici's
+// connector lookup, as there.
 import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions } from 'node:dns'
 import { isIP, type LookupFunction } from 'node:net'
 import ipaddr from 'ipaddr.js'
