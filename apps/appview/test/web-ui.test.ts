@@ -54,6 +54,7 @@ describe('the web UI in a real browser', {
   let layoutDir: string
   let secondHold: HoldProcess
   let axeSource: string
+  let webappDigest: string
 
   const creds = () => `${stack.alice.did}:${stack.alice.appPassword}`
   const imageRef = (repository: string) =>
@@ -109,7 +110,7 @@ describe('the web UI in a real browser', {
     await mkdir(ARTIFACTS, { recursive: true })
     layoutDir = join(dir, 'layout')
     const layout = await createOciLayout(layoutDir)
-    await layout.addImage({
+    const webapp = await layout.addImage({
       tag: 'webapp',
       layers: [
         { files: [{ path: 'etc/motd', content: 'welcome\n' }], createdBy: 'COPY motd /etc/motd' },
@@ -139,7 +140,16 @@ describe('the web UI in a real browser', {
       layers: [{ files: [{ path: 'etc/motd', content: 'version two\n' }] }],
     })
 
+    await layout.addArtifact({
+      artifactType: 'application/vnd.example.sbom.v1',
+      blobs: [{ mediaType: 'application/vnd.example.sbom.v1+json', content: '{"packages":[]}' }],
+      subject: webapp.manifest,
+      tag: 'sbom',
+    })
+
+    webappDigest = webapp.manifest.digest
     await push('webapp', 'webapp', 'v1')
+    await push('sbom', 'webapp', 'sbom')
     await push('multi', 'multiarch', 'latest', true)
 
     page = await browser.newPage()
@@ -209,6 +219,11 @@ describe('the web UI in a real browser', {
       `docker pull ${stack.host}/alice.test/webapp:v1`,
     )
     assert.match(await mainText(), /org\.opencontainers\.image\.description/)
+    const referrers = page.locator('section', { has: page.locator('#referrers-heading') })
+    // Grouped by artifact type as the index has it: records do not carry the manifest's
+    // artifactType, so an artifact on the empty config is grouped under that media type.
+    assert.match((await referrers.textContent()) ?? '', /application\/vnd\.oci\.empty\.v1\+json/)
+    assert.match((await referrers.textContent()) ?? '', new RegExp(webappDigest.slice(7, 19)))
     assert.match(
       await mainText(),
       new RegExp(`Stored on\\s*${stack.hold.did.replaceAll('.', '\\.')}`),
@@ -375,7 +390,9 @@ describe('the web UI in a real browser', {
       const response = await get(path)
       assert.equal(response.status, status, path)
       assert.match(response.headers.get('content-type') ?? '', /text\/html/, path)
-      assert.match(response.headers.get('content-security-policy') ?? '', /script-src 'self'/)
+      const csp = response.headers.get('content-security-policy') ?? ''
+      assert.match(csp, /script-src 'self'/)
+      assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/)
     }
     // "%" is a literal character, not a wildcard.
     assert.match(await (await get('/search?q=%25')).text(), /No repository matches/)

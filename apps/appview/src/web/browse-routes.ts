@@ -249,7 +249,9 @@ export function registerBrowseRoutes(app: FastifyInstance, web: WebKit): void {
       return web.error(request, reply, 404, `${ownerName(owner)}/${repository} holds no images.`)
     }
     const viewer = await web.currentUser(request)
-    const latest = tags.find((t) => t.manifest)?.manifest ?? images[0] ?? null
+    // The newest tag of an image (not of a signature or SBOM) is what the page is about.
+    const latestTag = tags.find((t) => t.manifest && t.manifest.subjectDigest === null)
+    const latest = latestTag?.manifest ?? images[0] ?? null
     const digests = [...new Set([...tags.map((t) => t.digest), ...images.map((m) => m.digest)])]
     const [repoPage, stars, starKeys, pulls, referrers] = await Promise.all([
       browse.repoPage(owner.did, repository),
@@ -263,7 +265,7 @@ export function registerBrowseRoutes(app: FastifyInstance, web: WebKit): void {
       : { image: null, platform: null }
     const config =
       image?.configDigest && image.holdDid
-        ? await ctx.web.configs.get(image.holdDid, image.configDigest, viewer?.did ?? null)
+        ? await ctx.web.configs.get(image.holdDid, image.configDigest)
         : null
     const readme =
       repoPage?.description ?? latest?.description ?? images.find((m) => m.description)?.description
@@ -273,7 +275,6 @@ export function registerBrowseRoutes(app: FastifyInstance, web: WebKit): void {
       tags.flatMap((t) => (t.manifest ? [t.manifest] : [])),
     )
     const name = `${registryHost}/${ownerName(owner)}/${repository}`
-    const firstTag = tags[0]?.tag
     return web.page(request, reply, 'repository', `${ownerName(owner)}/${repository}`, {
       owner,
       repository,
@@ -295,7 +296,7 @@ export function registerBrowseRoutes(app: FastifyInstance, web: WebKit): void {
       starred: starKeys.length > 0,
       pulls,
       hold: holdDid ? { did: holdDid, health: await browse.holdHealth(holdDid) } : null,
-      pullCommand: `docker pull ${name}${firstTag ? `:${firstTag}` : ''}`,
+      pullCommand: `docker pull ${name}${latestTag ? `:${latestTag.tag}` : ''}`,
       isOwner: viewer?.did === owner.did,
       repoPath,
     })
@@ -321,11 +322,10 @@ export function registerBrowseRoutes(app: FastifyInstance, web: WebKit): void {
     if (!manifest) {
       return web.error(request, reply, 404, `${ownerName(owner)}/${repository} has no ${ref}.`)
     }
-    const viewer = await web.currentUser(request)
     const children = childrenOf(manifest)
     const config =
       children.length === 0 && manifest.configDigest && manifest.holdDid
-        ? await ctx.web.configs.get(manifest.holdDid, manifest.configDigest, viewer?.did ?? null)
+        ? await ctx.web.configs.get(manifest.holdDid, manifest.configDigest)
         : null
     const referrers = await browse.referrers(owner.did, [manifest.digest])
     const sizes = await imageSizes(web, [manifest])

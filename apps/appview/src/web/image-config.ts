@@ -1,10 +1,10 @@
 // An image's config blob (env, entrypoint, labels, and the history that says which command
-// made each layer), read from its hold the way pulls are (com.atproto.sync.getBlob, then
-// the presigned URL it redirects to), bounded in size and time, checked against its digest,
-// and cached by digest (content-addressed: it never changes).
+// made each layer), read from its hold the way an anonymous pull does (com.atproto.sync.getBlob,
+// then the presigned URL it redirects to), bounded in size and time, checked against its
+// digest, and cached by digest (content-addressed: it never changes). Private holds' configs
+// are not shown.
 import { readBoundedText, TtlCache } from '@atcr/core/identity'
 import { digestOf } from '@atcr/core/oci'
-import { NoSessionError } from '../auth/types.ts'
 import type { Registry } from '../registry/registry.ts'
 
 /** The parts of an OCI image config the pages show. */
@@ -26,38 +26,47 @@ export interface ImageConfig {
 
 /** Configs larger than this are not shown (a real one is a few KB). */
 const MAX_CONFIG_BYTES = 1024 * 1024
+/** A page waits this long for a config at most (the read goes on and fills the cache). */
+const WAIT_MS = 5_000
 const TIMEOUT_MS = 10_000
+/** A config that could not be read is not asked for again this soon (a hold down...). */
+const FAILURE_TTL_MS = 60_000
 
 export class ImageConfigs {
   readonly #registry: Registry
-  readonly #cache = new TtlCache<ImageConfig | null>({ ttlMs: 60 * 60_000, maxEntries: 500 })
+  readonly #cache = new TtlCache<ImageConfig>({ ttlMs: 60 * 60_000, maxEntries: 500 })
+  readonly #failed = new TtlCache<true>({ ttlMs: FAILURE_TTL_MS, maxEntries: 1000 })
 
   constructor(registry: Registry) {
     this.#registry = registry
   }
 
-  /** The config, or null when the hold cannot give it (down, private, too large...). */
-  async get(holdDid: string, digest: string, viewer: string | null): Promise<ImageConfig | null> {
-    const cached = this.#cache.get(digest)
-    if (cached) return cached
+  /** The config, or null when the hold cannot give it (down, private, too large, slow...). */
+  async get(holdDid: string, digest: string): Promise<ImageConfig | null> {
+    if (this.#failed.get(digest)) return null
+    const loading = this.#cache
+      .getOrLoad(digest, () => this.#load(holdDid, digest))
+      .catch((error: unknown) => {
+        this.#failed.set(digest, true)
+        this.#registry.ctx.logger.debug({ err: error, digest }, 'image config not read')
+        return null
+      })
+    let timer: NodeJS.Timeout | undefined
+    const waited = new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), WAIT_MS)
+    })
     try {
-      const config = await this.#load(holdDid, digest, viewer)
-      this.#cache.set(digest, config)
-      return config
-    } catch (error) {
-      this.#registry.ctx.logger.debug({ err: error, digest }, 'image config not read')
-      return null
+      return await Promise.race([loading, waited])
+    } finally {
+      clearTimeout(timer)
     }
   }
 
-  async #load(holdDid: string, digest: string, viewer: string | null): Promise<ImageConfig> {
+  async #load(holdDid: string, digest: string): Promise<ImageConfig> {
     const holds = this.#registry.holds
     const hold = await holds.resolve(holdDid)
-    const ask = (caller: string | null) => holds.getBlob(hold, digest, { method: 'GET', caller })
-    let response = await ask(viewer).catch((error: unknown) => {
-      if (error instanceof NoSessionError) return ask(null)
-      throw error
-    })
+    // Asked anonymously: what a page shows anyone must be what the hold shows anyone.
+    let response = await holds.getBlob(hold, digest, { method: 'GET', caller: null })
     if (response.status >= 300 && response.status < 400) {
       await response.body?.cancel()
       const location = response.headers.get('location')
