@@ -47,6 +47,7 @@ describe('the admin pages in a real browser', {
   let alice: TestAccount
   let bob: TestAccount
   let carol: TestAccount
+  let dave: TestAccount
   let hold: HoldProcess
   let appview: AppViewProcess
   let browser: TestBrowser
@@ -70,15 +71,42 @@ describe('the admin pages in a real browser', {
     await approveOnAuthorizePage(page, account, net.pds.url)
     await page.waitForLoadState()
   }
+  const crewRecords = async () => {
+    const res = await fetch(
+      `${hold.url}/xrpc/com.atproto.repo.listRecords?repo=${encodeURIComponent(hold.did)}&collection=io.atcr.hold.crew`,
+    )
+    const body = (await res.json()) as {
+      records: { value: { member: string; role: string; permissions: string[] } }[]
+    }
+    return body.records.map((r) => r.value)
+  }
+  const captainRecord = async () => {
+    const res = await fetch(
+      `${hold.url}/xrpc/com.atproto.repo.getRecord?repo=${encodeURIComponent(hold.did)}&collection=io.atcr.hold.captain&rkey=self`,
+    )
+    return ((await res.json()) as { value: Record<string, unknown> }).value
+  }
+  const requestCrew = async (account: TestAccount) => {
+    const { data } = await account.agent.com.atproto.server.getServiceAuth({
+      aud: hold.did,
+      lxm: 'io.atcr.hold.requestCrew',
+    })
+    const res = await fetch(`${hold.url}/xrpc/io.atcr.hold.requestCrew`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${data.token}`, 'content-type': 'application/json' },
+      body: '{}',
+    })
+    return { status: res.status, body: (await res.json()) as { error?: string } }
+  }
   const cookieHeader = async () =>
     (await browser.context.cookies(`${admin}/admin/`)).map((c) => `${c.name}=${c.value}`).join('; ')
 
   before(async () => {
     dir = await makeTempDir('atcr-admin-ui-')
     net = await startNetwork()
-    ;[alice, bob, carol] = (await Promise.all(
-      ['alice.test', 'bob.test', 'carol.test'].map((h) => net.pds.createAccount(h)),
-    )) as [TestAccount, TestAccount, TestAccount]
+    ;[alice, bob, carol, dave] = (await Promise.all(
+      ['alice.test', 'bob.test', 'carol.test', 'dave.test'].map((h) => net.pds.createAccount(h)),
+    )) as [TestAccount, TestAccount, TestAccount, TestAccount]
     hold = await startHoldProcess({
       plcUrl: net.plc.url,
       ownerDid: alice.did,
@@ -225,6 +253,59 @@ describe('the admin pages in a real browser', {
       layers.records.some((r) => r.value.userDid === bob.did),
       'layer records of the push',
     )
+  })
+
+  it('approves one pending crew request and denies another', async () => {
+    for (const account of [carol, dave]) {
+      const refused = await requestCrew(account)
+      assert.equal(refused.status, 403)
+      assert.equal(refused.body.error, 'RegistrationDisabled')
+    }
+    const page = await browser.newPage()
+    await page.goto(`${admin}/admin/crew`)
+    await page.getByRole('button', { name: 'Approve carol.test' }).click()
+    await page.waitForLoadState()
+    assert.match((await page.getByRole('status').textContent()) ?? '', /request approved/)
+    await page.getByRole('button', { name: 'Deny dave.test' }).click()
+    await page.waitForLoadState()
+    assert.match((await page.getByRole('status').textContent()) ?? '', /denied/)
+    assert.match((await page.textContent('main')) ?? '', /No one is waiting/)
+    await page.close()
+    const crew = await crewRecords()
+    assert.deepEqual(crew.find((m) => m.member === carol.did)?.permissions, [
+      'blob:read',
+      'blob:write',
+    ])
+    assert.ok(!crew.some((m) => m.member === dave.did), 'a denied request writes no record')
+    // Approved members may use the hold: asking again says so.
+    assert.equal((await requestCrew(carol)).status, 200)
+  })
+
+  it('saves the settings in the captain record, and refuses a malformed successor', async () => {
+    assert.equal((await captainRecord()).public, true)
+    const page = await browser.newPage()
+    await page.goto(`${admin}/admin/settings`)
+    await page.getByRole('checkbox', { name: /Public:/ }).uncheck()
+    await page.getByLabel(/Successor hold/).fill('did:web:next-hold.example.com')
+    await page.getByRole('button', { name: 'Save settings' }).click()
+    await page.waitForLoadState()
+    assert.match((await page.getByRole('status').textContent()) ?? '', /Settings saved/)
+    const captain = await captainRecord()
+    assert.equal(captain.public, false)
+    assert.equal(captain.allowAllCrew, false)
+    assert.equal(captain.successor, 'did:web:next-hold.example.com')
+    assert.equal(captain.owner, alice.did)
+    await screenshot(page, 'admin-settings')
+
+    await page.getByLabel(/Successor hold/).fill('not a did')
+    await page.getByRole('button', { name: 'Save settings' }).click()
+    await page.waitForLoadState()
+    assert.match(
+      (await page.getByRole('alert').textContent()) ?? '',
+      /must be the DID of another hold/,
+    )
+    assert.equal((await captainRecord()).successor, 'did:web:next-hold.example.com')
+    await page.close()
   })
 
   it('previews garbage collection, then deletes the one unreferenced blob', async () => {

@@ -3,6 +3,7 @@
 import { type CrewRecord, NSID } from '@atcr/core/lexicons'
 import { getCaptain } from '../access/index.ts'
 import type { HoldContext } from '../context.ts'
+import { listCrewRequests } from '../crew/requests.ts'
 import { defaultTier, listTiers, type Tier, tierByName } from '../quota/index.ts'
 import { handlesOf } from './overview.ts'
 import { usageByUser } from './usage-store.ts'
@@ -29,7 +30,9 @@ export interface CrewRow {
   usagePercent: number | null
 }
 
-export async function loadCrew(ctx: HoldContext): Promise<{ rows: CrewRow[]; truncated: boolean }> {
+export async function loadCrew(
+  ctx: HoldContext,
+): Promise<{ rows: CrewRow[]; truncated: boolean; requests: PendingRow[] }> {
   const records: CrewRecord[] = []
   let cursor: string | undefined
   let truncated = false
@@ -50,10 +53,11 @@ export async function loadCrew(ctx: HoldContext): Promise<{ rows: CrewRow[]; tru
   }
   const [captain, usage] = await Promise.all([getCaptain(ctx), usageByUser(ctx.db.db)])
   const bytes = new Map(usage.map((u) => [u.did, u.totalSize]))
-  const handles = await handlesOf(
-    ctx,
-    records.map((r) => r.member),
-  )
+  const pending = await listCrewRequests(ctx.db)
+  const handles = await handlesOf(ctx, [
+    ...records.map((r) => r.member),
+    ...pending.map((r) => r.did),
+  ])
   const rows = records.slice(0, CREW_SHOWN).map((record): CrewRow => {
     const isOwner = record.member === captain.owner
     const tierName = typeof record.tier === 'string' ? record.tier : null
@@ -75,7 +79,20 @@ export async function loadCrew(ctx: HoldContext): Promise<{ rows: CrewRow[]; tru
       usagePercent: limit ? Math.round((usageBytes / limit) * 1000) / 10 : null,
     }
   })
-  return { rows, truncated }
+  const requests = pending.map((r) => ({
+    ...r,
+    handle: handles.get(r.did) ?? null,
+    requestedAt: new Date(r.requestedAt).toISOString(),
+  }))
+  return { rows, truncated, requests }
+}
+
+export interface PendingRow {
+  did: string
+  handle: string | null
+  role: string
+  permissions: string[]
+  requestedAt: string
 }
 
 export { listTiers }

@@ -14,8 +14,6 @@ import {
 
 export const TOP_CHOICES = [10, 50, 100] as const
 const REPOSITORIES_SHOWN = 100
-/** Objects under uploads/ counted at most (a bound on the page's cost). */
-const UPLOAD_OBJECTS_COUNTED = 10_000
 
 export interface Overview {
   storage: {
@@ -26,7 +24,7 @@ export interface Overview {
     freeBytes: number | null
   }
   crewCount: number
-  uploads: { open: number; bytes: number; bytesComplete: boolean }
+  uploads: { open: number; bytes: number }
   topUsers: (UserUsage & { handle: string | null })[]
   top: number
   repositories: (StatsRecord & { ownerHandle: string | null })[]
@@ -34,14 +32,13 @@ export interface Overview {
 
 export async function loadOverview(ctx: HoldContext, top: number): Promise<Overview> {
   const db = ctx.db.db
-  const [referenced, crew, open, users, repositories, freeBytes, uploadBytes] = await Promise.all([
+  const [referenced, crew, uploads, users, repositories, freeBytes] = await Promise.all([
     referencedStorage(db),
     crewCount(db),
     openUploads(db),
     usageByUser(db),
     busiestRepositories(db, REPOSITORIES_SHOWN),
     freeSpace(ctx),
-    uploadedBytes(ctx),
   ])
   const topUsers = users.slice(0, top)
   const handles = await handlesOf(ctx, [
@@ -56,7 +53,7 @@ export async function loadOverview(ctx: HoldContext, top: number): Promise<Overv
       freeBytes,
     },
     crewCount: crew,
-    uploads: { open, bytes: uploadBytes.bytes, bytesComplete: uploadBytes.complete },
+    uploads: { open: uploads.count, bytes: uploads.bytes },
     topUsers: topUsers.map((u) => ({ ...u, handle: handles.get(u.did) ?? null })),
     top,
     repositories: repositories.map((r) => ({ ...r, ownerHandle: handles.get(r.ownerDid) ?? null })),
@@ -72,20 +69,6 @@ async function freeSpace(ctx: HoldContext): Promise<number | null> {
   } catch {
     return null
   }
-}
-
-/**
- * Bytes of open uploads that the hold itself keeps under uploads/ (at most a bounded
- * number of objects are counted). Parts held by an S3 multipart upload are not listed.
- */
-async function uploadedBytes(ctx: HoldContext): Promise<{ bytes: number; complete: boolean }> {
-  let bytes = 0
-  let seen = 0
-  for await (const object of ctx.storage.list('uploads')) {
-    if (++seen > UPLOAD_OBJECTS_COUNTED) return { bytes, complete: false }
-    bytes += object.size
-  }
-  return { bytes, complete: true }
 }
 
 /** Verified handles of DIDs (cached by the resolver); a DID that does not resolve has none. */

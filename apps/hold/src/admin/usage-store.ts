@@ -82,10 +82,14 @@ export async function busiestRepositories(db: Db, limit: number): Promise<StatsR
   return rows.map((row) => lexParse<LexMap>(row.value) as unknown as StatsRecord)
 }
 
-export async function openUploads(db: Db): Promise<number> {
-  const row = await db
-    .selectFrom('hold_upload')
-    .select(sql<number>`count(*)`.as('n'))
-    .executeTakeFirstOrThrow()
-  return Number(row.n)
+/** Uploads still open, and the bytes of the parts they have stored so far. */
+export async function openUploads(db: Db): Promise<{ count: number; bytes: number }> {
+  const [uploads, parts] = await Promise.all([
+    db.selectFrom('hold_upload').select(sql<number>`count(*)`.as('n')).executeTakeFirstOrThrow(),
+    db
+      .selectFrom('hold_upload_part')
+      .select(sql<number>`coalesce(sum(size), 0)`.as('bytes'))
+      .executeTakeFirstOrThrow(),
+  ])
+  return { count: Number(uploads.n), bytes: Number(parts.bytes) }
 }

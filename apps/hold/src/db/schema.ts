@@ -87,6 +87,15 @@ export interface HoldUploadPartTable {
   size: number
 }
 
+/** A crew request waiting for an admin's approval (see crew/requests.ts). */
+export interface CrewRequestTable {
+  did: string
+  role: string
+  /** JSON array of the permissions asked for. */
+  permissions: string
+  requested_at: number
+}
+
 /** The admin pages' OAuth sign-in and browser sessions are @atcr/core/oauth's tables. */
 export interface HoldSchema extends OAuthTables {
   repo_root: RepoRootTable
@@ -98,4 +107,5 @@ export interface HoldSchema extends OAuthTables {
   identity_announced: IdentityAnnouncedTable
   hold_upload: HoldUploadTable
   hold_upload_part: HoldUploadPartTable
+  crew_request: CrewRequestTable
 }

@@ -5,6 +5,7 @@ import { isValidDid } from '@atproto/syntax'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ALL_PERMISSIONS, getCaptain } from '../../access/index.ts'
 import { addCrew, CrewError, removeCrew, updateCrew } from '../../crew/index.ts'
+import { deleteCrewRequest, getCrewRequest } from '../../crew/requests.ts'
 import { ASSIGNABLE_ROLES, CREW_SHOWN, listTiers, loadCrew } from '../crew.ts'
 import type { AdminRoutes } from '../index.ts'
 import { renderPage } from '../render.ts'
@@ -42,6 +43,7 @@ export function registerCrewRoutes(scope: FastifyInstance, routes: AdminRoutes):
       user: request.adminUser ?? null,
       section: 'crew',
       crew: crew.rows,
+      requests: crew.requests,
       truncated: crew.truncated,
       shown: CREW_SHOWN,
       tiers: listTiers(ctx.config),
@@ -121,6 +123,7 @@ export function registerCrewRoutes(scope: FastifyInstance, routes: AdminRoutes):
         ...(chosenTier === null ? {} : { tier: chosenTier }),
       })
       if (added.status === 'already_member') throw new FormError(`${who} is already in the crew`)
+      await deleteCrewRequest(ctx.db, did)
       return `${who} joined the crew`
     }),
   )
@@ -150,6 +153,31 @@ export function registerCrewRoutes(scope: FastifyInstance, routes: AdminRoutes):
       const member = memberDid(form)
       await removeCrew(ctx, member)
       return `${member} left the crew`
+    }),
+  )
+
+  scope.post(
+    '/crew/requests/approve',
+    { preHandler: [...protect, signedIn] },
+    change(async (form) => {
+      const did = memberDid(form)
+      const request = await getCrewRequest(ctx.db, did)
+      if (!request) throw new FormError(`No pending request from ${did}`, 404)
+      await addCrew(ctx, { member: did, role: request.role, permissions: request.permissions })
+      await deleteCrewRequest(ctx.db, did)
+      return `${did} joined the crew (request approved)`
+    }),
+  )
+
+  scope.post(
+    '/crew/requests/deny',
+    { preHandler: [...protect, signedIn] },
+    change(async (form) => {
+      const did = memberDid(form)
+      if (!(await deleteCrewRequest(ctx.db, did))) {
+        throw new FormError(`No pending request from ${did}`, 404)
+      }
+      return `${did}'s request was denied`
     }),
   )
 }

@@ -1,6 +1,6 @@
 // io.atcr.hold.requestCrew: join the crew. The captain record decides: with allowAllCrew
 // any signed-in account joins, otherwise only the owner (RegistrationDisabled for the
-// rest). A member who asks again gets already_member and their record as it is.
+// rest, whose request is kept for the captain to approve or deny on the admin pages). A member who asks again gets already_member and their record as it is.
 //
 // Self-registration grants at most blob:read and blob:write, and no privileged role
 // (owner, admin): asking for more is an InvalidRequest, not a silent downgrade. The owner
@@ -11,6 +11,7 @@ import { authenticate, getCaptain, getCrewMember } from '../../../../access/inde
 import { OWNER_PERMISSIONS } from '../../../../bootstrap.ts'
 import type { HoldContext } from '../../../../context.ts'
 import { addCrew, SELF_SERVICE_PERMISSIONS } from '../../../../crew/index.ts'
+import { recordCrewRequest } from '../../../../crew/requests.ts'
 import { authRequired, invalidRequest, XrpcError } from '../../../error.ts'
 import { output, parseInput } from '../../../lexicon.ts'
 
@@ -29,9 +30,6 @@ export function register(app: FastifyInstance, ctx: HoldContext): void {
 
     const captain = await getCaptain(ctx)
     const isOwner = captain.owner === did
-    if (!captain.allowAllCrew && !isOwner) {
-      throw new XrpcError(403, 'RegistrationDisabled', 'This hold does not take new crew members')
-    }
     let role = input.role ?? DEFAULT_ROLE
     let permissions = input.permissions ?? [...SELF_SERVICE_PERMISSIONS]
     if (isOwner) {
@@ -45,6 +43,21 @@ export function register(app: FastifyInstance, ctx: HoldContext): void {
       if (refused.length > 0) {
         throw invalidRequest(`These permissions cannot be self-assigned: ${refused.join(', ')}`)
       }
+    }
+    if (!captain.allowAllCrew && !isOwner) {
+      const kept = await recordCrewRequest(ctx.db, {
+        did,
+        role,
+        permissions,
+        requestedAt: Date.now(),
+      })
+      throw new XrpcError(
+        403,
+        'RegistrationDisabled',
+        kept
+          ? 'This hold does not admit new crew members by itself: your request waits for its captain'
+          : 'This hold does not take new crew members',
+      )
     }
 
     const added = await addCrew(ctx, { member: did, role, permissions })
