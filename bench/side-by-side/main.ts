@@ -140,7 +140,7 @@ async function pass(
     else await rm(work, { recursive: true, force: true })
   })
   console.log(`\n# ${storage} pass (work dir ${work})`)
-  const atcr = await atcrTarget(work, storage)
+  const atcr = await atcrTarget(work, storage, { index: options.index })
   cleanups.push(atcr.close)
   const distribution = await distributionTarget(work)
   cleanups.push(distribution.close)

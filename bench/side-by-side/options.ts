@@ -41,6 +41,8 @@ export interface Options {
   limitsMib: number
   resultsDir: string
   keep: boolean
+  /** ATCR's AppView indexes its PDS's firehose: listings and lookups come from the index. */
+  index: boolean
 }
 
 export const USAGE = `bench/run [options]   ATCR and CNCF Distribution side by side (issue 15)
@@ -57,6 +59,8 @@ export const USAGE = `bench/run [options]   ATCR and CNCF Distribution side by s
   --growth-mib a,b,c     raw-put-growth sizes (default 64,256,1024)
   --tag-puts N           tag-put: tags per run (default 50)
   --tags N               tags-list: tags in the repository (default 1001)
+  --index                ATCR's AppView consumes the PDS's firehose into its index, so
+                         tags/list and manifest lookups are answered from it
   --manifest-gets N      manifest-get: sequential GETs per run (default 2000)
   --settle-seconds N     memory: wait after the burst (default 60)
   --limits-mib N         physical limits: MiB hashed / sent / written (default 512)
@@ -72,6 +76,7 @@ export function parseOptions(argv: string[]): Options | null {
       quick: { type: 'boolean', default: false },
       huge: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
+      index: { type: 'boolean', default: false },
       runs: { type: 'string' },
       only: { type: 'string' },
       storage: { type: 'string', default: 'filesystem' },
@@ -137,5 +142,6 @@ export function parseOptions(argv: string[]): Options | null {
     limitsMib: number(values['limits-mib'], 512, 64),
     resultsDir: values['results-dir'] ?? new URL('../results', import.meta.url).pathname,
     keep: values.keep,
+    index: values.index,
   }
 }

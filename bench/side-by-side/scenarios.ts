@@ -331,6 +331,11 @@ export function buildScenarios(ctx: Context): Built {
           unit: 'ms',
           what: 'GET tags/list?n=100, first page (mean of 10; Distribution 2.8 ignores n on tags/list and answers every tag)',
         },
+        {
+          name: 'manifest p50',
+          unit: 'ms',
+          what: `GET manifest by tag in this repository of ${options.tags} tags, 100 one after another: median (compare manifest-get, one tag)`,
+        },
       ],
       setup: async (target) => {
         const repo = target.repo('tags')
@@ -362,7 +367,21 @@ export function buildScenarios(ctx: Context): Built {
             }
           }
         })
-        return { values: { full: full.seconds * 100, 'n=100': page.seconds * 100 } }
+        const manifests: number[] = []
+        for (let i = 0; i < 100; i++) {
+          const tag = `tag-${String((i * 37) % options.tags).padStart(4, '0')}`
+          const start = performance.now()
+          await getManifest(target, repo, tag, auth)
+          manifests.push(performance.now() - start)
+        }
+        manifests.sort((a, b) => a - b)
+        return {
+          values: {
+            full: full.seconds * 100,
+            'n=100': page.seconds * 100,
+            'manifest p50': percentile(manifests, 50),
+          },
+        }
       },
     },
     {

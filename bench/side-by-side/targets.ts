@@ -121,7 +121,11 @@ async function startServices<T>(
   return { child, info, output: () => output }
 }
 
-export async function atcrTarget(work: string, storage: 'filesystem' | 's3'): Promise<Target> {
+export async function atcrTarget(
+  work: string,
+  storage: 'filesystem' | 's3',
+  options: { index?: boolean } = {},
+): Promise<Target> {
   const closers: (() => Promise<void>)[] = []
   const close = async () => {
     for (const closer of closers.reverse()) await closer().catch(() => {})
@@ -156,6 +160,15 @@ export async function atcrTarget(work: string, storage: 'filesystem' | 's3'): Pr
       logLevel: 'warn',
       config: {
         registry: { default_hold_did: hold.did, token_expiration: TOKEN_LIFETIME_SECONDS },
+        // The account is backfilled on its first push; from then on the index answers.
+        ...(options.index
+          ? {
+              ingest: {
+                enabled: true,
+                sources: [{ type: 'firehose', url: network.info.pdsUrl }],
+              },
+            }
+          : {}),
       },
     })
     closers.push(() => appview.kill())

@@ -87,6 +87,9 @@ export class FirehoseConsumer implements Consumer {
         await this.#sink.flush()
         return this.#sink.cursor ?? (this.#options.relay ? undefined : 0)
       },
+      // Commits touching no io.atcr.* record are neither verified nor decoded (a relay's
+      // firehose is mostly other apps'); the cursor moves with the next event read.
+      filterCollections: ['io.atcr.*'],
       handleEvent: (event) => this.#handle(event),
       onError: (error) => this.#onError(error),
       subscriptionReconnectDelay: this.#options.reconnectDelayMs,
