@@ -310,6 +310,7 @@ describe('the web UI in a real browser', {
     await indexCaptain(secondHold)
     await open('/settings')
     await page.getByLabel(new RegExp(secondHold.did.replaceAll('.', '\\.'))).check()
+    await page.getByLabel('Show pull commands for').selectOption('podman')
     await page.getByRole('button', { name: 'Save settings' }).click()
     await page.waitForURL(/\/settings\?done=saved/)
     assert.match(await mainText(), /Settings saved/)
@@ -318,11 +319,17 @@ describe('the web UI in a real browser', {
       collection: NSID.sailorProfile,
       rkey: SELF_RKEY,
     })
-    assert.equal((profile.data.value as { defaultHold?: string }).defaultHold, secondHold.did)
+    const saved = profile.data.value as { defaultHold?: string; ociClient?: string }
+    assert.equal(saved.defaultHold, secondHold.did)
+    assert.equal(saved.ociClient, 'podman')
 
     await push('webapp2', 'webapp', 'v2')
     await open('/r/alice.test/webapp/-/v2')
     assert.match(await mainText(), new RegExp(`Hold\\s*${secondHold.did.replaceAll('.', '\\.')}`))
+    assert.equal(
+      (await page.locator('#pull-command').textContent())?.trim(),
+      `podman pull ${stack.host}/alice.test/webapp:v2`,
+    )
     const manifests = await aliceRecords(NSID.manifest)
     const v2 = manifests.find((m) => (m.value as { holdDid?: string }).holdDid === secondHold.did)
     assert.ok(v2, 'no manifest record names the new hold')

@@ -4,6 +4,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { clientSafeDid, parseIdentity } from '../names.ts'
 import type { ManifestRow, Platform, RepoSummary, TagRow } from './browse-store.ts'
+import { pullCommand } from './format.ts'
 import type { ImageConfig } from './image-config.ts'
 import { renderMarkdown } from './markdown.ts'
 import { sendPage } from './views.ts'
@@ -234,6 +235,11 @@ export function registerBrowseRoutes(app: FastifyInstance, web: WebKit): void {
       : manifestPage(request, reply, owner, parsed.repository, parsed.ref)
   })
 
+  /** The client the viewer wants pull commands for (signed out: docker). */
+  async function clientOf(viewer: { did: string } | null): Promise<string | null> {
+    return viewer ? ((await browse.account(viewer.did))?.ociClient ?? null) : null
+  }
+
   async function repositoryPage(
     request: FastifyRequest,
     reply: FastifyReply,
@@ -296,7 +302,10 @@ export function registerBrowseRoutes(app: FastifyInstance, web: WebKit): void {
       starred: starKeys.length > 0,
       pulls,
       hold: holdDid ? { did: holdDid, health: await browse.holdHealth(holdDid) } : null,
-      pullCommand: `docker pull ${name}${latestTag ? `:${latestTag.tag}` : ''}`,
+      pullCommand: pullCommand(
+        `${name}${latestTag ? `:${latestTag.tag}` : ''}`,
+        await clientOf(viewer),
+      ),
       isOwner: viewer?.did === owner.did,
       repoPath,
     })
@@ -348,7 +357,10 @@ export function registerBrowseRoutes(app: FastifyInstance, web: WebKit): void {
       annotations: annotationsOf(manifest),
       referrers: referrers.map((r) => ({ ...r, path: repoPath(owner, repository, r.digest) })),
       rawManifest: await rawManifest(owner, manifest),
-      pullCommand: `docker pull ${name}${tag ? `:${tag}` : `@${manifest.digest}`}`,
+      pullCommand: pullCommand(
+        `${name}${tag ? `:${tag}` : `@${manifest.digest}`}`,
+        await clientOf(await web.currentUser(request)),
+      ),
       verifyCommand: `atcr verify ${name}@${manifest.digest}`,
     })
   }

@@ -53,6 +53,8 @@ export interface AccountRow {
   displayName: string | null
   defaultHold: string | null
   autoRemoveUntagged: boolean
+  /** Which client pull commands are written for (io.atcr.sailor.profile ociClient). */
+  ociClient: string | null
 }
 
 export interface HoldRow {
@@ -135,7 +137,14 @@ export class BrowseStore {
   async account(did: string): Promise<AccountRow | null> {
     const row = await this.#db
       .selectFrom('index_account')
-      .select(['did', 'handle', 'display_name', 'default_hold', 'auto_remove_untagged'])
+      .select([
+        'did',
+        'handle',
+        'display_name',
+        'default_hold',
+        'auto_remove_untagged',
+        'oci_client',
+      ])
       .where('did', '=', did)
       .executeTakeFirst()
     if (!row) return null
@@ -145,6 +154,7 @@ export class BrowseStore {
       displayName: row.display_name,
       defaultHold: row.default_hold,
       autoRemoveUntagged: Number(row.auto_remove_untagged) === 1,
+      ociClient: row.oci_client,
     }
   }
 

@@ -37,4 +37,23 @@ export function count(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`
 }
 
+/** The clients pull commands can be written for (io.atcr.sailor.profile ociClient). */
+export const OCI_CLIENTS = ['docker', 'podman', 'buildah', 'nerdctl', 'crane', 'none'] as const
+
+/** The command that pulls `reference` with the viewer's client ('none': the bare reference). */
+export function pullCommand(reference: string, client: string | null): string {
+  switch (client) {
+    case 'none':
+      return reference
+    case 'crane':
+      return `crane pull ${reference} image.tar`
+    case 'podman':
+    case 'buildah':
+    case 'nerdctl':
+      return `${client} pull ${reference}`
+    default:
+      return `docker pull ${reference}`
+  }
+}
+
 export const fmt = { bytes, date, shortDigest, platform, count }

@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { WebUser } from '../auth/web-sessions.ts'
 import { ownerName, parseRepoPath, repoPath, resolveOwner } from './browse-routes.ts'
 import type { HoldRow } from './browse-store.ts'
+import { OCI_CLIENTS } from './format.ts'
 import { RecordWriteError, UserRecords } from './user-records.ts'
 import { field, type WebKit } from './web-kit.ts'
 
@@ -77,6 +78,7 @@ export function registerSettingsRoutes(app: FastifyInstance, web: WebKit): void 
       profileError,
       holds,
       registryDefault: ctx.config.registry.default_hold_did,
+      clients: OCI_CLIENTS,
       message: MESSAGES[field(request.query, 'done')],
     })
   })
@@ -86,6 +88,16 @@ export function registerSettingsRoutes(app: FastifyInstance, web: WebKit): void 
     if (!user) return reply
     const defaultHold = field(request.body, 'default_hold') || null
     const autoRemoveUntagged = field(request.body, 'auto_remove_untagged') === 'on'
+    const client = field(request.body, 'oci_client') || 'docker'
+    if (!(OCI_CLIENTS as readonly string[]).includes(client)) {
+      return web.error(
+        request,
+        reply,
+        400,
+        `${client || 'No client'} is not a client offered here.`,
+      )
+    }
+    const ociClient = client === 'docker' ? null : client
     if (defaultHold) {
       const allowed = await holdChoices(user, (await records.profile(user.did)).defaultHold)
       if (!allowed.some((h) => h.holdDid === defaultHold)) {
@@ -95,7 +107,7 @@ export function registerSettingsRoutes(app: FastifyInstance, web: WebKit): void 
     return change(
       request,
       reply,
-      () => records.setProfile(user.did, { defaultHold, autoRemoveUntagged }),
+      () => records.setProfile(user.did, { defaultHold, autoRemoveUntagged, ociClient }),
       '/settings?done=saved',
     )
   })

@@ -28,6 +28,8 @@ export class RecordWriteError extends Error {
 export interface ProfileSettings {
   defaultHold: string | null
   autoRemoveUntagged: boolean
+  /** Which client the pages write pull commands for (absent: docker). */
+  ociClient: string | null
 }
 
 type RecordValue = Record<string, unknown>
@@ -92,6 +94,7 @@ export class UserRecords {
     return {
       defaultHold: typeof value?.defaultHold === 'string' ? value.defaultHold : null,
       autoRemoveUntagged: value?.autoRemoveUntagged === true,
+      ociClient: typeof value?.ociClient === 'string' ? value.ociClient : null,
     }
   }
 
@@ -107,6 +110,8 @@ export class UserRecords {
     }
     if (settings.defaultHold) record.defaultHold = settings.defaultHold
     else delete record.defaultHold
+    if (settings.ociClient) record.ociClient = settings.ociClient
+    else delete record.ociClient
     const written = await this.#put(did, NSID.sailorProfile, SELF_RKEY, record)
     // The registry reads the profile (push hold, autoRemoveUntagged) through its cache.
     this.#ctx.registry.reader.remember(
