@@ -13,7 +13,8 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { NSID } from '@atcr/core/lexicons'
 import { mountSmallFilesystem, type SmallFilesystem, type TestAccount } from '@atcr/testkit'
-import { digestOf, MiB } from './hold-data.ts'
+import { sweepExpiredUploads } from '../src/uploads/index.ts'
+import { digestOf, imageManifest, MiB, pushInput, storeBlobs } from './hold-data.ts'
 import { HoldFixture, type TestHold } from './hold-harness.ts'
 import {
   type Caller,
@@ -131,7 +132,7 @@ describe('quotas and caps count uploads in progress', () => {
     assert.equal(refused.status, 403, JSON.stringify(refused.body))
     assert.equal(refused.body.error, 'QuotaExceeded')
     assert.match(String(refused.body.message), /deckhand tier allows 3145728 bytes/)
-    assert.match(String(refused.body.message), /2097152 are in uploads in progress/)
+    assert.match(String(refused.body.message), /and 2097152 in uploads in progress/)
 
     // A body of unknown length is cut at the first byte past the quota.
     const streamed = await putStreamedPart(hold, second, 4 * MiB, alice)
@@ -155,15 +156,46 @@ describe('quotas and caps count uploads in progress', () => {
     for (const id of uploads) await abort(hold, alice, id)
   })
 
-  it('a completed upload leaves the in-progress count; the push then counts it', async () => {
+  it('a completed blob counts until a push names it, then once as pushed', async () => {
     const bytes = randomBytes(2 * MiB)
     const upload = await uploadParts(hold, undefined, [bytes], alice)
     const done = await complete(hold, upload, digestOf(bytes), alice)
     assert.equal(done.status, 200, JSON.stringify(done.body))
+
+    // Completing without pushing does not give the room back.
     const next = await open(hold, alice)
-    const part = await putPartToHold(hold, next, 1, randomBytes(2 * MiB), alice)
-    assert.equal(part.status, 200, JSON.stringify(part.body))
+    const refused = await putPartToHold(hold, next, 1, randomBytes(2 * MiB), alice)
+    assert.equal(refused.status, 403, JSON.stringify(refused.body))
+    assert.match(String(refused.body.message), /0 are pushed, 2097152 uploaded but not pushed yet/)
+
+    // Pushed, it is counted once, as a layer.
+    const config = { digest: digestOf('limits config'), size: 0 }
+    await storeBlobs(hold.ctx, config)
+    const layer = { digest: digestOf(bytes), size: bytes.length }
+    const pushed = await procedure(
+      hold,
+      NSID.holdNotifyManifest,
+      alice,
+      pushInput(alice.did, 'app', digestOf('limits manifest'), imageManifest([layer], config)),
+    )
+    assert.equal(pushed.status, 200, JSON.stringify(pushed.body))
+    const again = await putPartToHold(hold, next, 1, randomBytes(2 * MiB), alice)
+    assert.equal(again.status, 403, JSON.stringify(again.body))
+    assert.match(String(again.body.message), /2097152 are pushed, 0 uploaded but not pushed yet/)
+    const fits = await putPartToHold(hold, next, 1, randomBytes(MiB), alice)
+    assert.equal(fits.status, 200, JSON.stringify(fits.body))
     await abort(hold, alice, next)
+
+    // An unpushed blob stops counting once garbage collection may take it.
+    const small = randomBytes(MiB / 2)
+    const other = await uploadParts(hold, undefined, [small], alice)
+    assert.equal((await complete(hold, other, digestOf(small), alice)).status, 200)
+    const graceLater = Date.now() + hold.config.gc.grace_period * 1000 + 1000
+    await sweepExpiredUploads(hold.ctx, { now: graceLater })
+    const last = await open(hold, alice)
+    const over = await putPartToHold(hold, last, 1, randomBytes(2 * MiB), alice)
+    assert.match(String(over.body.message), /0 uploaded but not pushed yet/)
+    await abort(hold, alice, last)
   })
 
   it('each account may have max_open_per_account uploads open; the owner has no cap', async () => {

@@ -96,6 +96,15 @@ export interface CrewRequestTable {
   requested_at: number
 }
 
+/** A completed upload no push of its uploader names yet (counted against their quota). */
+export interface HoldUploadBlobTable {
+  uploader_did: string
+  digest: string
+  size: number
+  /** Unix milliseconds; rows older than gc.grace_period are dropped. */
+  completed_at: number
+}
+
 /** The admin pages' OAuth sign-in and browser sessions are @atcr/core/oauth's tables. */
 export interface HoldSchema extends OAuthTables {
   repo_root: RepoRootTable
@@ -108,4 +117,5 @@ export interface HoldSchema extends OAuthTables {
   hold_upload: HoldUploadTable
   hold_upload_part: HoldUploadPartTable
   crew_request: CrewRequestTable
+  hold_upload_blob: HoldUploadBlobTable
 }

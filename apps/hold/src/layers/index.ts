@@ -49,6 +49,31 @@ function layerRows(db: Db) {
     .where('collection', '=', NSID.holdLayer)
 }
 
+/**
+ * Bytes of the blobs `userDid` completed (hold_upload_blob) that no layer record of theirs
+ * names yet: what their quota counts beyond their layers until they push.
+ */
+export async function unpushedBytesOf(db: Db, userDid: string): Promise<number> {
+  const row = await db
+    .selectFrom('hold_upload_blob as b')
+    .select(sql<number | null>`sum(b.size)`.as('bytes'))
+    .where('b.uploader_did', '=', userDid)
+    .where(({ not, exists }) =>
+      not(
+        exists(
+          db
+            .selectFrom('record')
+            .select(sql`1`.as('one'))
+            .where('collection', '=', NSID.holdLayer)
+            .where(USER_DID, '=', userDid)
+            .where(DIGEST, '=', sql.ref<string>('b.digest')),
+        ),
+      ),
+    )
+    .executeTakeFirstOrThrow()
+  return Number(row.bytes ?? 0)
+}
+
 /** Every layer record naming `userDid` as the pusher, oldest first. */
 export async function layersOfUser(db: Db, holdDid: string, userDid: string) {
   const rows = await layerRows(db).where(USER_DID, '=', userDid).orderBy('rkey').execute()

@@ -1,11 +1,12 @@
-// What an upload may take on the hold. The bytes of uploads in progress count against the
-// uploader's quota as the parts arrive (not only at the manifest push), every account but
+// What an upload may take on the hold. The bytes of uploads in progress, and of completed
+// blobs no push names yet, count against the uploader's quota as the parts arrive (not only
+// at the manifest push), every account but
 // the owner has a cap on its open uploads and on their bytes, and the last
 // `quota.owner_reserve` bytes of free space are the owner's alone. The owner is limited by
 // the disk only. A full disk is a 507 StorageFull, never a generic failure.
 import { getCaptain } from '../access/index.ts'
 import type { HoldContext } from '../context.ts'
-import { usageOf } from '../layers/index.ts'
+import { unpushedBytesOf, usageOf } from '../layers/index.ts'
 import { quotaPolicyOf } from '../quota/index.ts'
 import type { ByteSource } from '../storage/index.ts'
 import { XrpcError } from '../xrpc/error.ts'
@@ -133,13 +134,18 @@ export async function admitPart(
       ])
       const { limit, tier } = policy
       if (limit !== null) {
-        const stored = (await usageOf(ctx.db.db, did)).totalSize
+        const [usage, unpushed] = await Promise.all([
+          usageOf(ctx.db.db, did),
+          unpushedBytesOf(ctx.db.db, did),
+        ])
+        const stored = usage.totalSize
         rooms.push({
-          left: limit - stored - inFlight.bytes,
+          left: limit - stored - unpushed - inFlight.bytes,
           refuse: () =>
             quotaExceeded(
               `Storage quota exceeded: ${tier ? `the ${tier.name} tier allows` : 'the limit is'} ` +
-                `${limit} bytes; ${stored} are stored and ${inFlight.bytes} are in uploads in progress`,
+                `${limit} bytes; ${stored} are pushed, ${unpushed} uploaded but not pushed yet ` +
+                `and ${inFlight.bytes} in uploads in progress`,
             ),
         })
       }

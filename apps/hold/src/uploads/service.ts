@@ -34,10 +34,12 @@ import {
 import {
   claimUpload,
   deleteUpload,
+  expireCompletedBlobs,
   getUpload,
   insertUpload,
   listIdleUploads,
   nameUpload,
+  recordCompletedBlob,
   recordPart,
   touchUpload,
   type UploadRow,
@@ -257,6 +259,9 @@ export async function completeUpload(
     ctx.logger.error({ err, uploadId }, 'publishing an upload failed')
     throw uploadError('CompletionFailed', 'The blob could not be stored', 500)
   }
+  // Counted against the uploader's quota from now until a push of theirs names it.
+  const stored = await ctx.storage.stat(target)
+  await recordCompletedBlob(ctx.db, callerDid, expected.digest, stored?.size ?? 0, Date.now())
   await deleteUpload(ctx.db, upload.id)
   // What is left (the assembled copy of a blob stored before) is the sweeper's if this fails.
   await ctx.storage.deletePrefix(uploadPrefix(upload.id)).catch((err: unknown) => {
@@ -339,6 +344,8 @@ export async function sweepExpiredUploads(
       ctx.logger.warn({ err, uploadId: id }, 'removing leftover upload data failed')
     }
   }
+  // Past the grace period garbage collection may take an unpushed blob: it stops counting.
+  await expireCompletedBlobs(ctx.db, now - ctx.config.gc.grace_period * 1000)
   if (result.aborted > 0 || result.orphans > 0) {
     ctx.logger.info(result, 'swept abandoned uploads')
   }

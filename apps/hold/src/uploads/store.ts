@@ -176,3 +176,29 @@ export async function partBytes(
     .executeTakeFirstOrThrow()
   return Number(bytes ?? 0)
 }
+
+/** Records a blob `did` completed (its size counts against their quota until pushed). */
+export async function recordCompletedBlob(
+  db: HoldDatabase,
+  did: string,
+  digest: string,
+  size: number,
+  now: number,
+): Promise<void> {
+  await db.db
+    .insertInto('hold_upload_blob')
+    .values({ uploader_did: did, digest, size, completed_at: now })
+    .onConflict((oc) =>
+      oc.columns(['uploader_did', 'digest']).doUpdateSet({ size, completed_at: now }),
+    )
+    .execute()
+}
+
+/** Forgets completed blobs older than `before`; how many. */
+export async function expireCompletedBlobs(db: HoldDatabase, before: number): Promise<number> {
+  const result = await db.db
+    .deleteFrom('hold_upload_blob')
+    .where('completed_at', '<', before)
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
+}

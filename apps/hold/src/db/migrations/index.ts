@@ -9,6 +9,7 @@ import * as m007 from './007-identity-announced.ts'
 import * as m008 from './008-admin-sessions.ts'
 import * as m009 from './009-upload-parts.ts'
 import * as m010 from './010-crew-requests.ts'
+import * as m011 from './011-upload-blobs.ts'
 
 /**
  * Every migration, run in the order of their names at open and recorded in the
@@ -26,4 +27,5 @@ export const migrations: Record<string, Migration> = {
   '008-admin-sessions': m008,
   '009-upload-parts': m009,
   '010-crew-requests': m010,
+  '011-upload-blobs': m011,
 }
