@@ -281,6 +281,29 @@ describe('indexer on real firehoses', () => {
     assert.equal(stats.push_count, 1)
   })
 
+  it("keeps an indexed account's Bluesky display name and avatar", async () => {
+    const png = Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex')
+    const uploaded = await alice.agent.com.atproto.repo.uploadBlob(png, { encoding: 'image/png' })
+    await put(alice, 'app.bsky.actor.profile', 'self', {
+      $type: 'app.bsky.actor.profile',
+      displayName: 'Alice',
+      avatar: uploaded.data.blob,
+    })
+    const account = await waitFor(
+      () =>
+        db()
+          .selectFrom('index_account')
+          .selectAll()
+          .where('did', '=', alice.did)
+          .where('display_name', '=', 'Alice')
+          .executeTakeFirst(),
+      'the display name',
+    )
+    const avatar = await fetch(account.avatar_url!)
+    assert.equal(avatar.status, 200)
+    assert.deepEqual(Buffer.from(await avatar.arrayBuffer()), png)
+  })
+
   it('an #identity event refreshes the handle of an indexed account', async () => {
     await alice.agent.com.atproto.identity.updateHandle({ handle: 'alice2.test' })
     await waitFor(

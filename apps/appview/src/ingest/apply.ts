@@ -22,6 +22,9 @@ import { AtUri } from '@atproto/syntax'
 import type { Kysely } from 'kysely'
 import type { AppViewSchema } from '../db/schema.ts'
 
+/** The Bluesky profile record (display name, avatar). */
+export const BSKY_PROFILE = 'app.bsky.actor.profile'
+
 /** A record as it changed: `record` null means deleted. */
 export interface RecordChange {
   did: string
@@ -34,17 +37,11 @@ export interface RecordChange {
 /** What became of a change: rows written, rows removed, refused, or not ours to index. */
 export type ApplyOutcome = 'indexed' | 'deleted' | 'invalid' | 'ignored'
 
-/** The collections the index keeps (a consumer may filter its source on them). */
-export const INDEXED_COLLECTIONS: readonly string[] = [
-  NSID.manifest,
-  NSID.tag,
-  NSID.repoPage,
-  NSID.sailorStar,
-  NSID.sailorProfile,
-  NSID.holdCaptain,
-  NSID.holdCrew,
-  NSID.holdStats,
-]
+/**
+ * The collections a consumer asks its source for: ATCR's, and the Bluesky profile, whose
+ * display name and avatar the index keeps for accounts it already has.
+ */
+export const WANTED_COLLECTIONS: readonly string[] = ['io.atcr.*', BSKY_PROFILE]
 
 /** Collections written by users (their DIDs are accounts of the index). */
 const ACCOUNT_COLLECTIONS = new Set<string>([
@@ -75,6 +72,7 @@ export async function applyRecord(
   change: RecordChange,
   now: number = Date.now(),
 ): Promise<ApplyOutcome> {
+  if (change.collection === BSKY_PROFILE) return applyBskyProfile(db, change)
   const collection = change.collection as RecordNsid
   const write = WRITERS[collection]
   const remove = DELETERS[collection]
@@ -363,4 +361,45 @@ const DELETERS: Partial<Record<string, Deleter>> = {
       .where('rkey', '=', rkey)
       .execute()
   },
+}
+
+const MAX_DISPLAY_NAME = 640
+
+/**
+ * An account's Bluesky profile (not an ATCR lexicon: its two fields are checked here): the
+ * display name and avatar of an account the index already has. The avatar is a URL of the
+ * blob on the account's PDS.
+ */
+async function applyBskyProfile(db: Db, change: RecordChange): Promise<ApplyOutcome> {
+  if (change.rkey !== SELF_RKEY) return 'ignored'
+  const account = await db
+    .selectFrom('index_account')
+    .select('pds_endpoint')
+    .where('did', '=', change.did)
+    .executeTakeFirst()
+  if (!account) return 'ignored'
+  let displayName: string | null = null
+  let avatarUrl: string | null = null
+  if (change.record !== null) {
+    const json = lexToJson(change.record as LexValue) as Record<string, unknown>
+    const name = json.displayName
+    const avatar = json.avatar as { ref?: { $link?: unknown }; mimeType?: unknown } | undefined
+    if (name !== undefined && (typeof name !== 'string' || name.length > MAX_DISPLAY_NAME)) {
+      return 'invalid'
+    }
+    displayName = typeof name === 'string' && name !== '' ? name : null
+    const cid = avatar?.ref?.$link
+    if (typeof cid === 'string' && /^[a-z0-9]+$/.test(cid) && account.pds_endpoint) {
+      const url = new URL('/xrpc/com.atproto.sync.getBlob', account.pds_endpoint)
+      url.searchParams.set('did', change.did)
+      url.searchParams.set('cid', cid)
+      avatarUrl = url.href
+    }
+  }
+  await db
+    .updateTable('index_account')
+    .set({ display_name: displayName, avatar_url: avatarUrl })
+    .where('did', '=', change.did)
+    .execute()
+  return change.record === null ? 'deleted' : 'indexed'
 }

@@ -5,6 +5,7 @@
 import type { Logger } from '@atcr/core/log'
 import type { IdResolver } from '@atproto/identity'
 import { type Event, Firehose, FirehoseHandlerError } from '@atproto/sync'
+import { WANTED_COLLECTIONS } from './apply.ts'
 import type { IndexService } from './index-service.ts'
 import { StreamSink } from './stream-sink.ts'
 
@@ -87,9 +88,9 @@ export class FirehoseConsumer implements Consumer {
         await this.#sink.flush()
         return this.#sink.cursor ?? (this.#options.relay ? undefined : 0)
       },
-      // Commits touching no io.atcr.* record are neither verified nor decoded (a relay's
+      // Commits touching none of these are neither verified nor decoded (a relay's
       // firehose is mostly other apps'); the cursor moves with the next event read.
-      filterCollections: ['io.atcr.*'],
+      filterCollections: [...WANTED_COLLECTIONS],
       handleEvent: (event) => this.#handle(event),
       onError: (error) => this.#onError(error),
       subscriptionReconnectDelay: this.#options.reconnectDelayMs,

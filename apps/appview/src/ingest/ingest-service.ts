@@ -11,7 +11,7 @@ import { IdResolver } from '@atproto/identity'
 import type { AppViewConfig } from '../config.ts'
 import type { AppViewDatabase } from '../db/index.ts'
 import type { PdsReader } from '../records/pds-reader.ts'
-import type { RecordChange } from './apply.ts'
+import { BSKY_PROFILE, type RecordChange } from './apply.ts'
 import { type Consumer, FirehoseConsumer, websocketUrl } from './firehose.ts'
 import type { IndexService } from './index-service.ts'
 import { JetstreamConsumer } from './jetstream.ts'
@@ -227,6 +227,13 @@ export class IngestService {
       batch.push(...gone.map((rkey) => ({ did, collection, rkey, record: null })))
       if (batch.length > 0) await index.applyBatch(batch)
     }
+    const profile = await reader.getRecord(resolved.pdsEndpoint, did, BSKY_PROFILE, 'self')
+    await index.apply({
+      did,
+      collection: BSKY_PROFILE,
+      rkey: 'self',
+      record: profile?.value ?? null,
+    })
     await index.setBackfilled(did, startedAt)
     this.#authority.delete(did)
     this.#options.logger.info({ did }, 'backfilled an account')

@@ -3,6 +3,7 @@
 // events are trusted as they come, which is why the firehose is the default. Its cursor is
 // the event's time_us; a reconnection replays from the cursor and what was applied is
 // skipped (see stream-sink.ts).
+import { WANTED_COLLECTIONS } from './apply.ts'
 import type { Consumer, ConsumerOptions } from './firehose.ts'
 import { websocketUrl } from './firehose.ts'
 import { StreamSink } from './stream-sink.ts'
@@ -22,9 +23,6 @@ interface JetstreamEvent {
     record?: unknown
   }
 }
-
-/** The collections asked of the service: everything under io.atcr. */
-const WANTED = 'io.atcr.*'
 
 export class JetstreamConsumer implements Consumer {
   readonly source: string
@@ -62,7 +60,7 @@ export class JetstreamConsumer implements Consumer {
 
   #connect(): void {
     const url = new URL(`${this.source}/subscribe`)
-    url.searchParams.set('wantedCollections', WANTED)
+    for (const wanted of WANTED_COLLECTIONS) url.searchParams.append('wantedCollections', wanted)
     const cursor = this.#sink.cursor
     if (cursor !== null) url.searchParams.set('cursor', String(cursor))
     const socket = new WebSocket(url)
