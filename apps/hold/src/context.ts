@@ -7,8 +7,10 @@ import { VerifiedSignatures } from '@atcr/core/service-auth'
 import { type AdminServices, createAdminServices } from './admin/services.ts'
 import type { HoldConfig } from './config.ts'
 import { type HoldDatabase, openDatabase } from './db/index.ts'
+import { GcRunner } from './gc/runner.ts'
 import { type HoldIdentity, loadHoldIdentity } from './identity.ts'
 import { type HoldRepo, openHoldRepo } from './pds/index.ts'
+import { withRecordLock } from './record-lock.ts'
 import { PullCounter } from './stats/pull-counter.ts'
 import {
   createStorageDriver,
@@ -34,6 +36,8 @@ export interface HoldContext {
   storageUrls: StorageUrlSigner
   /** Pull counters, written to the stats records in batches. */
   pulls: PullCounter
+  /** Garbage collections of the serving hold, one at a time (admin pages, GC route). */
+  gc: GcRunner
   /** The owner's admin pages (null when admin.enabled is false). */
   admin: AdminServices | null
   /** The bytes of upload parts being received, per account (see uploads/limits.ts). */
@@ -72,6 +76,13 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
       logger: logger.child({ subsystem: 'stats' }),
       intervalMs: config.stats.flush_interval * 1000,
     })
+    const gc = new GcRunner({
+      db: db.db,
+      storage,
+      gracePeriod: config.gc.grace_period,
+      logger: logger.child({ subsystem: 'gc' }),
+      lock: (task) => withRecordLock({ repo }, task),
+    })
     const admin = config.admin.enabled
       ? await createAdminServices({
           config,
@@ -92,6 +103,7 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
       verifiedSignatures,
       storageUrls,
       pulls,
+      gc,
       admin,
       uploadBudget: new UploadBudget(),
       metrics: new ServiceMetrics(),
@@ -103,7 +115,7 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
 }
 
 export async function closeHoldContext(ctx: HoldContext): Promise<void> {
-  await ctx.admin?.gc.settled()
+  await ctx.gc.settled()
   await ctx.resolver.close()
   await ctx.pulls.close().catch((err: unknown) => {
     ctx.logger.error({ err }, 'pull counters were not written')

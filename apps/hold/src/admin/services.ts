@@ -17,7 +17,6 @@ import {
 import { adminBaseUrl, type HoldConfig } from '../config.ts'
 import type { HoldDatabase } from '../db/index.ts'
 import type { HoldIdentity } from '../identity.ts'
-import { GcJobs } from './gc-jobs.ts'
 
 export const ADMIN_PREFIX = '/admin'
 export const LOGIN_PATH = '/admin/auth/login'
@@ -34,7 +33,6 @@ export interface AdminServices {
   /** Null when sign-in cannot work at this base URL (see @atcr/core/oauth canSignIn). */
   oauth: NodeOAuthClient | null
   sessions: WebSessions
-  gc: GcJobs
 }
 
 export async function createAdminServices(options: {
@@ -76,6 +74,5 @@ export async function createAdminServices(options: {
     baseUrl,
     oauth,
     sessions: new WebSessions(db, config.admin.session_lifetime * 1000, Date.now),
-    gc: new GcJobs(),
   }
 }

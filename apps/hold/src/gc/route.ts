@@ -1,20 +1,19 @@
 // Garbage collection for the hold owner over HTTP: POST /admin/api/gc with
 // `{"dryRun": true|false}` and a service token of the owner for the method GC_LXM. There
 // is no lexicon for it (the original runs GC from its admin pages), hence an admin route
-// rather than an io.atcr.hold method. One collection runs at a time per hold.
+// rather than an io.atcr.hold method. One collection runs at a time per hold (ctx.gc,
+// shared with the admin pages).
 import type { FastifyInstance } from 'fastify'
 import { authenticate, requireOwner } from '../access/index.ts'
 import type { HoldContext } from '../context.ts'
-import { withRecordLock } from '../record-lock.ts'
 import { invalidRequest, XrpcError, xrpcErrorHandler } from '../xrpc/error.ts'
-import { collectGarbage, type GcReport } from './index.ts'
+import { GcBusyError } from './runner.ts'
 
 export const GC_ROUTE = '/admin/api/gc'
 /** The `lxm` the owner's service token must name (getServiceAuth `lxm`). */
 export const GC_LXM = 'io.atcr.hold.admin.runGc'
 
 export async function registerGcRoute(app: FastifyInstance, ctx: HoldContext): Promise<void> {
-  let running: Promise<GcReport> | null = null
   await app.register(async (scope) => {
     scope.setErrorHandler(xrpcErrorHandler)
     scope.post(GC_ROUTE, async (request) => {
@@ -23,21 +22,13 @@ export async function registerGcRoute(app: FastifyInstance, ctx: HoldContext): P
       if (typeof dryRun !== 'boolean') {
         throw invalidRequest('dryRun (true or false) is required')
       }
-      if (running) throw new XrpcError(409, 'GcInProgress', 'A garbage collection is running')
-      running = collectGarbage(
-        {
-          db: ctx.db.db,
-          storage: ctx.storage,
-          gracePeriod: ctx.config.gc.grace_period,
-          logger: ctx.logger.child({ subsystem: 'gc' }),
-          lock: (task) => withRecordLock(ctx, task),
-        },
-        { dryRun },
-      )
       try {
-        return await running
-      } finally {
-        running = null
+        return await ctx.gc.run(dryRun)
+      } catch (error) {
+        if (error instanceof GcBusyError) {
+          throw new XrpcError(409, 'GcInProgress', 'A garbage collection is running')
+        }
+        throw error
       }
     })
   })

@@ -2,9 +2,7 @@
 // and the backup: the hold's repo as a CAR, the same bytes as `atcr-hold repo export`.
 import { Readable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
-import { collectGarbage } from '../../gc/index.ts'
-import { withRecordLock } from '../../record-lock.ts'
-import { GcBusyError } from '../gc-jobs.ts'
+import { GcBusyError } from '../../gc/runner.ts'
 import type { AdminRoutes } from '../index.ts'
 import { renderPage } from '../render.ts'
 
@@ -12,17 +10,17 @@ import { renderPage } from '../render.ts'
 const REFRESH_SECONDS = 1
 
 export function registerMaintenanceRoutes(scope: FastifyInstance, routes: AdminRoutes): void {
-  const { ctx, admin, signedIn, protect } = routes
+  const { ctx, signedIn, protect } = routes
 
   scope.get('/gc', { preHandler: signedIn }, async (request, reply) => {
-    const job = admin.gc.latest
+    const job = ctx.gc.latest
     return renderPage(reply, 'gc', {
       title: 'Garbage collection and backup',
       user: request.adminUser ?? null,
       section: 'maintenance',
       job,
-      running: admin.gc.running,
-      ...(admin.gc.running ? { refresh: REFRESH_SECONDS } : {}),
+      running: ctx.gc.running,
+      ...(ctx.gc.running ? { refresh: REFRESH_SECONDS } : {}),
       gracePeriod: ctx.config.gc.grace_period,
       holdDid: ctx.identity.did,
     })
@@ -34,18 +32,7 @@ export function registerMaintenanceRoutes(scope: FastifyInstance, routes: AdminR
   ] as const) {
     scope.post(path, { preHandler: [...protect, signedIn] }, async (request, reply) => {
       try {
-        admin.gc.start(dryRun, (onProgress) =>
-          collectGarbage(
-            {
-              db: ctx.db.db,
-              storage: ctx.storage,
-              gracePeriod: ctx.config.gc.grace_period,
-              logger: ctx.logger.child({ subsystem: 'gc' }),
-              lock: (task) => withRecordLock(ctx, task),
-            },
-            { dryRun, onProgress },
-          ),
-        )
+        ctx.gc.start(dryRun)
         request.log.info({ by: request.adminUser?.did, dryRun }, 'admin started a collection')
       } catch (error) {
         if (!(error instanceof GcBusyError)) throw error
