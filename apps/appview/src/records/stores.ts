@@ -561,6 +561,30 @@ export class TagStore {
     }
   }
 
+  /**
+   * The names of a repository's tags after `after`, at most `limit`: one range of the index
+   * when it answers for the owner, else read from the PDS until enough were found.
+   */
+  async names(
+    owner: Owner,
+    repository: string,
+    options: { after?: string; limit?: number } = {},
+  ): Promise<string[]> {
+    const { after, limit = Number.POSITIVE_INFINITY } = options
+    if (await this.#index.authoritative(owner.did)) {
+      const rows = await this.#index.tags(owner.did, repository, options)
+      return rows.map((row) => row.tag)
+    }
+    const names: string[] = []
+    const listed = this.list(owner, repository, after === undefined ? {} : { afterTag: after })
+    for await (const tag of listed) {
+      if (after !== undefined && tag.tag <= after) continue
+      names.push(tag.tag)
+      if (names.length >= limit) break
+    }
+    return names
+  }
+
   async *#indexed(
     did: string,
     repository: string | undefined,

@@ -38,16 +38,10 @@ export async function listTags(
   await registry.authorize(request, name, 'pull')
   const target = await registry.resolve(image)
   // A page needs the tags past `last`, and one more to know whether another page follows.
-  const wanted = pageRequest.n === undefined ? Number.POSITIVE_INFINITY : pageRequest.n + 1
-  const tags: string[] = []
-  const listed = registry.tags.list(target.owner, target.repository, {
-    ...(pageRequest.last === undefined ? {} : { afterTag: pageRequest.last }),
+  const tags = await registry.tags.names(target.owner, target.repository, {
+    ...(pageRequest.last === undefined ? {} : { after: pageRequest.last }),
+    ...(pageRequest.n === undefined ? {} : { limit: pageRequest.n + 1 }),
   })
-  for await (const tag of listed) {
-    if (pageRequest.last !== undefined && tag.tag <= pageRequest.last) continue
-    tags.push(tag.tag)
-    if (tags.length >= wanted) break
-  }
   if (tags.length === 0 && pageRequest.last === undefined) {
     if (!(await registry.content.holdsSomething(target))) {
       throw new OciError('NAME_UNKNOWN', {
