@@ -137,6 +137,75 @@ function uploadSuite(name: string, storage: () => TestStorage): void {
       assert.deepEqual(await uploadLeftovers(hold), [])
     })
 
+    it('verifies the digest whatever order the parts came in, and takes the last version of each', async () => {
+      const { parts, whole, digest } = blob([5 * MiB, 5 * MiB, 100])
+      const [one, two, three] = parts as [Buffer, Buffer, Buffer]
+      const send = async (uploadId: string, partNumber: number, bytes: Buffer) => {
+        const target = await procedure<{ url: string; headers?: Record<string, string> }>(
+          hold,
+          NSID.holdGetPartUploadUrl,
+          owner,
+          { uploadId, partNumber },
+        )
+        assert.equal(target.status, 200, JSON.stringify(target.body))
+        const put = await sendPart(hold, target.body, bytes, owner)
+        assert.equal(put.status, 200, put.body)
+        assert.ok(put.etag)
+        return { partNumber, etag: put.etag }
+      }
+      const start = async () => {
+        const initiated = await initiateUpload(hold, digest, owner)
+        assert.equal(initiated.status, 200)
+        return initiated.body.uploadId
+      }
+
+      // Out of order (3, 1, 2): a wrong digest is still refused, the right one accepted.
+      const shuffled = await start()
+      const sentShuffled = [await send(shuffled, 3, three), await send(shuffled, 1, one)]
+      sentShuffled.push(await send(shuffled, 2, two))
+      const claimed = digestOf(Buffer.from('not these bytes'))
+      const refused = await complete(
+        hold,
+        { uploadId: shuffled, parts: sentShuffled },
+        claimed,
+        owner,
+      )
+      assert.equal(refused.body.error, 'InvalidDigest')
+      assert.match(String(refused.body.message), new RegExp(digest))
+      const accepted = await start()
+      const sentInOrder = [await send(accepted, 3, three), await send(accepted, 1, one)]
+      sentInOrder.push(await send(accepted, 2, two))
+      const done = await complete(hold, { uploadId: accepted, parts: sentInOrder }, digest, owner)
+      assert.equal(done.status, 200, JSON.stringify(done.body))
+      assert.ok((await download(hold, digest)).equals(whole))
+
+      // In order, the last part sent twice: the second version is what counts.
+      const retried = {
+        uploadId: await start(),
+        parts: [] as { partNumber: number; etag: string }[],
+      }
+      const first = await send(retried.uploadId, 1, one)
+      await send(retried.uploadId, 2, two)
+      const garbled = await send(retried.uploadId, 2, randomBytes(two.length))
+      retried.parts = [first, garbled, await send(retried.uploadId, 3, three)]
+      const mismatch = await complete(hold, retried, digest, owner)
+      assert.equal(mismatch.body.error, 'InvalidDigest', 'the garbled retry replaced part 2')
+
+      const fixed = { uploadId: await start(), parts: [] as { partNumber: number; etag: string }[] }
+      const firstAgain = await send(fixed.uploadId, 1, one)
+      const stale = await send(fixed.uploadId, 2, randomBytes(two.length))
+      const good = await send(fixed.uploadId, 2, two)
+      const last = await send(fixed.uploadId, 3, three)
+      fixed.parts = [firstAgain, good, last]
+      const staleList = { uploadId: fixed.uploadId, parts: [firstAgain, stale, last] }
+      const missing = await complete(hold, staleList, digest, owner)
+      assert.equal(missing.body.error, 'MissingParts', 'an earlier version of part 2 is gone')
+      const fine = await complete(hold, fixed, digest, owner)
+      assert.equal(fine.status, 200, JSON.stringify(fine.body))
+      assert.ok((await download(hold, digest)).equals(whole))
+      assert.deepEqual(await uploadLeftovers(hold), [])
+    })
+
     it('refuses malformed digests at initiate and complete', async () => {
       const initiated = await initiateUpload(hold, 'sha256:xyz', owner)
       assert.equal(initiated.status, 400)

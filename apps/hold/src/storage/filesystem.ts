@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import {
   type FileHandle,
   link,
@@ -74,14 +74,18 @@ const WRITE_BATCH = 1024 * 1024
 const COPY_BUFFER = 1024 * 1024
 const READ_HIGH_WATER_MARK = 256 * 1024
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
-const MD5_HEX = /^[0-9a-f]{32}$/
+// A part's etag names its version: 16 random bytes in hex (the form MD5 etags had, so
+// parts stored before still match). Nobody checks a part etag against its bytes (S3
+// clients send Content-MD5 for that; the AppView does not), and the blob's digest is
+// verified whole at completion: hashing every part with MD5 cost CPU for nothing.
+const PART_TAG = /^[0-9a-f]{32}$/
 
 /**
  * Objects as plain files under `root` (`root/<path>`). A write goes to a temp file under
  * `root/.tmp`, is fdatasync'ed, then renamed into place, and the directory is fsync'ed:
  * readers see the old object or the whole new one. A multipart upload is a folder
  * `root/.multipart/<id>/` holding the target path and one file per part
- * (`<00001>.<md5>`), so it survives restarts; completing concatenates the parts (or, for
+ * (`<00001>.<random etag>`), so it survives restarts; completing concatenates the parts (or, for
  * a single part, hard-links it: no copy). Completion shows the assembled bytes to
  * `onData` as it copies them, one read of the parts and one write, with nothing read back
  * (a hard-linked part is read once, for `onData` alone).
@@ -258,18 +262,16 @@ class FilesystemDriver implements StorageDriver {
     const dir = this.#uploadDir(uploadId)
     await this.#uploadTarget(uploadId)
     const counter = new ByteCounter('part', MAX_PART_SIZE, options?.size)
-    const md5 = createHash('md5')
     let temp: string
     try {
       temp = await this.#writeTemp(counter.through(source), {
-        onChunk: (chunk) => md5.update(chunk),
         handOver: options?.handOver === true,
       })
     } catch (err) {
       throw counter.blame(err)
     }
-    const digest = md5.digest('hex')
-    const name = `${partName(partNumber)}.${digest}`
+    const tag = randomBytes(16).toString('hex')
+    const name = `${partName(partNumber)}.${tag}`
     try {
       await rename(temp, join(dir, name))
     } catch (err) {
@@ -279,7 +281,7 @@ class FilesystemDriver implements StorageDriver {
     }
     await this.#syncDir(dir)
     await this.#dropOtherVersions(dir, partNumber, name)
-    return { partNumber, etag: `"${digest}"`, size: counter.total }
+    return { partNumber, etag: `"${tag}"`, size: counter.total }
   }
 
   async presignPart(): Promise<PresignedRequest | null> {
@@ -303,7 +305,7 @@ class FilesystemDriver implements StorageDriver {
         'not uploaded, or its etag does not match',
         part.partNumber,
       )
-      if (!MD5_HEX.test(etag)) throw unknown
+      if (!PART_TAG.test(etag)) throw unknown
       const partFile = join(dir, `${partName(part.partNumber)}.${etag}`)
       let size: number
       try {
@@ -610,7 +612,6 @@ async function copyFiles(
 }
 
 interface BatchOptions {
-  onChunk?: (chunk: Uint8Array) => void
   /** The chunks are ours: free each one once written (see `WritePartOptions`). */
   handOver?: boolean
 }
@@ -624,7 +625,7 @@ async function writeBatched(
   source: AsyncIterable<Uint8Array>,
   options: BatchOptions = {},
 ): Promise<void> {
-  const { onChunk, handOver = false } = options
+  const { handOver = false } = options
   let batch: Uint8Array[] = []
   let batchBytes = 0
   let inFlight: Promise<unknown> | null = null
@@ -635,7 +636,6 @@ async function writeBatched(
   }
   try {
     for await (const chunk of source) {
-      onChunk?.(chunk)
       batch.push(chunk)
       batchBytes += chunk.length
       if (batchBytes >= WRITE_BATCH) {

@@ -31,6 +31,7 @@ import {
   storageFull,
   tooManyUploads,
 } from './limits.ts'
+import { RunningDigests } from './running-digest.ts'
 import {
   claimUpload,
   deleteUpload,
@@ -61,6 +62,18 @@ export interface CompletedPart {
 }
 
 const SWEEP_BATCH = 100
+
+// One per hold (a context), created on first use.
+const runningDigests = new WeakMap<HoldContext, RunningDigests>()
+
+function runningDigestsOf(ctx: HoldContext): RunningDigests {
+  let running = runningDigests.get(ctx)
+  if (running === undefined) {
+    running = new RunningDigests()
+    runningDigests.set(ctx, running)
+  }
+  return running
+}
 
 function uploadError(error: string, message: string, status = 400): XrpcError {
   return new XrpcError(status, error, message)
@@ -137,6 +150,8 @@ export async function getPartUploadUrl(
 /**
  * Stores one part sent through the hold, streaming it to the driver. `size` is the declared
  * length; `handOver` gives the source's chunks to storage (see `StorageDriver.writePart`).
+ * Parts sent in order are hashed as they pass (see `running-digest.ts`). Blobs named only
+ * at completion are hashed as sha256, the algorithm nearly every client uses.
  */
 export async function uploadPart(
   ctx: HoldContext,
@@ -154,13 +169,17 @@ export async function uploadPart(
     partNumber,
     ...(options.size === undefined ? {} : { size: options.size }),
   })
+  const algorithm = upload.digest === null ? 'sha256' : parseUploadDigest(upload.digest).algorithm
+  const tap = runningDigestsOf(ctx).tap(upload.id, partNumber, algorithm)
+  const counted = admission.through(source)
   try {
     const part = await ctx.storage.writePart(
       upload.driver_upload_id,
       partNumber,
-      admission.through(source),
+      tap ? tap.through(counted) : counted,
       options,
     )
+    tap?.commit(part.etag)
     admission.settle(part.size - (await recordPart(ctx.db, upload.id, partNumber, part.size)))
     await touchUpload(ctx.db, upload.id, Date.now())
     return { etag: part.etag }
@@ -180,15 +199,17 @@ export async function uploadPart(
     // The request body failed (the client went away): nothing to answer.
     throw err
   } finally {
+    tap?.end()
     admission.end()
   }
 }
 
 /**
  * Joins the parts, hashes the assembled bytes, and only when they hash to `digest` moves
- * them to the blob's path, where readers can see them. Drivers that assemble through the
- * hold (filesystem) show the bytes to the hasher as they write them, so nothing is read
- * twice; otherwise (S3 assembles server-side, or an earlier attempt had assembled them
+ * them to the blob's path, where readers can see them. Parts hashed as they arrived (in
+ * order, through the hold) are not hashed again. Otherwise drivers that assemble through
+ * the hold (filesystem) show the bytes to the hasher as they write them, so nothing is read
+ * twice; failing that (S3 assembles server-side, or an earlier attempt had assembled them
  * already) the assembled object is read back through the hasher. On a mismatch the
  * assembled data is deleted and the upload is over (InvalidDigest).
  */
@@ -215,12 +236,15 @@ export async function completeUpload(
   // Garbage collection keeps the blob of an upload in progress: name it before it exists.
   if (upload.digest !== expected.digest) await nameUpload(ctx.db, upload.id, expected.digest)
   const assembled = uploadPath(upload.id)
-  const digester = createDigester(expected.algorithm)
+  let running = runningDigestsOf(ctx).digestOf(upload.id, expected.algorithm, sorted)
+  const digester = running === null ? createDigester(expected.algorithm) : null
   let hashed = false
   try {
-    const result = await ctx.storage.completeMultipart(upload.driver_upload_id, sorted, {
-      onData: (chunk) => digester.update(chunk),
-    })
+    const result = await ctx.storage.completeMultipart(
+      upload.driver_upload_id,
+      sorted,
+      digester ? { onData: (chunk) => digester.update(chunk) } : {},
+    )
     hashed = result.observed === true
   } catch (err) {
     // The driver may have finished the assembly before an interruption (a crash, a lost
@@ -228,11 +252,17 @@ export async function completeUpload(
     const assembledBefore =
       err instanceof UploadNotFoundError && (await ctx.storage.stat(assembled)) !== null
     if (!assembledBefore) await failCompletion(ctx, upload, err, reopen)
+    // Assembled by an earlier attempt, maybe from other parts: hash what is there.
+    running = null
   }
 
   let actual: string
   try {
-    actual = hashed ? digester.digest() : await digestOfStored(ctx, assembled, expected.algorithm)
+    actual =
+      running ??
+      (hashed && digester
+        ? digester.digest()
+        : await digestOfStored(ctx, assembled, expected.algorithm))
   } catch (err) {
     await reopenAfterFailure(ctx, upload.id, reopen)
     ctx.logger.error({ err, uploadId }, 'reading back an assembled upload failed')
@@ -263,6 +293,7 @@ export async function completeUpload(
   const stored = await ctx.storage.stat(target)
   await recordCompletedBlob(ctx.db, callerDid, expected.digest, stored?.size ?? 0, Date.now())
   await deleteUpload(ctx.db, upload.id)
+  runningDigestsOf(ctx).forget(upload.id)
   // What is left (the assembled copy of a blob stored before) is the sweeper's if this fails.
   await ctx.storage.deletePrefix(uploadPrefix(upload.id)).catch((err: unknown) => {
     ctx.logger.warn({ err, uploadId }, 'removing upload leftovers failed')
@@ -456,4 +487,5 @@ async function discardUpload(ctx: HoldContext, upload: UploadRow): Promise<void>
   await ctx.storage.abortMultipart(upload.driver_upload_id)
   await ctx.storage.deletePrefix(uploadPrefix(upload.id))
   await deleteUpload(ctx.db, upload.id)
+  runningDigestsOf(ctx).forget(upload.id)
 }
