@@ -438,6 +438,15 @@ describe('the web UI in a real browser', {
     })
     assert.equal(refused.status(), 400)
     assert.match(await refused.text(), /not a hold you may push to/)
+    const tooLong = await page.request.post(`${stack.url}/r/alice.test/webapp/-/description`, {
+      form: { _csrf: token, description: 'é'.repeat(50_001) },
+      maxRedirects: 0,
+    })
+    assert.equal(tooLong.status(), 400)
+    assert.match(await tooLong.text(), /longer than 100,000 bytes/)
+    const [unchanged] = await aliceRecords(NSID.repoPage)
+    assert.ok(unchanged)
+    assert.match(String((unchanged.value as { description?: string }).description), /Hello/)
   })
 
   it('has no serious accessibility violations on any page; screenshots in light and dark', async (t) => {

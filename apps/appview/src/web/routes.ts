@@ -24,7 +24,9 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: AppViewContex
   const web = createWebKit(app, ctx)
   const secure = web.base.protocol === 'https:'
   const cookieOptions = { path: '/', httpOnly: true, sameSite: 'lax' as const, secure }
-  await app.register(formbody, { bodyLimit: 256 * 1024 })
+  // A description may hold 100,000 characters: up to four UTF-8 bytes each, each byte up to
+  // three characters once form-encoded.
+  await app.register(formbody, { bodyLimit: 1_300_000 })
   await registerViews(app, { secure, production: ctx.config.server.mode === 'production' })
 
   app.setErrorHandler((error: FastifyError, request, reply) => {

@@ -15,7 +15,8 @@ const MESSAGES: Record<string, string> = {
   'no-device': 'No such device.',
 }
 
-const MAX_DESCRIPTION = 100_000
+/** io.atcr.repo.page's description: at most 100,000 bytes of UTF-8 (its lexicon). */
+const MAX_DESCRIPTION_BYTES = 100_000
 
 export function registerSettingsRoutes(app: FastifyInstance, web: WebKit): void {
   const { ctx } = web
@@ -149,8 +150,8 @@ export function registerSettingsRoutes(app: FastifyInstance, web: WebKit): void 
         return web.error(request, reply, 403, 'Only the owner may edit the description.')
       }
       const description = field(request.body, 'description').replaceAll('\r\n', '\n')
-      if (description.length > MAX_DESCRIPTION) {
-        return web.error(request, reply, 400, 'The description is longer than 100,000 characters.')
+      if (Buffer.byteLength(description) > MAX_DESCRIPTION_BYTES) {
+        return web.error(request, reply, 400, 'The description is longer than 100,000 bytes.')
       }
       return change(
         request,

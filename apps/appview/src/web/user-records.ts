@@ -4,6 +4,7 @@
 // change later; applying it twice is harmless).
 import { createHash } from 'node:crypto'
 import {
+  LexiconValidationError,
   NSID,
   type RecordNsid,
   repoPageRkey,
@@ -151,7 +152,14 @@ export class UserRecords {
     rkey: string,
     record: RecordValue,
   ): Promise<{ uri: string; cid: string }> {
-    validateRecordJson(collection, record)
+    try {
+      validateRecordJson(collection, record)
+    } catch (error) {
+      if (error instanceof LexiconValidationError) {
+        throw new RecordWriteError(400, `The change does not fit ${collection}: ${error.message}`)
+      }
+      throw error
+    }
     const agent = await this.#agent(did)
     const written = await this.#write(() =>
       agent.com.atproto.repo.putRecord({ repo: did, collection, rkey, record }),
