@@ -255,6 +255,24 @@ describe('the admin pages in a real browser', {
     )
   })
 
+  it('shows the push on the overview: the pusher among the top users, the repository counted', async () => {
+    const page = await browser.newPage()
+    await page.goto(`${admin}/admin`)
+    const users = (
+      await page.locator('table[aria-describedby="top-users"] tbody tr').allTextContents()
+    ).join('\n')
+    assert.match(users, /bob\.test/)
+    assert.doesNotMatch(users, /bob\.test[^\n]*\b0 B\b/, 'bob stores some bytes')
+    const repositories = await page
+      .locator('table[aria-describedby="repositories"] tbody tr')
+      .allTextContents()
+    const row = repositories.find((r) => r.includes('bob.test/crewed'))
+    assert.ok(row, repositories.join('\n'))
+    assert.match(row, /crewed\s*1\s*0/, 'one push, no pull')
+    assert.match((await page.locator('.cards').textContent()) ?? '', /Crew members\s*2/)
+    await page.close()
+  })
+
   it('approves one pending crew request and denies another', async () => {
     for (const account of [carol, dave]) {
       const refused = await requestCrew(account)
