@@ -349,6 +349,16 @@ for (const engine of engines.engines) {
       assert.equal(await index.cursor(source), 41)
       assert.deepEqual(index.counts, { indexed: 1, deleted: 0, invalid: 1, ignored: 0 })
       // A failing batch leaves neither its rows nor its cursor.
+      const failing = {
+        did: ALICE,
+        collection: NSID.tag,
+        rkey: tagRkey('tools/app', 'v5'),
+        record: {
+          get $type(): string {
+            throw new Error('unreadable record')
+          },
+        },
+      }
       await assert.rejects(
         index.applyBatch(
           [
@@ -358,12 +368,27 @@ for (const engine of engines.engines) {
               rkey: tagRkey('tools/app', 'v4'),
               record: tag('v4', D2),
             },
+            failing,
           ],
-          // A cursor of null fails the statement after the tag was written.
-          { source, cursor: null as unknown as number },
+          { source, cursor: 42 },
         ),
+        /unreadable record/,
       )
       assert.equal(await index.cursor(source), 41)
+      assert.ok(!(await tags()).some((t) => t.tag === 'v4'))
+      // A position at or before the stored one was applied already: skipped.
+      const again = await index.applyBatch(
+        [
+          {
+            did: ALICE,
+            collection: NSID.tag,
+            rkey: tagRkey('tools/app', 'v4'),
+            record: tag('v4', D2),
+          },
+        ],
+        { source, cursor: 41 },
+      )
+      assert.deepEqual(again, ['ignored'])
       assert.ok(!(await tags()).some((t) => t.tag === 'v4'))
       await index.settled()
       const account = await db.db

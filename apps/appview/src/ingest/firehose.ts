@@ -75,6 +75,7 @@ export class FirehoseConsumer implements Consumer {
   }
 
   async start(): Promise<void> {
+    this.#stopped = false
     await this.#sink.load()
     this.#connect()
   }

@@ -58,7 +58,10 @@ export class IndexService {
 
   /**
    * Several changes and, with `cursor`, the consumer's position after them, in one
-   * transaction: a consumer that stops halfway resumes exactly where the index stands.
+   * transaction: a consumer that stops halfway resumes exactly where the index stands. A
+   * position at or before the stored one was applied already (by an instance that lost the
+   * lease and has not noticed yet, say): its changes are skipped ('ignored'), so the index
+   * never goes back to older records.
    */
   async applyBatch(
     changes: RecordChange[],
@@ -66,6 +69,18 @@ export class IndexService {
   ): Promise<ApplyOutcome[]> {
     const now = this.#now()
     const outcomes = await this.#db.db.transaction().execute(async (trx) => {
+      if (cursor) {
+        let stored = trx
+          .selectFrom('ingest_cursor')
+          .select('cursor')
+          .where('source', '=', cursor.source)
+        // SQLite runs one write transaction at a time; PostgreSQL locks the row.
+        if (this.#db.engine === 'postgres') stored = stored.forUpdate()
+        const row = await stored.executeTakeFirst()
+        if (row && Number(row.cursor) >= cursor.cursor) {
+          return changes.map((): ApplyOutcome => 'ignored')
+        }
+      }
       const results: ApplyOutcome[] = []
       for (const change of changes) results.push(await applyRecord(trx, change, now))
       if (cursor) {

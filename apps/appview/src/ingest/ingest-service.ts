@@ -105,7 +105,11 @@ export class IngestService {
     if (!this.#options.config.ingest.enabled || this.#consumers.length === 0) return
     const every = Math.max(1000, (this.#options.config.ingest.lease_ttl * 1000) / 3)
     const tick = () => {
-      this.#tick = this.#tick.then(() => this.#renew())
+      this.#tick = this.#tick
+        .then(() => this.#renew())
+        .catch((error: unknown) => {
+          this.#options.logger.error({ err: error }, 'starting or stopping consumers failed')
+        })
     }
     tick()
     this.#timer = setInterval(tick, every)
@@ -147,7 +151,13 @@ export class IngestService {
     if (held && !this.#running) {
       this.#running = true
       this.#options.logger.info({ holder: this.lease.holder }, 'took the ingest lease: consuming')
-      for (const consumer of this.#consumers) await consumer.start()
+      try {
+        for (const consumer of this.#consumers) await consumer.start()
+      } catch (error) {
+        // Tried again at the next renewal.
+        this.#options.logger.error({ err: error }, 'starting the consumers failed')
+        await this.#stopConsumers()
+      }
     } else if (!held && this.#running) {
       this.#options.logger.warn('lost the ingest lease: stopped consuming')
       await this.#stopConsumers()

@@ -54,6 +54,7 @@ export class JetstreamConsumer implements Consumer {
   }
 
   async start(): Promise<void> {
+    this.#stopped = false
     await this.#sink.load()
     this.#connect()
   }
