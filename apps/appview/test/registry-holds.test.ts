@@ -1,11 +1,11 @@
 // Which hold a push goes to and who may use it: the sailor profile's defaultHold, crew
 // admission (allowAllCrew, requestCrew), private holds read with the caller's service
-// token, and a push the hold refuses for quota undone. Real PLC, PDS, holds and AppView.
+// token, and an upload the hold refuses for quota. Real PLC, PDS, holds and AppView.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, afterEach, before, describe, it } from 'node:test'
 import { type HoldProcess, startHoldProcess, type TestAccount } from '@atcr/testkit'
-import { errorCode, Pusher, redirectedBlob } from './registry-client.ts'
+import { errorCode, Pusher, redirectedBlob, sha256 } from './registry-client.ts'
 import { type RegistryStack, repoScope, startRegistryStack } from './registry-harness.ts'
 
 async function setDefaultHold(account: TestAccount, holdDid: string): Promise<void> {
@@ -150,12 +150,28 @@ describe('hold selection, crew and private holds', () => {
     assert.ok((await redirectedBlob(bob)).equals(content))
   })
 
-  it('undoes a push the hold refuses for quota: no tag, no manifest left', async () => {
+  it('refuses the upload of a blob past the quota: no tag, no manifest left', async () => {
     const erin = await stack.net.pds.createAccount('erin.test')
     await setDefaultHold(erin, tinyHold.did)
     const pusher = new Pusher(stack, erin, stack.nameOf(erin, 'big'))
     const config = await pusher.blob('{}')
-    const layer = await pusher.blob(randomBytes(4000))
+    // The hold counts uploads against the quota as they arrive: 4000 bytes do not get in.
+    const bytes = randomBytes(4000)
+    const refused = await pusher.fetch(
+      `/v2/${pusher.name}/blobs/uploads/?digest=${sha256(bytes)}`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream' },
+        body: bytes,
+      },
+    )
+    assert.equal(refused.status, 403)
+    const error = (await refused.json()) as { errors: { code: string; message: string }[] }
+    assert.equal(error.errors[0]!.code, 'DENIED')
+    assert.match(error.errors[0]!.message, /QuotaExceeded/)
+    assert.match(error.errors[0]!.message, /dinghy tier allows 1000 bytes/)
+    // A manifest naming it is refused too, and leaves nothing behind.
+    const layer = { digest: sha256(bytes), size: bytes.length }
     const manifest = Buffer.from(
       JSON.stringify({
         schemaVersion: 2,
@@ -165,10 +181,8 @@ describe('hold selection, crew and private holds', () => {
       }),
     )
     const put = await pusher.putManifest('latest', manifest)
-    assert.equal(put.status, 403)
-    const body = (await put.json()) as { errors: { code: string; message: string }[] }
-    assert.equal(body.errors[0]!.code, 'DENIED')
-    assert.match(body.errors[0]!.message, /quota/i)
+    assert.equal(put.status, 400, await put.clone().text())
+    assert.equal(await errorCode(put), 'MANIFEST_BLOB_UNKNOWN')
     assert.equal((await pusher.fetch(`/v2/${pusher.name}/manifests/latest`)).status, 404)
     const records = await erin.agent.com.atproto.repo.listRecords({
       repo: erin.did,
