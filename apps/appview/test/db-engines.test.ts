@@ -5,71 +5,27 @@
 import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { createServer } from 'node:http'
-import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { databaseLock, isUniqueViolation } from '@atcr/core/database'
 import { OAuthStore, WebSessions } from '@atcr/core/oauth'
-import {
-  hasPostgres,
-  makeTempDir,
-  removeTempDir,
-  startPostgres,
-  type TestPostgres,
-} from '@atcr/testkit'
 import { pino } from 'pino'
 import { DeviceFlow } from '../src/auth/devices.ts'
 import { SessionStore, type StoredSession } from '../src/auth/session-store.ts'
-import { type AppViewDatabase, openAppViewDatabase } from '../src/db/index.ts'
+import type { AppViewDatabase } from '../src/db/index.ts'
 import { BlobAliases } from '../src/holds/blob-aliases.ts'
 import { HoldHealth } from '../src/holds/hold-health.ts'
 import { ContentLinks } from '../src/registry/content-links.ts'
 import { type UploadRow, UploadStore } from '../src/registry/upload-store.ts'
+import { testEngines } from './engines.ts'
 
 const DID = 'did:plc:alice'
 const D1 = `sha256:${'1'.repeat(64)}`
 const D2 = `sha256:${'2'.repeat(64)}`
 const D3 = `sha256:${'3'.repeat(64)}`
 
-interface Engine {
-  name: 'sqlite' | 'postgres'
-  /** A fresh, migrated database; `reopen` opens the same one again. */
-  open(): Promise<{ db: AppViewDatabase; reopen: () => Promise<AppViewDatabase> }>
-}
-
-let dir: string
-let postgres: TestPostgres | null = null
-let databases = 0
-
-before(async () => {
-  dir = await makeTempDir('atcr-db-engines-')
-  if (hasPostgres()) postgres = await startPostgres()
-})
-
-after(async () => {
-  await postgres?.close()
-  await removeTempDir(dir)
-})
-
-const engines: Engine[] = [
-  {
-    name: 'sqlite',
-    async open() {
-      const sqlitePath = join(dir, `${randomUUID()}.sqlite`)
-      const reopen = () => openAppViewDatabase({ url: null, sqlitePath })
-      return { db: await reopen(), reopen }
-    },
-  },
-  {
-    name: 'postgres',
-    async open() {
-      const url = await postgres!.createDatabase(`appview_${++databases}`)
-      // Enough connections for statements to really run at once (the upload cap test).
-      const reopen = () =>
-        openAppViewDatabase({ url, sqlitePath: join(dir, 'unused.sqlite'), maxConnections: 20 })
-      return { db: await reopen(), reopen }
-    },
-  },
-]
+// Enough PostgreSQL connections for statements to really run at once (the upload cap test).
+const { engines, close } = testEngines({ maxConnections: 20 })
+after(() => close())
 
 function uploadRow(overrides: Partial<UploadRow> = {}): UploadRow {
   const now = 1_750_000_000_000
@@ -93,7 +49,7 @@ function uploadRow(overrides: Partial<UploadRow> = {}): UploadRow {
 
 for (const engine of engines) {
   describe(`AppView database on ${engine.name}`, {
-    skip: engine.name === 'postgres' && !hasPostgres() ? 'PostgreSQL is not installed' : false,
+    skip: engine.skip,
   }, () => {
     let db: AppViewDatabase
     let reopen: () => Promise<AppViewDatabase>

@@ -15,8 +15,12 @@ export interface Engine {
   name: 'sqlite' | 'postgres'
   /** Why the engine's tests are skipped (PostgreSQL not installed), else false. */
   skip: string | false
-  /** A fresh, migrated database (a new URL or file each time). */
-  open(): Promise<{ db: AppViewDatabase; url: string | null }>
+  /** A fresh, migrated database (a new URL or file each time); `reopen` opens it again. */
+  open(): Promise<{
+    db: AppViewDatabase
+    url: string | null
+    reopen: () => Promise<AppViewDatabase>
+  }>
 }
 
 export interface Engines {
@@ -40,7 +44,8 @@ export function testEngines(options: { maxConnections?: number } = {}): Engines 
         skip: false,
         async open() {
           const sqlitePath = join(await tempDir(), `${randomUUID()}.sqlite`)
-          return { db: await openAppViewDatabase({ url: null, sqlitePath }), url: null }
+          const reopen = () => openAppViewDatabase({ url: null, sqlitePath })
+          return { db: await reopen(), url: null, reopen }
         },
       },
       {
@@ -49,12 +54,10 @@ export function testEngines(options: { maxConnections?: number } = {}): Engines 
         async open() {
           postgres ??= startPostgres()
           const url = await (await postgres).createDatabase(`appview_${++databases}`)
-          const db = await openAppViewDatabase({
-            url,
-            sqlitePath: join(await tempDir(), 'unused.sqlite'),
-            maxConnections: options.maxConnections ?? 10,
-          })
-          return { db, url }
+          const sqlitePath = join(await tempDir(), 'unused.sqlite')
+          const reopen = () =>
+            openAppViewDatabase({ url, sqlitePath, maxConnections: options.maxConnections ?? 10 })
+          return { db: await reopen(), url, reopen }
         },
       },
     ],
