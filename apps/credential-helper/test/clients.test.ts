@@ -241,7 +241,7 @@ async function approveInBrowser(
     const page = await browser.newPage()
     await page.goto(prompt.url)
     await page.locator('input[name="handle"]').fill(account.handle)
-    await page.locator('button[type="submit"]').first().click()
+    await page.getByRole('button', { name: 'Sign in' }).click()
     await approveOnAuthorizePage(page, account, pdsUrl)
     await page.waitForURL((url) => url.pathname === '/device')
     assert.match((await page.textContent('main')) ?? '', new RegExp(prompt.userCode))
