@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -77,14 +78,68 @@ describe('filesystem storage driver on disk', () => {
     const tag = /^"([0-9a-f]{32})"$/.exec(part.etag)?.[1]
     assert.ok(tag, `a quoted token, as S3 etags are: ${part.etag}`)
     assert.notEqual(part.etag, stale.etag, 'each version of a part has its own etag')
+    // The first version went into the upload's stream file, the second to a file of its own.
     assert.deepEqual((await readdir(join(dir, '.multipart', id))).sort(), [
       `00001.${tag}`,
+      'stream',
       'target',
     ])
     await assert.rejects(driver.completeMultipart(id, [stale]), { code: 'INVALID_PART' })
     await driver.completeMultipart(id, [part])
     assert.deepEqual(await readdir(join(dir, '.multipart')), [])
     assert.equal(await readFile(join(dir, 'up/data'), 'utf8'), 'hello')
+  })
+
+  it('writes parts sent in order into one file and publishes it without a copy', async () => {
+    const dir = await freshDir('atcr-fs-stream-')
+    const driver = await createStorageDriver({ driver: 'filesystem', root: dir })
+    const id = await driver.createMultipart('up/data')
+    const bytes = [randomBytes(5 * MiB), randomBytes(5 * MiB), randomBytes(100)]
+    const parts = []
+    for (const [index, part] of bytes.entries()) {
+      parts.push(await driver.writePart(id, index + 1, Readable.from([part])))
+    }
+    const stream = await stat(join(dir, '.multipart', id, 'stream'))
+    assert.equal(stream.size, 10 * MiB + 100)
+    await driver.completeMultipart(id, parts)
+    assert.equal((await stat(join(dir, 'up/data'))).ino, stream.ino, 'the same file, not a copy')
+    assert.ok((await readFile(join(dir, 'up/data'))).equals(Buffer.concat(bytes)))
+    assert.deepEqual(await readdir(join(dir, '.multipart')), [])
+  })
+
+  it('assembles parts sent out of order, part of them in the stream file, in part order', async () => {
+    const dir = await freshDir('atcr-fs-mixed-')
+    const driver = await createStorageDriver({ driver: 'filesystem', root: dir })
+    const id = await driver.createMultipart('up/data')
+    const bytes = [randomBytes(5 * MiB), randomBytes(5 * MiB), randomBytes(7)]
+    const third = await driver.writePart(id, 3, Readable.from([bytes[2] as Buffer]))
+    const first = await driver.writePart(id, 1, Readable.from([bytes[0] as Buffer]))
+    const second = await driver.writePart(id, 2, Readable.from([bytes[1] as Buffer]))
+    await driver.completeMultipart(id, [first, second, third])
+    assert.ok((await readFile(join(dir, 'up/data'))).equals(Buffer.concat(bytes)))
+  })
+
+  it('keeps nothing of a part cut short, across a restart: the blob has exactly the parts', async () => {
+    const dir = await freshDir('atcr-fs-cut-')
+    const driver = await createStorageDriver({ driver: 'filesystem', root: dir })
+    const id = await driver.createMultipart('up/data')
+    const first = randomBytes(5 * MiB)
+    const part1 = await driver.writePart(id, 1, Readable.from([first]))
+    const failing = (async function* () {
+      yield randomBytes(3 * MiB)
+      throw new Error('client went away')
+    })()
+    await assert.rejects(driver.writePart(id, 2, failing), /client went away/)
+    assert.equal(await driver.stat('up/data'), null, 'nothing published')
+
+    // As after a crash: a new driver on the same root carries on with the upload.
+    const restarted = await createStorageDriver({ driver: 'filesystem', root: dir })
+    const second = randomBytes(1000)
+    const part2 = await restarted.writePart(id, 2, Readable.from([second]))
+    await restarted.completeMultipart(id, [part1, part2])
+    const stored = await readFile(join(dir, 'up/data'))
+    assert.equal(stored.length, first.length + second.length)
+    assert.ok(stored.equals(Buffer.concat([first, second])))
   })
 
   it('sweeps temp files a crash left behind more than a day ago, on start', async () => {

@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto'
+import { constants } from 'node:fs'
 import {
   type FileHandle,
   link,
@@ -79,6 +80,14 @@ const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 // clients send Content-MD5 for that; the AppView does not), and the blob's digest is
 // verified whole at completion: hashing every part with MD5 cost CPU for nothing.
 const PART_TAG = /^[0-9a-f]{32}$/
+// Parts sent in order are written straight into one file of the upload (STREAM_FILE), each
+// at the offset where the one before it ended, and recorded by an empty marker file
+// `<00001>.<etag>@<offset>+<size>` created once its bytes are durable. Completing parts
+// 1..n that all sit there, one after the other, needs no copy: the file is cut to their
+// total (a part cut short by a crash or a failed request may have left bytes after it)
+// and hard-linked into place. Any other part goes to a file of its own, as before.
+const STREAM_FILE = 'stream'
+const STREAM_MARKER = /^(\d{5})\.([0-9a-f]{32})@(\d+)\+(\d+)$/
 
 /**
  * Objects as plain files under `root` (`root/<path>`). A write goes to a temp file under
@@ -105,6 +114,11 @@ class FilesystemDriver implements StorageDriver {
   readonly #multipart: string
 
   readonly #signer: FilesystemDriverConfig['signer']
+  /**
+   * Uploads whose stream file is being written or completed (one process owns the root):
+   * no two appends at once, and none once completion has linked the file.
+   */
+  readonly #streamBusy = new Set<string>()
 
   constructor(root: string, signer?: FilesystemDriverConfig['signer']) {
     this.#signer = signer
@@ -262,6 +276,12 @@ class FilesystemDriver implements StorageDriver {
     const dir = this.#uploadDir(uploadId)
     await this.#uploadTarget(uploadId)
     const counter = new ByteCounter('part', MAX_PART_SIZE, options?.size)
+    if (!this.#streamBusy.has(uploadId)) {
+      const offset = streamEnd(await this.#entries(uploadId), partNumber)
+      if (offset !== null && !this.#streamBusy.has(uploadId)) {
+        return this.#appendPart(uploadId, partNumber, offset, counter, source, options)
+      }
+    }
     let temp: string
     try {
       temp = await this.#writeTemp(counter.through(source), {
@@ -284,6 +304,58 @@ class FilesystemDriver implements StorageDriver {
     return { partNumber, etag: `"${tag}"`, size: counter.total }
   }
 
+  /** Writes the part into the stream file at `offset` (see STREAM_FILE). */
+  async #appendPart(
+    uploadId: string,
+    partNumber: number,
+    offset: number,
+    counter: ByteCounter,
+    source: ByteSource,
+    options?: WritePartOptions,
+  ): Promise<UploadedPart> {
+    const dir = this.#uploadDir(uploadId)
+    this.#streamBusy.add(uploadId)
+    try {
+      let handle: FileHandle | undefined
+      try {
+        handle = await open(join(dir, STREAM_FILE), constants.O_RDWR | constants.O_CREAT)
+        await writeBatched(handle, counter.through(source), {
+          handOver: options?.handOver === true,
+          position: offset,
+        })
+        await handle.datasync()
+      } catch (err) {
+        throw counter.blame(
+          isMissing(err) ? new UploadNotFoundError(uploadId) : wrap('writePart', err),
+        )
+      } finally {
+        await handle?.close().catch(() => {})
+      }
+      const tag = randomBytes(16).toString('hex')
+      const name = `${partName(partNumber)}.${tag}@${offset}+${counter.total}`
+      try {
+        await (await open(join(dir, name), 'wx')).close()
+      } catch (err) {
+        if (isMissing(err)) throw new UploadNotFoundError(uploadId)
+        throw wrap('writePart', err)
+      }
+      await this.#syncDir(dir)
+      await this.#dropOtherVersions(dir, partNumber, name)
+      return { partNumber, etag: `"${tag}"`, size: counter.total }
+    } finally {
+      this.#streamBusy.delete(uploadId)
+    }
+  }
+
+  async #entries(uploadId: string): Promise<string[]> {
+    try {
+      return await readdir(this.#uploadDir(uploadId))
+    } catch (err) {
+      if (isMissing(err)) throw new UploadNotFoundError(uploadId)
+      throw wrap('multipart', err)
+    }
+  }
+
   async presignPart(): Promise<PresignedRequest | null> {
     return null
   }
@@ -294,11 +366,30 @@ class FilesystemDriver implements StorageDriver {
     options?: CompleteMultipartOptions,
   ): Promise<CompleteMultipartResult> {
     validatePartList(parts)
-    const onData = options?.onData
     const dir = this.#uploadDir(uploadId)
     const path = await this.#uploadTarget(uploadId)
+    if (this.#streamBusy.has(uploadId)) {
+      throw new InvalidPartError('a part of this upload is still being written')
+    }
+    this.#streamBusy.add(uploadId)
+    try {
+      return await this.#complete(uploadId, dir, path, parts, options?.onData)
+    } finally {
+      this.#streamBusy.delete(uploadId)
+    }
+  }
+
+  async #complete(
+    uploadId: string,
+    dir: string,
+    path: string,
+    parts: readonly PartRef[],
+    onData: OnData | undefined,
+  ): Promise<CompleteMultipartResult> {
     const file = this.#file(path)
-    const files: { path: string; size: number }[] = []
+    const entries = await this.#entries(uploadId)
+    const streamFile = join(dir, STREAM_FILE)
+    const files: Segment[] = []
     for (const part of parts) {
       const etag = bareEtag(part.etag)
       const unknown = new InvalidPartError(
@@ -306,15 +397,23 @@ class FilesystemDriver implements StorageDriver {
         part.partNumber,
       )
       if (!PART_TAG.test(etag)) throw unknown
-      const partFile = join(dir, `${partName(part.partNumber)}.${etag}`)
+      const name = `${partName(part.partNumber)}.${etag}`
+      const marker = entries
+        .map((entry) => STREAM_MARKER.exec(entry))
+        .find((match) => match !== null && `${match[1]}.${match[2]}` === name)
+      if (marker) {
+        files.push({ path: streamFile, start: Number(marker[3]), size: Number(marker[4]) })
+        continue
+      }
+      if (!entries.includes(name)) throw unknown
       let size: number
       try {
-        size = (await stat(partFile)).size
+        size = (await stat(join(dir, name))).size
       } catch (err) {
         if (isMissing(err)) throw unknown
         throw wrap('completeMultipart', err)
       }
-      files.push({ path: partFile, size })
+      files.push({ path: join(dir, name), start: 0, size })
     }
     // Sizes only once every part is known to exist, as S3 orders its checks.
     for (const [index, file] of files.entries()) {
@@ -323,14 +422,17 @@ class FilesystemDriver implements StorageDriver {
       }
     }
     const [first] = files
-    let assembled =
-      files.length === 1 && first
-        ? await this.#linkTemp(first.path, parts[0]?.partNumber, onData)
-        : null
-    assembled ??= await this.#concatTemp(
-      files.map((f) => f.path),
-      onData,
-    )
+    let assembled: { temp: string; size: number } | null = null
+    if (isWholeStream(files, streamFile)) {
+      await this.#cutStream(
+        streamFile,
+        files.reduce((sum, f) => sum + f.size, 0),
+      )
+      assembled = await this.#linkTemp(streamFile, parts[0]?.partNumber, onData)
+    } else if (files.length === 1 && first && first.path !== streamFile) {
+      assembled = await this.#linkTemp(first.path, parts[0]?.partNumber, onData)
+    }
+    assembled ??= await this.#concatTemp(files, onData)
     try {
       await this.#commit(assembled.temp, file, path)
     } catch (err) {
@@ -339,6 +441,23 @@ class FilesystemDriver implements StorageDriver {
     }
     await this.abortMultipart(uploadId)
     return onData ? { size: assembled.size, observed: true } : { size: assembled.size }
+  }
+
+  /** Drops whatever a failed or cut-short part left after the parts' `total` bytes. */
+  async #cutStream(streamFile: string, total: number): Promise<void> {
+    try {
+      const handle = await open(streamFile, 'r+')
+      try {
+        if ((await handle.stat()).size > total) {
+          await handle.truncate(total)
+          await handle.datasync()
+        }
+      } finally {
+        await handle.close()
+      }
+    } catch (err) {
+      throw wrap('completeMultipart', err)
+    }
   }
 
   async abortMultipart(uploadId: string): Promise<void> {
@@ -409,7 +528,7 @@ class FilesystemDriver implements StorageDriver {
    * `onData` while it is being written.
    */
   async #concatTemp(
-    files: readonly string[],
+    files: readonly Segment[],
     onData: OnData | undefined,
   ): Promise<{ temp: string; size: number }> {
     const temp = join(this.#temp, randomUUID())
@@ -450,7 +569,9 @@ class FilesystemDriver implements StorageDriver {
     try {
       const now = new Date()
       await utimes(temp, now, now)
-      const size = onData ? await copyFiles([temp], null, onData) : (await stat(temp)).size
+      const size = onData
+        ? await copyFiles([{ path: temp, start: 0, size: Number.POSITIVE_INFINITY }], null, onData)
+        : (await stat(temp)).size
       return { temp, size }
     } catch (err) {
       await rm(temp, { force: true })
@@ -581,18 +702,20 @@ function unwrapObserver(err: unknown): unknown {
  * only read by both until the write has settled. Returns the number of bytes read.
  */
 async function copyFiles(
-  files: readonly string[],
+  files: readonly Segment[],
   out: FileHandle | null,
   onData: OnData | undefined,
 ): Promise<number> {
   const buffer = Buffer.allocUnsafeSlow(COPY_BUFFER)
   let total = 0
   for (const file of files) {
-    const input = await open(file, 'r')
+    const input = await open(file.path, 'r')
     try {
-      for (;;) {
-        const { bytesRead } = await input.read(buffer, 0, buffer.length, null)
+      for (let done = 0; done < file.size; ) {
+        const want = Math.min(buffer.length, file.size - done)
+        const { bytesRead } = await input.read(buffer, 0, want, file.start + done)
         if (bytesRead === 0) break
+        done += bytesRead
         const chunk = buffer.subarray(0, bytesRead)
         const writing = out ? writeAll(out, [chunk]) : null
         try {
@@ -611,7 +734,46 @@ async function copyFiles(
   return total
 }
 
+/** `size` bytes of the file at `path` from `start` (Infinity: to its end). */
+interface Segment {
+  path: string
+  start: number
+  size: number
+}
+
+/** True when the parts all sit in the stream file, one after the other from its start. */
+function isWholeStream(files: readonly Segment[], streamFile: string): boolean {
+  let end = 0
+  for (const file of files) {
+    if (file.path !== streamFile || file.start !== end) return false
+    end += file.size
+  }
+  return files.length > 0
+}
+
+/**
+ * Where part `partNumber` would start in the upload's stream file, when parts 1 .. n - 1
+ * sit there one after the other (per the markers among `entries`) and no version of part
+ * n does; otherwise null.
+ */
+function streamEnd(entries: readonly string[], partNumber: number): number | null {
+  const markers = new Map<number, { start: number; size: number }>()
+  for (const entry of entries) {
+    const match = STREAM_MARKER.exec(entry)
+    if (match) markers.set(Number(match[1]), { start: Number(match[3]), size: Number(match[4]) })
+  }
+  let end = 0
+  for (let n = 1; n < partNumber; n++) {
+    const marker = markers.get(n)
+    if (marker === undefined || marker.start !== end) return null
+    end += marker.size
+  }
+  return markers.has(partNumber) ? null : end
+}
+
 interface BatchOptions {
+  /** Where in the file to write (the handle's own position when absent). */
+  position?: number
   /** The chunks are ours: free each one once written (see `WritePartOptions`). */
   handOver?: boolean
 }
@@ -626,6 +788,7 @@ async function writeBatched(
   options: BatchOptions = {},
 ): Promise<void> {
   const { handOver = false } = options
+  let position = options.position ?? null
   let batch: Uint8Array[] = []
   let batchBytes = 0
   let inFlight: Promise<unknown> | null = null
@@ -640,31 +803,44 @@ async function writeBatched(
       batchBytes += chunk.length
       if (batchBytes >= WRITE_BATCH) {
         if (inFlight !== null) await settle()
-        inFlight = writeBatch(handle, batch, handOver).then(
+        inFlight = writeBatch(handle, batch, handOver, position).then(
           () => null,
           (err: unknown) => err ?? new Error('write failed'),
         )
+        if (position !== null) position += batchBytes
         batch = []
         batchBytes = 0
       }
     }
     if (inFlight !== null) await settle()
-    if (batch.length > 0) await writeBatch(handle, batch, handOver)
+    if (batch.length > 0) await writeBatch(handle, batch, handOver, position)
   } finally {
     // Never leave a write running on a handle the caller is about to close.
     await inFlight
   }
 }
 
-async function writeBatch(handle: FileHandle, batch: Uint8Array[], handOver: boolean) {
-  await writeAll(handle, batch)
+async function writeBatch(
+  handle: FileHandle,
+  batch: Uint8Array[],
+  handOver: boolean,
+  position: number | null,
+) {
+  await writeAll(handle, batch, position)
   if (handOver) for (const chunk of batch) release(chunk)
 }
 
-async function writeAll(handle: FileHandle, buffers: Uint8Array[]): Promise<void> {
+/** Writes every buffer, at `position` (null: the handle's own position). */
+async function writeAll(
+  handle: FileHandle,
+  buffers: Uint8Array[],
+  position: number | null = null,
+): Promise<void> {
   let pending = buffers
+  let at = position
   while (pending.length > 0) {
-    const { bytesWritten } = await handle.writev(pending)
+    const { bytesWritten } = await handle.writev(pending, at ?? undefined)
+    if (at !== null) at += bytesWritten
     let skip = bytesWritten
     const rest: Uint8Array[] = []
     for (const buffer of pending) {
