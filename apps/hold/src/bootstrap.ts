@@ -1,6 +1,7 @@
 // First-boot (and every-boot) records of the hold's repo: the captain record from config,
-// the owner's crew record, and the hold's profile. Changed config updates them; nothing
-// is duplicated, and a boot with nothing changed writes no commit.
+// the owner's crew record, and the hold's profile. Values set in config update them (the
+// captain's flags only when set: null keeps what the admin pages wrote); nothing is
+// duplicated, and a boot with nothing changed writes no commit.
 
 import {
   type CaptainRecord,
@@ -39,9 +40,10 @@ export async function bootstrapRecords(
   const captain = validateRecord(NSID.holdCaptain, {
     $type: NSID.holdCaptain,
     owner,
-    public: config.registration.public,
-    allowAllCrew: config.registration.allow_all_crew,
-    enableBlueskyPosts: config.registration.enable_bluesky_posts,
+    public: config.registration.public ?? previous?.public ?? false,
+    allowAllCrew: config.registration.allow_all_crew ?? previous?.allowAllCrew ?? false,
+    enableBlueskyPosts:
+      config.registration.enable_bluesky_posts ?? previous?.enableBlueskyPosts ?? false,
     deployedAt: previous?.deployedAt ?? new Date().toISOString(),
     ...(config.registration.region ? { region: config.registration.region } : {}),
     ...(successor ? { successor } : {}),

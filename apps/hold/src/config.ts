@@ -25,6 +25,19 @@ const tier = z.object({
   description: z.string().max(1024).default('').describe('What the tier is for.'),
 })
 
+/**
+ * A captain-record flag: a value set here is written at every start; null (the default)
+ * keeps what the record says, so changes made on the admin pages survive restarts (a new
+ * hold starts with false).
+ */
+function captainFlag(description: string) {
+  return z
+    .boolean()
+    .nullable()
+    .default(null)
+    .describe(`${description} Null keeps the captain record's value (false on a new hold).`)
+}
+
 export const holdConfig = defineConfig({
   envPrefix: 'ATCR_HOLD',
   title: 'ATCR hold configuration (atcr-hold serve --config FILE).',
@@ -98,15 +111,11 @@ export const holdConfig = defineConfig({
           .default(null)
           .describe('DID of the hold owner (captain). Required.')
           .meta({ examples: ['did:plc:abcdefghijklmnopqrstuvwx'] }),
-        public: z.boolean().default(false).describe('Allow anonymous blob reads (pulls).'),
-        allow_all_crew: z
-          .boolean()
-          .default(false)
-          .describe('Let any authenticated user join the crew with requestCrew.'),
-        enable_bluesky_posts: z
-          .boolean()
-          .default(false)
-          .describe('Announce pushes as Bluesky posts (recorded in the captain record).'),
+        public: captainFlag('Allow anonymous blob reads (pulls).'),
+        allow_all_crew: captainFlag('Let any authenticated user join the crew with requestCrew.'),
+        enable_bluesky_posts: captainFlag(
+          'Announce pushes as Bluesky posts (recorded in the captain record).',
+        ),
         region: z.string().max(64).default('').describe('Region shown in the captain record.'),
         display_name: z
           .string()

@@ -199,6 +199,24 @@ describe('hold identity at boot', () => {
     } finally {
       await changed.stop()
     }
+
+    // Flags left unset keep what the record says (as the admin pages wrote it); set, they win.
+    const unset = await fixture.startHold({
+      ...opts,
+      overrides: { registration: { region: 'eu-west' } },
+    })
+    const kept = await unset.hold.ctx.repo.reader.getRecord(NSID.holdCaptain, 'self')
+    await unset.stop()
+    assert.equal((kept?.value as { public: boolean }).public, true)
+    assert.equal((kept?.value as { allowAllCrew: boolean }).allowAllCrew, true)
+    const closed = await fixture.startHold({
+      ...opts,
+      overrides: { registration: { region: 'eu-west', allow_all_crew: false } },
+    })
+    const reopened = await closed.hold.ctx.repo.reader.getRecord(NSID.holdCaptain, 'self')
+    await closed.stop()
+    assert.equal((reopened?.value as { public: boolean }).public, true)
+    assert.equal((reopened?.value as { allowAllCrew: boolean }).allowAllCrew, false)
   })
 
   it('a stock AT Protocol client reads the hold repo', async () => {
