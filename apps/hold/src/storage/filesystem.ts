@@ -14,6 +14,7 @@ import {
   rmdir,
   stat,
   statfs,
+  truncate,
   unlink,
   utimes,
 } from 'node:fs/promises'
@@ -325,6 +326,7 @@ class FilesystemDriver implements StorageDriver {
         })
         await handle.datasync()
       } catch (err) {
+        await dropTail(join(dir, STREAM_FILE), offset)
         throw counter.blame(
           isMissing(err) ? new UploadNotFoundError(uploadId) : wrap('writePart', err),
         )
@@ -732,6 +734,20 @@ async function copyFiles(
     }
   }
   return total
+}
+
+/**
+ * Gives back the space of a part that failed (a refused or cut-off request, a full disk):
+ * the stream file is cut to where the part began, or removed when nothing came before it.
+ * Best effort: what stays (after a crash too) is never published (see STREAM_FILE).
+ */
+async function dropTail(streamFile: string, offset: number): Promise<void> {
+  try {
+    if (offset === 0) await rm(streamFile, { force: true })
+    else await truncate(streamFile, offset)
+  } catch {
+    // Completion or abort removes it anyway.
+  }
 }
 
 /** `size` bytes of the file at `path` from `start` (Infinity: to its end). */
