@@ -205,18 +205,21 @@ describe('hold identity at boot', () => {
       ...opts,
       overrides: { registration: { region: 'eu-west' } },
     })
-    const kept = await unset.hold.ctx.repo.reader.getRecord(NSID.holdCaptain, 'self')
+    type Flags = { public: boolean; allowAllCrew: boolean } | undefined
+    const kept = (await unset.hold.ctx.repo.reader.getRecord(NSID.holdCaptain, 'self'))
+      ?.value as Flags
     await unset.stop()
-    assert.equal((kept?.value as { public: boolean }).public, true)
-    assert.equal((kept?.value as { allowAllCrew: boolean }).allowAllCrew, true)
+    assert.equal(kept?.public, true)
+    assert.equal(kept?.allowAllCrew, true)
     const closed = await fixture.startHold({
       ...opts,
       overrides: { registration: { region: 'eu-west', allow_all_crew: false } },
     })
-    const reopened = await closed.hold.ctx.repo.reader.getRecord(NSID.holdCaptain, 'self')
+    const reopened = (await closed.hold.ctx.repo.reader.getRecord(NSID.holdCaptain, 'self'))
+      ?.value as Flags
     await closed.stop()
-    assert.equal((reopened?.value as { public: boolean }).public, true)
-    assert.equal((reopened?.value as { allowAllCrew: boolean }).allowAllCrew, false)
+    assert.equal(reopened?.public, true)
+    assert.equal(reopened?.allowAllCrew, false)
   })
 
   it('a stock AT Protocol client reads the hold repo', async () => {
