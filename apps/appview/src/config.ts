@@ -6,10 +6,11 @@ import {
   duration,
   httpUrl,
   type InferConfig,
+  logSection,
+  metricsSection,
   secret,
   z,
 } from '@atcr/core/config'
-import { LOG_LEVELS } from '@atcr/core/log'
 
 export const appviewConfig = defineConfig({
   envPrefix: 'ATCR_APPVIEW',
@@ -278,27 +279,8 @@ export const appviewConfig = defineConfig({
       .describe(
         'The network indexer: io.atcr.* records of the whole network into the database (see docs/appview.md).',
       ),
-    metrics: z
-      .object({
-        port: z
-          .number()
-          .int()
-          .min(0)
-          .max(65535)
-          .nullable()
-          .default(null)
-          .describe(
-            'Port of the Prometheus listener (GET /metrics), apart from the public one; null: no metrics listener.',
-          ),
-        host: z
-          .string()
-          .default('127.0.0.1')
-          .describe('Address the metrics listener binds (keep it private).'),
-      })
-      .describe('Prometheus metrics.'),
-    log: z
-      .object({ level: z.enum(LOG_LEVELS).default('info').describe('Log level.') })
-      .describe('Logging.'),
+    metrics: metricsSection(),
+    log: logSection(),
   }),
 })
 

@@ -8,10 +8,11 @@ import {
   duration,
   httpUrl,
   type InferConfig,
+  logSection,
+  metricsSection,
   secret,
   z,
 } from '@atcr/core/config'
-import { LOG_LEVELS } from '@atcr/core/log'
 
 const tier = z.object({
   name: z.string().min(1).max(64).describe('Tier name, shown to users (e.g. deckhand).'),
@@ -283,27 +284,8 @@ export const holdConfig = defineConfig({
           .describe('An admin sign-in expires after this; then sign in again.'),
       })
       .describe("The owner's admin web pages."),
-    metrics: z
-      .object({
-        port: z
-          .number()
-          .int()
-          .min(0)
-          .max(65535)
-          .nullable()
-          .default(null)
-          .describe(
-            'Port of the Prometheus listener (GET /metrics), apart from the public one; null: no metrics listener.',
-          ),
-        host: z
-          .string()
-          .default('127.0.0.1')
-          .describe('Address the metrics listener binds (keep it private).'),
-      })
-      .describe('Prometheus metrics.'),
-    log: z
-      .object({ level: z.enum(LOG_LEVELS).default('info').describe('Log level.') })
-      .describe('Logging.'),
+    metrics: metricsSection(),
+    log: logSection(),
   }),
 })
 

@@ -19,6 +19,8 @@ export {
   duration,
   formatDuration,
   httpUrl,
+  logSection,
+  metricsSection,
   parseDuration,
   secret,
 } from './schema.ts'

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { LOG_LEVELS } from '../log/index.ts'
 
 /** How a field's environment variable is turned into a value before validation. */
 export type EnvKind = 'string' | 'number' | 'boolean' | 'list' | 'json' | 'raw'
@@ -325,4 +326,33 @@ export function httpUrl() {
 /** A did:plc or did:web (or another method's) DID, as config values name holds and owners. */
 export function did() {
   return z.string().regex(/^did:[a-z]+:[a-zA-Z0-9._:%-]+$/, 'expected a DID')
+}
+
+/** The `metrics` section of every service: a Prometheus listener apart from the public one. */
+export function metricsSection() {
+  return z
+    .object({
+      port: z
+        .number()
+        .int()
+        .min(0)
+        .max(65535)
+        .nullable()
+        .default(null)
+        .describe(
+          'Port of the Prometheus listener (GET /metrics), apart from the public one; null: no metrics listener.',
+        ),
+      host: z
+        .string()
+        .default('127.0.0.1')
+        .describe('Address the metrics listener binds (keep it private).'),
+    })
+    .describe('Prometheus metrics.')
+}
+
+/** The `log` section of every service. */
+export function logSection() {
+  return z
+    .object({ level: z.enum(LOG_LEVELS).default('info').describe('Log level.') })
+    .describe('Logging.')
 }
