@@ -4,9 +4,7 @@
 // the event's time_us; a reconnection replays from the cursor and what was applied is
 // skipped (see stream-sink.ts).
 import { WANTED_COLLECTIONS } from './apply.ts'
-import type { Consumer, ConsumerOptions } from './firehose.ts'
-import { websocketUrl } from './firehose.ts'
-import { StreamSink } from './stream-sink.ts'
+import { type ConsumerOptions, StreamConsumer } from './consumer.ts'
 
 const MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 // Messages waiting to be applied before the consumer stops reading and reconnects later.
@@ -24,45 +22,16 @@ interface JetstreamEvent {
   }
 }
 
-export class JetstreamConsumer implements Consumer {
-  readonly source: string
-  readonly #options: ConsumerOptions
-  readonly #sink: StreamSink
+export class JetstreamConsumer extends StreamConsumer<ConsumerOptions> {
   #socket: WebSocket | null = null
   #queue: Promise<void> = Promise.resolve()
   #queued = 0
-  #errors = 0
-  #stopped = false
   #timer: NodeJS.Timeout | null = null
 
-  constructor(options: ConsumerOptions) {
-    this.#options = options
-    this.source = websocketUrl(options.url)
-    this.#sink = new StreamSink({ ...options, source: this.source })
-  }
-
-  get cursor(): number | null {
-    return this.#sink.cursor
-  }
-
-  get lagMs(): number | null {
-    return this.#sink.lagMs
-  }
-
-  get errors(): number {
-    return this.#errors
-  }
-
-  async start(): Promise<void> {
-    this.#stopped = false
-    await this.#sink.load()
-    this.#connect()
-  }
-
-  #connect(): void {
+  protected connect(): void {
     const url = new URL(`${this.source}/subscribe`)
     for (const wanted of WANTED_COLLECTIONS) url.searchParams.append('wantedCollections', wanted)
-    const cursor = this.#sink.cursor
+    const cursor = this.sink.cursor
     if (cursor !== null) url.searchParams.set('cursor', String(cursor))
     const socket = new WebSocket(url)
     this.#socket = socket
@@ -77,13 +46,13 @@ export class JetstreamConsumer implements Consumer {
       this.#queue = this.#queue
         .then(() => this.#handle(message.data))
         .catch((error: unknown) => {
-          this.#options.logger.error({ err: error }, 'applying a Jetstream event failed')
+          this.options.logger.error({ err: error }, 'applying a Jetstream event failed')
           if (this.#socket === socket) socket.close()
         })
         .finally(() => this.#queued--)
     })
     socket.addEventListener('error', () => {
-      this.#options.logger.warn({ source: this.source }, 'Jetstream connection failed')
+      this.options.logger.warn({ source: this.source }, 'Jetstream connection failed')
     })
     socket.addEventListener('close', () => {
       if (this.#socket !== socket) return
@@ -95,59 +64,59 @@ export class JetstreamConsumer implements Consumer {
   async #reconnectLater(): Promise<void> {
     // What was read but not applied is read again from the cursor.
     await this.#queue
-    this.#sink.discardPending()
-    if (this.#stopped) return
+    this.sink.discardPending()
+    if (this.stopped) return
     this.#timer = setTimeout(() => {
       this.#timer = null
-      if (!this.#stopped) this.#connect()
-    }, this.#options.reconnectDelayMs)
+      if (!this.stopped) this.connect()
+    }, this.options.reconnectDelayMs)
   }
 
   async #handle(data: unknown): Promise<void> {
     if (typeof data !== 'string' || data.length > MAX_MESSAGE_BYTES) {
-      this.#errors++
+      this.errorCount++
       return
     }
     let event: JetstreamEvent
     try {
       event = JSON.parse(data) as JetstreamEvent
     } catch {
-      this.#errors++
+      this.errorCount++
       return
     }
     const { did, time_us: timeUs, kind } = event
     if (typeof did !== 'string' || typeof timeUs !== 'number' || !Number.isSafeInteger(timeUs)) {
-      this.#errors++
+      this.errorCount++
       return
     }
     const time = Math.floor(timeUs / 1000)
     if (kind === 'identity') {
-      await this.#sink.add(timeUs, time, { identity: did })
+      await this.sink.add(timeUs, time, { identity: did })
       return
     }
     const commit = event.commit
     if (kind !== 'commit' || !commit) {
-      await this.#sink.add(timeUs, time, {})
+      await this.sink.add(timeUs, time, {})
       return
     }
     const { operation, collection, rkey } = commit
     if (typeof collection !== 'string' || typeof rkey !== 'string') {
-      this.#errors++
+      this.errorCount++
       return
     }
     const record = operation === 'delete' ? null : (commit.record ?? {})
-    await this.#sink.add(timeUs, time, { change: { did, collection, rkey, record } })
+    await this.sink.add(timeUs, time, { change: { did, collection, rkey, record } })
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true
+    this.stopped = true
     if (this.#timer) clearTimeout(this.#timer)
     const socket = this.#socket
     this.#socket = null
     socket?.close()
     await this.#queue
-    await this.#sink.close().catch((error: unknown) => {
-      this.#options.logger.warn({ err: error }, 'writing the Jetstream cursor on stop failed')
+    await this.sink.close().catch((error: unknown) => {
+      this.options.logger.warn({ err: error }, 'writing the Jetstream cursor on stop failed')
     })
   }
 }
