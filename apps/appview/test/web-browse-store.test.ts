@@ -4,8 +4,7 @@
 // lists, tags with their manifests, stars, pulls and the holds a user may push to are read
 // back the same on both engines.
 import assert from 'node:assert/strict'
-import { createHash, randomUUID } from 'node:crypto'
-import { join } from 'node:path'
+import { createHash } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import {
   manifestRkey,
@@ -15,16 +14,10 @@ import {
   statsRkey,
   tagRkey,
 } from '@atcr/core/lexicons'
-import {
-  hasPostgres,
-  makeTempDir,
-  removeTempDir,
-  startPostgres,
-  type TestPostgres,
-} from '@atcr/testkit'
-import { type AppViewDatabase, openAppViewDatabase } from '../src/db/index.ts'
+import type { AppViewDatabase } from '../src/db/index.ts'
 import { applyRecord, type RecordChange } from '../src/ingest/apply.ts'
 import { BrowseStore } from '../src/web/browse-store.ts'
+import { testEngines } from './engines.ts'
 
 const ALICE = 'did:plc:alicealicealicealice'
 const BOB = 'did:plc:bobbobbobbobbobbobbob'
@@ -85,49 +78,18 @@ function tag(did: string, repository: string, name: string, manifestDigest: stri
 
 const digestOf = (change: RecordChange) => (change.record as { digest: string }).digest
 
-interface Engine {
-  name: 'sqlite' | 'postgres'
-  open(): Promise<AppViewDatabase>
-}
+const engines = testEngines()
+after(() => engines.close())
 
-let dir: string
-let postgres: TestPostgres | null = null
-
-before(async () => {
-  dir = await makeTempDir('atcr-browse-store-')
-  if (hasPostgres()) postgres = await startPostgres()
-})
-after(async () => {
-  await postgres?.close()
-  await removeTempDir(dir)
-})
-
-const engines: Engine[] = [
-  {
-    name: 'sqlite',
-    open: () => openAppViewDatabase({ url: null, sqlitePath: join(dir, `${randomUUID()}.sqlite`) }),
-  },
-  {
-    name: 'postgres',
-    open: async () =>
-      openAppViewDatabase({
-        url: await postgres!.createDatabase(`browse_${randomUUID().slice(0, 8)}`),
-        sqlitePath: join(dir, 'unused.sqlite'),
-      }),
-  },
-]
-
-for (const engine of engines) {
-  describe(`web pages' reads of the index on ${engine.name}`, {
-    skip: engine.name === 'postgres' && !hasPostgres() ? 'PostgreSQL is not installed' : false,
-  }, () => {
+for (const engine of engines.engines) {
+  describe(`web pages' reads of the index on ${engine.name}`, { skip: engine.skip }, () => {
     let db: AppViewDatabase
     let store: BrowseStore
     const apply = async (change: RecordChange) =>
       assert.equal(await applyRecord(db.db, change), change.record ? 'indexed' : 'deleted')
 
     before(async () => {
-      db = await engine.open()
+      ;({ db } = await engine.open())
       store = new BrowseStore(db)
       await db.db
         .insertInto('index_account')
