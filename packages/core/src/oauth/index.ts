@@ -12,6 +12,8 @@ export {
 } from './keys.ts'
 export { Sealer, UnsealError } from './sealer.ts'
 export {
+  createOAuthTables,
+  dropOAuthTables,
   OAUTH_STATE_LIFETIME_MS,
   type OAuthDatabase,
   type OAuthSessionTable,

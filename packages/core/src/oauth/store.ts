@@ -2,6 +2,7 @@
 // users' OAuth sessions, stored sealed (the seal is the caller's; this module sees bytes).
 // Any service database holding these tables (AppView, hold admin) uses this one store.
 import type { Kysely } from 'kysely'
+import { bytesType } from '../database/index.ts'
 
 /** An ATProto OAuth authorization in progress (PAR/PKCE state), sealed. */
 export interface OAuthStateTable {
@@ -114,5 +115,42 @@ export class OAuthStore {
       .where('requested_scope', '!=', scope)
       .executeTakeFirst()
     return Number(result.numDeletedRows)
+  }
+}
+
+/**
+ * Makes the tables above, for a service's migration (the AppView's 005, the hold's 008).
+ * Times are Unix milliseconds.
+ */
+export async function createOAuthTables(db: Kysely<unknown>): Promise<void> {
+  await db.schema
+    .createTable('oauth_state')
+    .addColumn('key', 'text', (c) => c.primaryKey())
+    .addColumn('sealed', bytesType(db), (c) => c.notNull())
+    .addColumn('created_at', 'bigint', (c) => c.notNull())
+    .execute()
+  await db.schema
+    .createTable('oauth_session')
+    .addColumn('did', 'text', (c) => c.primaryKey())
+    .addColumn('sealed', bytesType(db), (c) => c.notNull())
+    // The scope the service asked for when the session began (sessions asking for other
+    // scopes than the configured ones are dropped at start-up).
+    .addColumn('requested_scope', 'text', (c) => c.notNull())
+    .addColumn('updated_at', 'bigint', (c) => c.notNull())
+    .execute()
+  await db.schema
+    .createTable('web_session')
+    .addColumn('id_hash', 'text', (c) => c.primaryKey())
+    .addColumn('did', 'text', (c) => c.notNull())
+    .addColumn('handle', 'text')
+    .addColumn('created_at', 'bigint', (c) => c.notNull())
+    .addColumn('expires_at', 'bigint', (c) => c.notNull())
+    .execute()
+  await db.schema.createIndex('web_session_did').on('web_session').column('did').execute()
+}
+
+export async function dropOAuthTables(db: Kysely<unknown>): Promise<void> {
+  for (const table of ['web_session', 'oauth_session', 'oauth_state']) {
+    await db.schema.dropTable(table).execute()
   }
 }

@@ -1,36 +1,14 @@
-import { bytesType } from '@atcr/core/database'
+import { createOAuthTables, dropOAuthTables } from '@atcr/core/oauth'
 import type { Kysely } from 'kysely'
 
 /**
- * ATProto OAuth (pending authorizations and sessions, sealed with the session key), web
- * sign-in sessions (cookie ids stored as hashes), and the device flow: authorizations in
- * progress and approved devices (secrets stored as hashes). Times are Unix milliseconds.
+ * ATProto OAuth (pending authorizations and sessions, sealed with the session key) and web
+ * sign-in sessions (cookie ids stored as hashes), as @atcr/core/oauth keeps them; the
+ * device flow: authorizations in progress and approved devices (secrets stored as hashes).
+ * Times are Unix milliseconds.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await db.schema
-    .createTable('oauth_state')
-    .addColumn('key', 'text', (c) => c.primaryKey())
-    .addColumn('sealed', bytesType(db), (c) => c.notNull())
-    .addColumn('created_at', 'bigint', (c) => c.notNull())
-    .execute()
-  await db.schema
-    .createTable('oauth_session')
-    .addColumn('did', 'text', (c) => c.primaryKey())
-    .addColumn('sealed', bytesType(db), (c) => c.notNull())
-    // The scope this AppView asked for when the session began (sessions asking for other
-    // scopes than the configured ones are dropped at start-up).
-    .addColumn('requested_scope', 'text', (c) => c.notNull())
-    .addColumn('updated_at', 'bigint', (c) => c.notNull())
-    .execute()
-  await db.schema
-    .createTable('web_session')
-    .addColumn('id_hash', 'text', (c) => c.primaryKey())
-    .addColumn('did', 'text', (c) => c.notNull())
-    .addColumn('handle', 'text')
-    .addColumn('created_at', 'bigint', (c) => c.notNull())
-    .addColumn('expires_at', 'bigint', (c) => c.notNull())
-    .execute()
-  await db.schema.createIndex('web_session_did').on('web_session').column('did').execute()
+  await createOAuthTables(db)
   await db.schema
     .createTable('device_authorization')
     .addColumn('device_code_hash', 'text', (c) => c.primaryKey())
@@ -57,13 +35,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
-  for (const table of [
-    'device',
-    'device_authorization',
-    'web_session',
-    'oauth_session',
-    'oauth_state',
-  ]) {
+  for (const table of ['device', 'device_authorization']) {
     await db.schema.dropTable(table).execute()
   }
+  await dropOAuthTables(db)
 }
