@@ -9,6 +9,8 @@ import {
   logSection,
   metricsSection,
   secret,
+  shutdownGraceField,
+  trustProxyField,
   z,
 } from '@atcr/core/config'
 
@@ -41,18 +43,8 @@ export const appviewConfig = defineConfig({
           .nullable()
           .default(null)
           .describe('Token service name and issuer (default: the host of base_url).'),
-        trust_proxy: z
-          .array(z.string().min(1))
-          .default([])
-          .describe(
-            'Addresses or CIDR ranges of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (client addresses, and the rate limits keyed on them); empty: none, the connecting address is the client.',
-          )
-          .meta({ examples: [['127.0.0.1', '10.0.0.0/8']] }),
-        shutdown_grace: duration()
-          .default(10)
-          .describe(
-            'On SIGTERM or SIGINT, new connections are refused and requests in flight get this long to finish before their connections are cut.',
-          ),
+        trust_proxy: trustProxyField(),
+        shutdown_grace: shutdownGraceField(),
       })
       .describe('HTTP server and data directory.'),
     database: z

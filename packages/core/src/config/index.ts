@@ -23,6 +23,8 @@ export {
   metricsSection,
   parseDuration,
   secret,
+  shutdownGraceField,
+  trustProxyField,
 } from './schema.ts'
 export type { DeepPartial, Env, LoadOptions }
 export { z }

@@ -356,3 +356,23 @@ export function logSection() {
     .object({ level: z.enum(LOG_LEVELS).default('info').describe('Log level.') })
     .describe('Logging.')
 }
+
+/** `server.trust_proxy` of every service. */
+export function trustProxyField() {
+  return z
+    .array(z.string().min(1))
+    .default([])
+    .describe(
+      'Addresses or CIDR ranges of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (client addresses, and the rate limits keyed on them); empty: none, the connecting address is the client.',
+    )
+    .meta({ examples: [['127.0.0.1', '10.0.0.0/8']] })
+}
+
+/** `server.shutdown_grace` of every service. */
+export function shutdownGraceField() {
+  return duration()
+    .default(10)
+    .describe(
+      'On SIGTERM or SIGINT, new connections are refused and requests in flight get this long to finish before their connections are cut.',
+    )
+}
