@@ -76,6 +76,7 @@ export async function createAppViewContext(
   const dns = overrides.dns ?? {}
   // Outbound calls carry the id of the request they serve (the hold logs it too).
   const fetch = withRequestId(createGuardedFetch({ mode, lookup: dns.lookup }))
+  const metrics = new ServiceMetrics()
   const identity = createIdentityResolver({
     mode,
     plcUrl: config.identity.plc_directory_url,
@@ -83,6 +84,7 @@ export async function createAppViewContext(
     resolveTxt: dns.resolveTxt,
     handleResolver: config.identity.handle_resolver_url ?? undefined,
     cacheTtlMs: config.identity.cache_ttl * 1000,
+    cacheCounter: (cache) => metrics.cacheCounter(cache),
   })
   let db: AppViewDatabase | undefined
   try {
@@ -98,7 +100,7 @@ export async function createAppViewContext(
       fetch,
       identity,
       now: overrides.now ?? Date.now,
-      metrics: new ServiceMetrics(),
+      metrics,
     }
     const index = new IndexService({
       db,
@@ -112,7 +114,10 @@ export async function createAppViewContext(
       db,
       index,
       identity,
-      reader: new PdsReader(fetch, { maxBlobBytes: config.registry.max_manifest_size }),
+      reader: new PdsReader(fetch, {
+        maxBlobBytes: config.registry.max_manifest_size,
+        cacheCounter: (cache) => metrics.cacheCounter(cache),
+      }),
       forgetDid: (did) => registry?.holds.forget(did),
       fetch,
       logger: subsystemLogger(logger, 'ingest'),

@@ -34,6 +34,12 @@ export async function buildServer(ctx: AppViewContext): Promise<FastifyInstance>
   propagateRequestIds(app)
   instrument(app, ctx.metrics, ociRouteOf)
   registerIngestMetrics(ctx)
+  ctx.metrics.gauge(
+    'atcr_upload_sessions',
+    'Blob upload sessions open now (not expired), of every AppView sharing the database.',
+    [],
+    async () => [{ value: await ctx.registry.uploads.countOpen() }],
+  )
   registerHealthRoutes(app, {
     database: () => databaseAnswers(ctx.db.db),
     plc_directory: () =>

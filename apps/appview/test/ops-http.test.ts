@@ -31,6 +31,13 @@ async function eventually(found: () => boolean, what: string): Promise<void> {
   }
 }
 
+/** The value of one sample of a Prometheus text exposition (0 when it is absent). */
+function sample(text: string, name: string, labels = ''): number {
+  const escaped = `${name}${labels ? `{${labels}}` : ''}`.replace(/[{}.*+?^$()|[\]\\]/g, '\\$&')
+  const match = new RegExp(`^${escaped} (\\S+)$`, 'm').exec(text)
+  return match ? Number(match[1]) : 0
+}
+
 /** Whether a new TCP connection to the port on loopback is accepted. */
 function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -174,6 +181,101 @@ describe('operations: health, metrics, request ids, trust_proxy', () => {
     // Never on the public port.
     assert.equal((await fetch(`${appview.url}/metrics`)).status, 404)
     assert.equal((await fetch(`http://127.0.0.1:${hold.port}/metrics`)).status >= 400, true)
+  })
+
+  it('measures what a push, an upload and pulls change: storage, open uploads, cache hits', async () => {
+    const scrape = async (port: number) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+    const before = { hold: await scrape(holdMetrics), appview: await scrape(appviewMetrics) }
+    // Every cache is listed from the start, with both results.
+    for (const cache of ['did_document', 'handle', 'hold_endpoint', 'service_token']) {
+      assert.match(
+        before.appview,
+        new RegExp(`atcr_cache_lookups_total\\{cache="${cache}",result="miss"\\}`),
+      )
+    }
+
+    // An upload session held open: the AppView counts it, and the hold once a part reached it.
+    const scope = 'repository:ops.test/ops:pull,push'
+    const basic = Buffer.from(`ops.test:${account.appPassword}`).toString('base64')
+    const service = new URL(appview.url).host
+    const { token } = (await (
+      await fetch(`${appview.url}/auth/token?service=${service}&scope=${scope}`, {
+        headers: { authorization: `Basic ${basic}` },
+      })
+    ).json()) as { token: string }
+    const opened = await fetch(`${appview.url}/v2/ops.test/ops/blobs/uploads/`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    })
+    assert.equal(opened.status, 202)
+    const location = opened.headers.get('location')!
+    const openNow = () => sample(before.appview, 'atcr_upload_sessions')
+    assert.equal(sample(await scrape(appviewMetrics), 'atcr_upload_sessions'), openNow() + 1)
+    // More than one part (16 MiB by default), so the hold's upload has begun.
+    const patched = await fetch(`${appview.url}${location}`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' },
+      body: randomBytes(17 * 1024 * 1024),
+    })
+    assert.equal(patched.status, 202, await patched.text())
+    const holdOpen = (text: string) => sample(text, 'atcr_upload_sessions', 'state="open"')
+    assert.equal(holdOpen(await scrape(holdMetrics)), holdOpen(before.hold) + 1)
+    const cancelled = await fetch(`${appview.url}${location}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${token}` },
+    })
+    assert.equal(cancelled.status, 204)
+    assert.equal(sample(await scrape(appviewMetrics), 'atcr_upload_sessions'), openNow())
+    assert.equal(holdOpen(await scrape(holdMetrics)), holdOpen(before.hold))
+
+    // A push of new blobs: the hold stores exactly their bytes more.
+    const layout = `${dir}/image2`
+    const built = await writeOciImage(layout, {
+      tag: 'v2',
+      layers: [{ files: [{ path: 'big.bin', content: randomBytes(300_000) }] }],
+    })
+    await run('skopeo', [
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `ops.test:${account.appPassword}`,
+      `oci:${layout}:v2`,
+      `docker://${appview.url.replace('http://', '')}/ops.test/ops:v2`,
+    ])
+    const pushed = built.config.size + built.layers.reduce((sum, l) => sum + l.size, 0)
+    const stored = await scrape(holdMetrics)
+    assert.equal(
+      sample(stored, 'atcr_hold_stored_blobs'),
+      sample(before.hold, 'atcr_hold_stored_blobs') + 1 + built.layers.length,
+    )
+    assert.equal(
+      sample(stored, 'atcr_hold_stored_bytes'),
+      sample(before.hold, 'atcr_hold_stored_bytes') + pushed,
+    )
+
+    // Two pulls of a blob: the second finds the hold's endpoint and a service token cached.
+    const pullToken2 = await pullToken()
+    const hits = (text: string, cache: string) =>
+      sample(text, 'atcr_cache_lookups_total', `cache="${cache}",result="hit"`)
+    const beforePulls = await scrape(appviewMetrics)
+    const beforePullsHold = await scrape(holdMetrics)
+    for (let i = 0; i < 2; i++) {
+      const response = await fetch(`${appview.url}/v2/ops.test/ops/blobs/${layer}`, {
+        headers: { authorization: `Bearer ${pullToken2}` },
+        redirect: 'manual',
+      })
+      await response.body?.cancel()
+      assert.ok(response.status < 400, `blob GET answered ${response.status}`)
+    }
+    const afterPulls = await scrape(appviewMetrics)
+    for (const cache of ['hold_endpoint', 'service_token']) {
+      assert.ok(hits(afterPulls, cache) > hits(beforePulls, cache), `${cache} hits grew`)
+    }
+    assert.ok(
+      hits(await scrape(holdMetrics), 'service_token_signature') >
+        hits(beforePullsHold, 'service_token_signature'),
+      "the hold took the AppView's service token on trust again",
+    )
   })
 
   it("carries one request id from the AppView's log to the hold's", async () => {

@@ -63,14 +63,18 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
       ttlSeconds: config.storage.presign_ttl,
     })
     const storage = await createStorageDriver(storageConfig(config, storageUrls))
+    const metrics = new ServiceMetrics()
     const resolver = createIdentityResolver({
       mode: config.server.mode,
+      cacheCounter: (cache) => metrics.cacheCounter(cache),
       plcUrl: config.identity.plc_directory_url,
       ...(config.identity.handle_resolver_url
         ? { handleResolver: config.identity.handle_resolver_url }
         : {}),
     })
-    const verifiedSignatures = new VerifiedSignatures()
+    const verifiedSignatures = new VerifiedSignatures({
+      counter: metrics.cacheCounter('service_token_signature'),
+    })
     const pulls = new PullCounter({
       repo,
       logger: logger.child({ subsystem: 'stats' }),
@@ -106,7 +110,7 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
       gc,
       admin,
       uploadBudget: new UploadBudget(),
-      metrics: new ServiceMetrics(),
+      metrics,
     }
   } catch (error) {
     await db.close()

@@ -14,6 +14,7 @@ import { registerAdmin } from './admin/index.ts'
 import { createOciBlobHandler, registerSignedReads } from './blobs/download.ts'
 import type { HoldContext } from './context.ts'
 import { registerGcRoute } from './gc/route.ts'
+import { registerHoldMetrics } from './metrics.ts'
 import { startEventPruner } from './pds/firehose/retention.ts'
 import { registerRepoRoutes } from './pds/index.ts'
 import { registerUploadRoutes } from './uploads/index.ts'
@@ -29,6 +30,7 @@ export async function buildServer(ctx: HoldContext): Promise<FastifyInstance> {
   })
   propagateRequestIds(app)
   instrument(app, ctx.metrics)
+  registerHoldMetrics(ctx)
   registerHealthRoutes(app, {
     database: () => databaseAnswers(ctx.db.db),
     // A stat of an object that need not exist: the store answers, whatever the answer.

@@ -79,6 +79,7 @@ export async function buildAuthServices(base: AppViewBase, logger: Logger): Prom
     logger,
     oauth,
     onSessionEnded: (did) => verified.forgetDid(did),
+    serviceTokenCounter: base.metrics.cacheCounter('service_token'),
   })
   const auth = new TokenRegistryAuth({ tokens, realm: tokenRealm(config.server.base_url) })
   const basicRealm = tokens.service

@@ -1,7 +1,7 @@
 // The users' PDS sessions in use: logging in with an app password, agents resumed from the
 // sealed store (refreshed before their access token runs out, one refresh per DID at a
 // time, refreshed tokens sealed again), and service tokens minted by the user's PDS.
-import type { GuardedFetch } from '@atcr/core/identity'
+import type { CacheCounter, GuardedFetch } from '@atcr/core/identity'
 import type { Logger } from '@atcr/core/log'
 import type { Agent, AtpAgent, AtpSessionData } from '@atproto/api'
 import { decodeJwt } from 'jose'
@@ -46,6 +46,8 @@ export interface PdsSessionsOptions {
   onSessionEnded?: (did: string) => void
   /** OAuth sessions: used first, for users who signed in with OAuth. */
   oauth?: { hasSession(did: string): Promise<boolean>; agentFor(did: string): Promise<Agent> }
+  /** Counts the service-token cache's hits and misses (metrics). */
+  serviceTokenCounter?: CacheCounter
 }
 
 interface CachedAgent {
@@ -59,6 +61,7 @@ export class PdsSessions implements UserSessions {
   private readonly logger: Logger
   private readonly onSessionEnded: (did: string) => void
   private readonly oauth: PdsSessionsOptions['oauth']
+  private readonly serviceTokenCounter: CacheCounter | undefined
   private readonly agents = new Map<string, CachedAgent>()
   private readonly locks = new Map<string, Promise<void>>()
   private readonly writes = new Map<string, Promise<void>>()
@@ -71,6 +74,7 @@ export class PdsSessions implements UserSessions {
     this.logger = options.logger
     this.onSessionEnded = options.onSessionEnded ?? (() => {})
     this.oauth = options.oauth
+    this.serviceTokenCounter = options.serviceTokenCounter
   }
 
   /**
@@ -144,7 +148,11 @@ export class PdsSessions implements UserSessions {
   async serviceToken(did: string, aud: string, lxm: string): Promise<string> {
     const key = `${did}\n${aud}\n${lxm}`
     const cached = this.serviceTokens.get(key)
-    if (cached && cached.exp - SERVICE_TOKEN_MARGIN_SECONDS > nowSeconds()) return cached.token
+    if (cached && cached.exp - SERVICE_TOKEN_MARGIN_SECONDS > nowSeconds()) {
+      this.serviceTokenCounter?.hit()
+      return cached.token
+    }
+    this.serviceTokenCounter?.miss()
     const pending = this.pendingServiceTokens.get(key)
     if (pending) return pending
     const minting = this.mintServiceToken(did, aud, lxm).then((minted) => {

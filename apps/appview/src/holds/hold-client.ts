@@ -84,6 +84,7 @@ export class HoldClient {
     this.#holds = new TtlCache<Hold>({
       ttlMs: ctx.config.identity.cache_ttl * 1000,
       maxEntries: 1000,
+      counter: ctx.metrics.cacheCounter('hold_endpoint'),
     })
     this.aliases = new BlobAliases(ctx.db)
   }

@@ -1,7 +1,12 @@
 // Unauthenticated reads of a user's public repository on their PDS (getRecord,
 // listRecords, getBlob), through the guarded fetch and a short cache that the AppView's
 // own writes invalidate.
-import { ResponseTooLargeError, readBoundedJson, TtlCache } from '@atcr/core/identity'
+import {
+  type CacheCounter,
+  ResponseTooLargeError,
+  readBoundedJson,
+  TtlCache,
+} from '@atcr/core/identity'
 import { OciError } from '@atcr/core/oci'
 import type { AppViewBase } from '../context.ts'
 
@@ -27,21 +32,30 @@ function unavailable(what: string, cause?: unknown): OciError {
 export interface PdsReaderOptions {
   /** Largest blob read into memory (manifests). */
   maxBlobBytes: number
+  /** Counts the hits and misses of the record and blob caches (metrics). */
+  cacheCounter?: (cache: 'pds_record' | 'pds_blob') => CacheCounter
 }
 
 export class PdsReader {
   readonly #fetch: AppViewBase['fetch']
   readonly #maxBlobBytes: number
-  readonly #records = new TtlCache<StoredRecord | null>({
-    ttlMs: RECORD_TTL_MS,
-    maxEntries: 5000,
-  })
-  // Blobs are content-addressed: a CID always names the same bytes.
-  readonly #blobs = new TtlCache<Uint8Array>({ ttlMs: BLOB_TTL_MS, maxEntries: 256 })
+  readonly #records: TtlCache<StoredRecord | null>
+  readonly #blobs: TtlCache<Uint8Array>
 
   constructor(fetch: AppViewBase['fetch'], options: PdsReaderOptions) {
     this.#fetch = fetch
     this.#maxBlobBytes = options.maxBlobBytes
+    this.#records = new TtlCache({
+      ttlMs: RECORD_TTL_MS,
+      maxEntries: 5000,
+      counter: options.cacheCounter?.('pds_record'),
+    })
+    // Blobs are content-addressed: a CID always names the same bytes.
+    this.#blobs = new TtlCache({
+      ttlMs: BLOB_TTL_MS,
+      maxEntries: 256,
+      counter: options.cacheCounter?.('pds_blob'),
+    })
   }
 
   /** One record, or null when the repository has no such record. */

@@ -3,7 +3,7 @@
 // found in the owner's records: a manifest record names the repository it was pushed to, a
 // tag record names its repository and manifest, and a manifest's config and layers are the
 // blobs its repository holds. A deleted link is never overridden by the records.
-import { TtlCache } from '@atcr/core/identity'
+import { type CacheCounter, TtlCache } from '@atcr/core/identity'
 import {
   contentDigest,
   type ManifestStore,
@@ -33,15 +33,18 @@ export class RepositoryContent {
   readonly #links: ContentLinks
   readonly #manifests: ManifestStore
   readonly #tags: TagStore
-  readonly #recorded = new TtlCache<RecordedContent>({
-    ttlMs: RECORDED_TTL_MS,
-    maxEntries: 1000,
-  })
+  readonly #recorded: TtlCache<RecordedContent>
 
-  constructor(links: ContentLinks, manifests: ManifestStore, tags: TagStore) {
+  constructor(
+    links: ContentLinks,
+    manifests: ManifestStore,
+    tags: TagStore,
+    counter?: CacheCounter,
+  ) {
     this.#links = links
     this.#manifests = manifests
     this.#tags = tags
+    this.#recorded = new TtlCache({ ttlMs: RECORDED_TTL_MS, maxEntries: 1000, counter })
   }
 
   /**

@@ -41,7 +41,10 @@ export class Registry {
 
   constructor(ctx: AppViewServices) {
     this.ctx = ctx
-    this.reader = new PdsReader(ctx.fetch, { maxBlobBytes: ctx.config.registry.max_manifest_size })
+    this.reader = new PdsReader(ctx.fetch, {
+      maxBlobBytes: ctx.config.registry.max_manifest_size,
+      cacheCounter: (cache) => ctx.metrics.cacheCounter(cache),
+    })
     const index: RecordIndex = {
       apply: (change) => ctx.index.apply(change),
       authoritative: (did) => ctx.ingest.authoritative(did),
@@ -62,7 +65,12 @@ export class Registry {
     })
     this.selection = new HoldSelection(ctx, this.holds, this.reader, this.health)
     this.links = new ContentLinks(ctx.db)
-    this.content = new RepositoryContent(this.links, this.manifests, this.tags)
+    this.content = new RepositoryContent(
+      this.links,
+      this.manifests,
+      this.tags,
+      ctx.metrics.cacheCounter('repository_content'),
+    )
     this.uploads = new UploadSessions({
       holds: this.holds,
       db: ctx.db,

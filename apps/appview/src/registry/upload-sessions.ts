@@ -172,6 +172,12 @@ export class UploadSessions {
     this.#sweeper.unref()
   }
 
+  /** How many sessions are open now, on every instance sharing the database (metrics). */
+  async countOpen(): Promise<number> {
+    const now = this.#now()
+    return this.#store.countLive(now - this.#idleMs, now)
+  }
+
   /** Opens a session; 429 TOOMANYREQUESTS when the account has its fill of open ones. */
   async open(input: {
     name: string

@@ -201,6 +201,16 @@ export class UploadStore {
     return rows.map((row) => row.id)
   }
 
+  /** Sessions not expired (active since `idleBefore`, or leased), of every instance. */
+  async countLive(idleBefore: number, now: number): Promise<number> {
+    const row = await this.#db.db
+      .selectFrom('registry_upload')
+      .select((eb) => eb.fn.countAll<number | string>().as('count'))
+      .where((eb) => eb.or([eb('updated_at', '>=', idleBefore), eb('lease_until', '>=', now)]))
+      .executeTakeFirstOrThrow()
+    return Number(row.count)
+  }
+
   /** Which of `ids` are sessions. */
   async existing(ids: readonly string[]): Promise<Set<string>> {
     if (ids.length === 0) return new Set()

@@ -1,6 +1,14 @@
 export interface TtlCacheOptions {
   ttlMs: number
   maxEntries: number
+  /** Told of every lookup (`get`, `getOrLoad`): whether a fresh value answered it. */
+  counter?: CacheCounter
+}
+
+/** Counts a cache's hits and misses (the services' metrics give each cache one). */
+export interface CacheCounter {
+  hit(): void
+  miss(): void
 }
 
 interface Entry<V> {
@@ -18,6 +26,7 @@ export class TtlCache<V> {
   readonly #entries = new Map<string, Entry<V>>()
   readonly #pending = new Map<string, Promise<V>>()
   readonly #now: () => number
+  readonly #counter: CacheCounter | undefined
 
   constructor(options: TtlCacheOptions, now: () => number = Date.now) {
     if (!(options.ttlMs >= 0)) throw new RangeError('ttlMs must be >= 0')
@@ -25,6 +34,7 @@ export class TtlCache<V> {
     this.#ttlMs = options.ttlMs
     this.#maxEntries = options.maxEntries
     this.#now = now
+    this.#counter = options.counter
   }
 
   get size(): number {
@@ -46,7 +56,10 @@ export class TtlCache<V> {
   }
 
   get(key: string): V | undefined {
-    return this.peek(key)?.value
+    const value = this.peek(key)?.value
+    if (value === undefined) this.#counter?.miss()
+    else this.#counter?.hit()
+    return value
   }
 
   set(key: string, value: V): void {
@@ -72,7 +85,8 @@ export class TtlCache<V> {
    * cached value is ignored. Concurrent calls for one key share one `load`.
    */
   async getOrLoad(key: string, load: () => Promise<V>, force = false): Promise<V> {
-    if (!force) {
+    if (force) this.#counter?.miss()
+    else {
       const hit = this.get(key)
       if (hit !== undefined) return hit
     }

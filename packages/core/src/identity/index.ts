@@ -1,5 +1,5 @@
 export { ResponseTooLargeError, readBoundedJson, readBoundedText } from './body.ts'
-export { TtlCache, type TtlCacheOptions } from './cache.ts'
+export { type CacheCounter, TtlCache, type TtlCacheOptions } from './cache.ts'
 export {
   type AtprotoDocumentData,
   type DidDocument,

@@ -9,7 +9,7 @@
 // handles (@atproto/syntax), keys (@atproto/crypto).
 import { isAtprotoDid, isDidPlc } from '@atproto/did'
 import { ResponseTooLargeError, readBoundedJson } from './body.ts'
-import { TtlCache } from './cache.ts'
+import { type CacheCounter, TtlCache } from './cache.ts'
 import {
   type AtprotoDocumentData,
   type DidDocument,
@@ -45,6 +45,8 @@ export interface IdentityResolverOptions {
   cacheTtlMs?: number
   /** Bound on cached documents (and, separately, handles); default 10 000. */
   cacheMaxEntries?: number
+  /** Counts the hits and misses of the `did_document` and `handle` caches (metrics). */
+  cacheCounter?: (cache: 'did_document' | 'handle') => CacheCounter
   /**
    * A forced refresh (after a signature failed with a cached key) is skipped when the
    * cached document is younger than this, so bad tokens cannot make us hammer the PLC.
@@ -116,8 +118,14 @@ export function createIdentityResolver(options: IdentityResolverOptions): Identi
     ttlMs: options.cacheTtlMs ?? 10 * 60_000,
     maxEntries: options.cacheMaxEntries ?? 10_000,
   }
-  const documents = new TtlCache<ResolvedDid>(cacheOptions)
-  const handles = new TtlCache<string>(cacheOptions)
+  const documents = new TtlCache<ResolvedDid>({
+    ...cacheOptions,
+    counter: options.cacheCounter?.('did_document'),
+  })
+  const handles = new TtlCache<string>({
+    ...cacheOptions,
+    counter: options.cacheCounter?.('handle'),
+  })
   const handleLookup: HandleLookupOptions = {
     mode,
     fetch,

@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { type Kysely, sql } from 'kysely'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import type { CacheCounter } from '../identity/cache.ts'
 
 export { Counter, Gauge, Histogram, Registry }
 
@@ -21,6 +22,7 @@ export class ServiceMetrics {
   readonly duration: Histogram<'method' | 'route'>
   readonly bytesIn: Counter<'route'>
   readonly bytesOut: Counter<'route'>
+  readonly cacheLookups: Counter<'cache' | 'result'>
 
   #processMetrics = false
 
@@ -51,6 +53,21 @@ export class ServiceMetrics {
       labelNames: ['route'],
       registers,
     })
+    this.cacheLookups = new Counter({
+      name: 'atcr_cache_lookups_total',
+      help: 'Lookups in the in-memory caches, by cache name and result (hit: a fresh value answered).',
+      labelNames: ['cache', 'result'],
+      registers,
+    })
+  }
+
+  /** The hit and miss counter of the cache named `cache` (both start at 0 on /metrics). */
+  cacheCounter(cache: string): CacheCounter {
+    const hits = this.cacheLookups.labels({ cache, result: 'hit' })
+    const misses = this.cacheLookups.labels({ cache, result: 'miss' })
+    hits.inc(0)
+    misses.inc(0)
+    return { hit: () => hits.inc(), miss: () => misses.inc() }
   }
 
   /** Adds prom-client's process and Node metrics (CPU, memory, event loop, GC), once. */

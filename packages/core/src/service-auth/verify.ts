@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { isAtprotoDid } from '@atproto/did'
 import { cryptoVerifySignatureWithKey } from '@atproto/xrpc-server'
-import { TtlCache } from '../identity/cache.ts'
+import { type CacheCounter, TtlCache } from '../identity/cache.ts'
 import { IdentityError } from '../identity/errors.ts'
 import { SsrfBlockedError } from '../identity/ssrf.ts'
 import {
@@ -44,10 +44,11 @@ export interface VerifyServiceAuthOptions {
 export class VerifiedSignatures {
   readonly #seen: TtlCache<true>
 
-  constructor(options: { maxEntries?: number; ttlMs?: number } = {}) {
+  constructor(options: { maxEntries?: number; ttlMs?: number; counter?: CacheCounter } = {}) {
     this.#seen = new TtlCache({
       maxEntries: options.maxEntries ?? 10_000,
       ttlMs: options.ttlMs ?? 5 * 60_000,
+      counter: options.counter,
     })
   }
 
