@@ -191,13 +191,20 @@ export function toAccessEntries(scopes: readonly TokenScope[]): AccessEntry[] {
   })
 }
 
+/** A claim value for an error message; String() throws on objects like `{"toString":""}`. */
+function describeClaim(value: unknown): string {
+  return JSON.stringify(value) ?? typeof value
+}
+
 /** Reads an `access` claim back into scopes; throws InvalidScopeError on a malformed one. */
 export function fromAccessEntries(access: unknown): TokenScope[] {
   if (access === undefined || access === null) return []
-  if (!Array.isArray(access)) throw new InvalidScopeError(String(access), 'access must be a list')
+  if (!Array.isArray(access)) {
+    throw new InvalidScopeError(describeClaim(access), 'access must be a list')
+  }
   return access.map((entry: unknown) => {
     if (typeof entry !== 'object' || entry === null) {
-      throw new InvalidScopeError(String(entry), 'access entry must be an object')
+      throw new InvalidScopeError(describeClaim(entry), 'access entry must be an object')
     }
     const { type, class: cls, name, actions } = entry as Record<string, unknown>
     if (
