@@ -83,7 +83,19 @@ export function validateRecord<N extends RecordNsid>(nsid: N, value: unknown): R
 
 /** Like `validateRecord`, for a record in atproto JSON form (e.g. from com.atproto.repo.getRecord). */
 export function validateRecordJson<N extends RecordNsid>(nsid: N, json: unknown): RecordTypes[N] {
-  return validateRecord(nsid, jsonToLex(json))
+  let value: unknown
+  try {
+    value = jsonToLex(json)
+  } catch (err) {
+    // jsonToLex refuses keys such as `__proto__` with a TypeError: the record's fault.
+    throw new LexiconValidationError(
+      nsid,
+      'record',
+      `Record is not valid atproto data: ${(err as Error).message}`,
+      { cause: err },
+    )
+  }
+  return validateRecord(nsid, value)
 }
 
 /** Checks already-decoded query parameters (numbers as numbers) of a method. */
