@@ -12,6 +12,7 @@ export {
 } from './browser.ts'
 export { type DidWebServer, startDidWebServer } from './did-web-server.ts'
 export { type StaticDns, type StaticDnsTable, staticDns } from './dns.ts'
+export { type Json, mutatedJson, weirdJsonValue } from './fuzz.ts'
 export {
   type HaproxyBackend,
   hasHaproxy,

@@ -77,6 +77,7 @@ export async function applyRecord(
   const write = WRITERS[collection]
   const remove = DELETERS[collection]
   if (!write || !remove) return 'ignored'
+  if (holdsNul(change.did) || holdsNul(change.rkey)) return 'invalid'
   try {
     if (change.record === null) {
       await remove(db, change)
@@ -84,6 +85,7 @@ export async function applyRecord(
     }
     const json = lexToJson(change.record as LexValue) as Record<string, unknown>
     const record = validateRecordJson(collection, json)
+    if (holdsNul(json)) throw new UnindexableRecord('text with NUL characters cannot be indexed')
     await write(db, change, record as never, json, now)
     if (ACCOUNT_COLLECTIONS.has(collection)) await ensureAccount(db, change.did, now)
     return 'indexed'
@@ -97,6 +99,17 @@ export async function applyRecord(
     }
     throw error
   }
+}
+
+/**
+ * Whether a string anywhere in the value (keys included) holds NUL, which PostgreSQL text
+ * refuses: such a record is skipped on either engine, not left to fail the consumer's batch.
+ */
+function holdsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\u0000')
+  if (Array.isArray(value)) return value.some(holdsNul)
+  if (typeof value !== 'object' || value === null) return false
+  return Object.entries(value).some(([key, item]) => key.includes('\u0000') || holdsNul(item))
 }
 
 /** Makes sure the account has a row (its handle and PDS are filled in by IndexService). */
@@ -372,6 +385,7 @@ const MAX_DISPLAY_NAME = 640
  */
 async function applyBskyProfile(db: Db, change: RecordChange): Promise<ApplyOutcome> {
   if (change.rkey !== SELF_RKEY) return 'ignored'
+  if (holdsNul(change.did)) return 'invalid'
   const account = await db
     .selectFrom('index_account')
     .select('pds_endpoint')
@@ -384,7 +398,10 @@ async function applyBskyProfile(db: Db, change: RecordChange): Promise<ApplyOutc
     const json = lexToJson(change.record as LexValue) as Record<string, unknown>
     const name = json.displayName
     const avatar = json.avatar as { ref?: { $link?: unknown }; mimeType?: unknown } | undefined
-    if (name !== undefined && (typeof name !== 'string' || name.length > MAX_DISPLAY_NAME)) {
+    if (
+      name !== undefined &&
+      (typeof name !== 'string' || name.length > MAX_DISPLAY_NAME || holdsNul(name))
+    ) {
       return 'invalid'
     }
     displayName = typeof name === 'string' && name !== '' ? name : null
