@@ -1,8 +1,9 @@
 # Sourced by scripts/test: the Debian packages the end-to-end tests drive (real OCI clients,
 # chromium for the browser tests, PostgreSQL for the AppView database tests and HAProxy for
-# several AppViews behind a load balancer; mmdebstrap and podman-compose for the deploy test).
+# several AppViews behind a load balancer; mmdebstrap and podman-compose for the deploy test;
+# caddy for the compose topology test).
 # Installed on first run when missing, as root.
-apt_packages=(skopeo podman buildah chromium postgresql haproxy mmdebstrap podman-compose)
+apt_packages=(skopeo podman buildah chromium postgresql haproxy mmdebstrap podman-compose caddy)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")

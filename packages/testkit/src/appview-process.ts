@@ -20,6 +20,8 @@ export interface StartAppViewProcessOptions {
   config?: Record<string, Record<string, unknown>>
   /** The AppView's log level (default warn; its output is kept). */
   logLevel?: string
+  /** Environment variables added for the process (e.g. `ATCR_APPVIEW_*` overrides, as a deployment sets them). */
+  env?: Record<string, string>
   /** Another `atcr-appview` executable; default the workspace's apps/appview/bin/atcr-appview. */
   bin?: string
 }
@@ -71,6 +73,7 @@ export async function startAppViewProcess(
     configFile: join(options.dataDir, `appview-${port}.yaml`),
     config: mergeConfig(config, options.config),
     envPrefix: 'ATCR_APPVIEW',
+    env: options.env,
   })
   try {
     // /v2/ answers 401 without a token: any answer means it is up.

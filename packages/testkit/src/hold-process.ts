@@ -24,6 +24,8 @@ export interface StartHoldProcessOptions {
   config?: Record<string, Record<string, unknown>>
   /** The hold's log level (default warn; its output is kept and shown if it fails). */
   logLevel?: string
+  /** Environment variables added for the process (e.g. `ATCR_HOLD_*` overrides, as a deployment sets them). */
+  env?: Record<string, string>
   /** Another `atcr-hold` executable; default the workspace's apps/hold/bin/atcr-hold. */
   bin?: string
   /** The data dir, prepared by the caller, who also removes it (default: a new temp dir). */
@@ -87,6 +89,7 @@ export async function startHoldProcess(options: StartHoldProcessOptions): Promis
     configFile: join(dataDir, 'hold.yaml'),
     config: mergeConfig(config, options.config),
     envPrefix: 'ATCR_HOLD',
+    env: options.env,
   })
   const close = async () => {
     await service.stop()

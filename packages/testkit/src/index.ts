@@ -10,6 +10,7 @@ export {
   launchBrowser,
   type TestBrowser,
 } from './browser.ts'
+export { hasCaddy, startCaddy, type TestCaddy } from './caddy.ts'
 export { type DidWebServer, startDidWebServer } from './did-web-server.ts'
 export { type StaticDns, type StaticDnsTable, staticDns } from './dns.ts'
 export { type Json, mutatedJson, weirdJsonValue } from './fuzz.ts'
@@ -22,6 +23,7 @@ export {
   type TestHaproxy,
 } from './haproxy.ts'
 export { type HoldProcess, type StartHoldProcessOptions, startHoldProcess } from './hold-process.ts'
+export { canUsePrivateHosts, type PrivateHosts, privateHosts } from './hosts.ts'
 export { type JetstreamEvent, startJetstream, type TestJetstream } from './jetstream.ts'
 export { startNetwork, type TestNetwork } from './network.ts'
 export {

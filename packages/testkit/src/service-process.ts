@@ -36,6 +36,8 @@ export async function spawnService(options: {
   configFile: string
   config: ServiceConfig
   envPrefix: string
+  /** Added to the environment (after the `<envPrefix>_*` overrides are dropped). */
+  env?: Record<string, string>
 }): Promise<ServiceProcess> {
   // YAML is a superset of JSON.
   await writeFile(options.configFile, JSON.stringify(options.config, null, 2), { mode: 0o600 })
@@ -43,6 +45,7 @@ export async function spawnService(options: {
     Object.entries(process.env).filter(([key]) => !key.startsWith(`${options.envPrefix}_`)),
   )
   env.PATH = `${dirname(process.execPath)}${delimiter}${env.PATH ?? ''}`
+  Object.assign(env, options.env)
   const child = spawn(options.bin, ['serve', '--config', options.configFile], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
