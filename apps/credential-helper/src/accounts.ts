@@ -56,8 +56,16 @@ export function credentialsPath(env: Env = process.env): string {
   return join(base, 'atcr', 'credentials.json')
 }
 
+/**
+ * Registries by host, without a prototype: a host such as `__proto__` or `constructor` (which
+ * a URL allows) is then an ordinary key, never Object.prototype's.
+ */
+function hostMap(): Record<string, RegistryEntry> {
+  return Object.create(null) as Record<string, RegistryEntry>
+}
+
 export function emptyCredentials(): CredentialsData {
-  return { version: 1, registries: {} }
+  return { version: 1, registries: hostMap() }
 }
 
 /** The key an account goes by: its DID when known, else its handle. */
@@ -151,7 +159,7 @@ function parseCredentials(path: string, text: string): CredentialsData {
   if (value.defaultRegistry !== undefined && typeof value.defaultRegistry !== 'string') {
     throw corrupted(path, 'defaultRegistry is not a string')
   }
-  const registries: Record<string, RegistryEntry> = {}
+  const registries = hostMap()
   for (const [host, entry] of Object.entries(value.registries)) {
     if (
       !isObject(entry) ||

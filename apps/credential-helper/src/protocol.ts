@@ -117,8 +117,9 @@ function parseStoreInput(text: string): StoreInput {
   let value: unknown
   try {
     value = JSON.parse(text)
-  } catch (error) {
-    throw new ProtocolError(`store expects JSON on stdin: ${(error as Error).message}`)
+  } catch {
+    // JSON.parse's message quotes the input, newlines and all: not echoed on the one line.
+    throw new ProtocolError('store expects JSON on stdin: {ServerURL, Username, Secret}')
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new ProtocolError('store expects a JSON object {ServerURL, Username, Secret}')

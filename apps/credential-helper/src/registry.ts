@@ -8,6 +8,11 @@ export class RegistryNameError extends Error {
   override name = 'RegistryNameError'
 }
 
+/** Input echoed in one line: quoted (so a newline cannot start another), and cut short. */
+function quoted(input: string): string {
+  return JSON.stringify(input.length > 200 ? `${input.slice(0, 200)}…` : input)
+}
+
 /** `https://Atcr.io/v1/` → `atcr.io`; `127.0.0.1:5000` stays; throws on anything else. */
 export function registryHost(serverUrl: string): string {
   const trimmed = serverUrl.trim()
@@ -17,7 +22,7 @@ export function registryHost(serverUrl: string): string {
   try {
     url = new URL(withScheme)
   } catch {
-    throw new RegistryNameError(`not a registry host or URL: ${serverUrl}`)
+    throw new RegistryNameError(`not a registry host or URL: ${quoted(serverUrl)}`)
   }
   if (
     (url.protocol !== 'https:' && url.protocol !== 'http:') ||
@@ -25,7 +30,7 @@ export function registryHost(serverUrl: string): string {
     url.password ||
     url.hostname === ''
   ) {
-    throw new RegistryNameError(`not a registry host or URL: ${serverUrl}`)
+    throw new RegistryNameError(`not a registry host or URL: ${quoted(serverUrl)}`)
   }
   return url.host.toLowerCase()
 }

@@ -208,7 +208,7 @@ describe('login, before any server is asked', () => {
     const result = await home.atcr(['login', 'ftp://x'])
     assert.deepEqual(
       [result.code, result.stderr],
-      [2, 'atcr: not a registry host or URL: ftp://x\n'],
+      [2, 'atcr: not a registry host or URL: "ftp://x"\n'],
     )
   })
 

@@ -69,7 +69,10 @@ describe('get', () => {
     const two = await home.helper(['get'], 'a.example\nb.example\n')
     assert.deepEqual([two.code, two.stdout], [1, 'expected one server URL on stdin\n'])
     const junk = await home.helper(['get'], 'ftp://user:pw@x\n')
-    assert.deepEqual([junk.code, junk.stdout], [1, 'not a registry host or URL: ftp://user:pw@x\n'])
+    assert.deepEqual(
+      [junk.code, junk.stdout],
+      [1, 'not a registry host or URL: "ftp://user:pw@x"\n'],
+    )
   })
 
   it('picks the account named in the calling command line, else the active one', async () => {
