@@ -218,8 +218,14 @@ describe('operations: health, metrics, request ids, trust_proxy', () => {
       body: randomBytes(17 * 1024 * 1024),
     })
     assert.equal(patched.status, 202, await patched.text())
-    const holdOpen = (text: string) => sample(text, 'atcr_upload_sessions', 'state="open"')
-    assert.equal(holdOpen(await scrape(holdMetrics)), holdOpen(before.hold) + 1)
+    const holdOpen = (text: string) => sample(text, 'atcr_upload_sessions')
+    const holdUploading = await scrape(holdMetrics)
+    assert.equal(holdOpen(holdUploading), holdOpen(before.hold) + 1)
+    // Its first part (16 MiB) is stored on the hold.
+    assert.ok(
+      sample(holdUploading, 'atcr_hold_upload_parts_bytes') >=
+        sample(before.hold, 'atcr_hold_upload_parts_bytes') + 16 * 1024 * 1024,
+    )
     const cancelled = await fetch(`${appview.url}${location}`, {
       method: 'DELETE',
       headers: { authorization: `Bearer ${token}` },

@@ -98,6 +98,19 @@ describe('quotas and tiers', () => {
     assert.equal(body.totalSize, 900)
   })
 
+  it('metrics show the accounts of each tier, their bytes and who reached the limit', async () => {
+    const text = await hold.ctx.metrics.registry.metrics()
+    const value = (name: string, tier: string) =>
+      Number(new RegExp(`^${name}\\{tier="${tier}"\\} (\\S+)$`, 'm').exec(text)?.[1])
+    // Alice (900 bytes) and Bob (none) are deckhands; the owner is left out.
+    assert.equal(value('atcr_hold_quota_users', 'deckhand'), 2)
+    assert.equal(value('atcr_hold_quota_used_bytes', 'deckhand'), 900)
+    assert.equal(value('atcr_hold_quota_limit_reached_users', 'deckhand'), 0)
+    assert.equal(value('atcr_hold_quota_users', 'bosun'), 0)
+    // The hold stores what the layer records name, each digest once (the empty config too).
+    assert.match(text, /^atcr_hold_stored_blobs 3$/m)
+  })
+
   it('a push past the limit fails with QuotaExceeded and writes nothing', async () => {
     const layersBefore = await layerCount()
     const statsBefore = await hold.ctx.repo.reader.listRecords({
@@ -189,6 +202,11 @@ describe('quotas and tiers', () => {
     // The push refused before now fits.
     const retry = await push(alice, 'm3', [blob('shared', 600), blob('too much', 200)])
     assert.equal(retry.status, 200, JSON.stringify(retry.body))
+    // The metrics follow her to her new tier: 1100 bytes among bosuns, Bob's 40 stay.
+    const text = await hold.ctx.metrics.registry.metrics()
+    assert.match(text, /^atcr_hold_quota_users\{tier="bosun"\} 1$/m)
+    assert.match(text, /^atcr_hold_quota_used_bytes\{tier="bosun"\} 1100$/m)
+    assert.match(text, /^atcr_hold_quota_used_bytes\{tier="deckhand"\} 40$/m)
   })
 
   it('updateCrewTier refuses an unknown rank and a user outside the crew', async () => {

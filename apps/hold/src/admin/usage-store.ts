@@ -61,6 +61,23 @@ export async function referencedStorage(db: Db): Promise<{ blobs: number; bytes:
   return { blobs: Number(row.blobs), bytes: Number(row.bytes) }
 }
 
+/** Every crew member's quota tier name (null: none named, the default tier applies). */
+export async function crewTiers(db: Db): Promise<Map<string, string | null>> {
+  const rows = await db
+    .selectFrom('record')
+    .select([
+      sql<string | null>`json_extract(value, '$.member')`.as('member'),
+      sql<unknown>`json_extract(value, '$.tier')`.as('tier'),
+    ])
+    .where('collection', '=', NSID.holdCrew)
+    .execute()
+  const tiers = new Map<string, string | null>()
+  for (const { member, tier } of rows) {
+    if (typeof member === 'string') tiers.set(member, typeof tier === 'string' ? tier : null)
+  }
+  return tiers
+}
+
 export async function crewCount(db: Db): Promise<number> {
   const row = await db
     .selectFrom('record')

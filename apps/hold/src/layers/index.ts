@@ -106,34 +106,6 @@ export async function usageOf(db: Db, userDid: string): Promise<LayerUsage> {
   return { uniqueBlobs: sizes.size, totalSize, sizes }
 }
 
-/**
- * What the hold stores: the distinct digests its layer records name and the completed
- * uploads no push names yet (hold_upload_blob), each digest's size counted once. Blobs
- * left for garbage collection are not counted.
- */
-export async function storedBlobs(db: Db): Promise<{ blobs: number; bytes: number }> {
-  const named = db
-    .selectFrom('record')
-    .select([DIGEST.as('digest'), SIZE.as('size')])
-    .where('collection', '=', NSID.holdLayer)
-    .unionAll(db.selectFrom('hold_upload_blob').select(['digest', 'size']))
-  const row = await db
-    .selectFrom(
-      db
-        .selectFrom(named.as('named'))
-        .select(['digest', sql<number>`max(size)`.as('size')])
-        .where('digest', 'is not', null)
-        .groupBy('digest')
-        .as('stored'),
-    )
-    .select([
-      sql<number>`count(*)`.as('blobs'),
-      sql<number | null>`sum(case when size > 0 then size else 0 end)`.as('bytes'),
-    ])
-    .executeTakeFirstOrThrow()
-  return { blobs: Number(row.blobs), bytes: Number(row.bytes ?? 0) }
-}
-
 /** Every digest any layer record names: the blobs garbage collection must keep. */
 export async function referencedDigests(db: Db): Promise<Set<string>> {
   const rows = await db

@@ -6,6 +6,7 @@
 import { UsageError } from '@atcr/core/cli'
 import type { GetQuotaOutput, TierInfo } from '@atcr/core/lexicons'
 import { getCaptain, getCrewMember } from '../access/index.ts'
+import { crewTiers, usageByUser } from '../admin/usage-store.ts'
 import type { HoldConfig } from '../config.ts'
 import type { HoldContext } from '../context.ts'
 import { type LayerUsage, usageOf } from '../layers/index.ts'
@@ -103,6 +104,43 @@ export async function quotaPolicyOf(ctx: HoldContext, did: string): Promise<Quot
     typeof crew?.value.tier === 'string' ? tierByName(ctx.config, crew.value.tier) : null
   const tier = named ?? defaultTier(ctx.config)
   return { tier, limit: tier?.limit ?? null }
+}
+
+/** How a tier's accounts use their quota (crew members and pushers; never the owner). */
+export interface TierUse {
+  tier: Tier
+  users: number
+  usedBytes: number
+  /** Accounts at or over the tier's limit: their pushes of new blobs are refused. */
+  atLimit: number
+}
+
+/** Quota use per configured tier (none without tiers); reads every layer and crew record. */
+export async function quotaUseByTier(ctx: HoldContext): Promise<TierUse[]> {
+  const tiers = listTiers(ctx.config)
+  if (tiers.length === 0) return []
+  const [captain, crew, usage] = await Promise.all([
+    getCaptain(ctx),
+    crewTiers(ctx.db.db),
+    usageByUser(ctx.db.db),
+  ])
+  const use = new Map(
+    tiers.map((tier) => [tier.name, { tier, users: 0, usedBytes: 0, atLimit: 0 }]),
+  )
+  const fallback = defaultTier(ctx.config)
+  const bytesOf = new Map(usage.map((u) => [u.did, u.totalSize]))
+  for (const did of new Set([...crew.keys(), ...bytesOf.keys()])) {
+    if (did === captain.owner) continue
+    const named = crew.get(did)
+    const tier = (named ? tierByName(ctx.config, named) : null) ?? fallback
+    const entry = tier && use.get(tier.name)
+    if (!entry) continue
+    const bytes = bytesOf.get(did) ?? 0
+    entry.users += 1
+    entry.usedBytes += bytes
+    if (tier.limit !== null && bytes >= tier.limit) entry.atLimit += 1
+  }
+  return [...use.values()]
 }
 
 /** io.atcr.hold.getQuota's answer for `did`. */

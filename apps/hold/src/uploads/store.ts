@@ -80,18 +80,6 @@ export async function deleteUpload(db: HoldDatabase, id: string): Promise<void> 
   await db.db.deleteFrom('hold_upload').where('id', '=', id).execute()
 }
 
-/** How many uploads are in each state (states with none are left out). */
-export async function countUploadsByState(
-  db: HoldDatabase,
-): Promise<{ state: UploadState; count: number }[]> {
-  const rows = await db.db
-    .selectFrom('hold_upload')
-    .select(['state', (eb) => eb.fn.countAll<number>().as('count')])
-    .groupBy('state')
-    .execute()
-  return rows.map((row) => ({ state: row.state, count: Number(row.count) }))
-}
-
 /** Uploads without activity since `before`, oldest first. */
 export async function listIdleUploads(
   db: HoldDatabase,
