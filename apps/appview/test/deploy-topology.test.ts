@@ -102,6 +102,8 @@ describe('deploy/: the compose topology behind Caddy over TLS', {
   let hold: HoldProcess
   let caddy: TestCaddy
   const appviews: AppViewProcess[] = []
+  /** Each AppView's metrics listener (metrics.port), in the order of `appviews`. */
+  const metricsUrls: string[] = []
   let registry: string
   let holdUrl: string
   let certDir: string
@@ -200,6 +202,8 @@ describe('deploy/: the compose topology behind Caddy over TLS', {
     const appviewConfig = await readConfig('appview.yaml')
     const appviewDir = join(dir, 'appview')
     for (const port of [appviewPort1, appviewPort2]) {
+      const metricsPort = await freePort()
+      metricsUrls.push(`http://127.0.0.1:${metricsPort}/metrics`)
       appviews.push(
         await startAppViewProcess({
           dataDir: appviewDir,
@@ -213,7 +217,7 @@ describe('deploy/: the compose topology behind Caddy over TLS', {
             server: { ...local(port), data_dir: appviewDir },
             identity,
             registry: { default_hold_did: hold.did },
-            metrics: { host: '127.0.0.1', port: await freePort() },
+            metrics: { host: '127.0.0.1', port: metricsPort },
           }),
           env: {
             ...environment(port === appviewPort1 ? 'appview-1' : 'appview-2'),
@@ -344,5 +348,12 @@ describe('deploy/: the compose topology behind Caddy over TLS', {
     const { pushed, pulled } = await pushAndPull('v2')
     assert.equal(pulled, pushed)
     assert.match(appviews[1]!.output(), /"url":"\/v2\/topology\.test\/app\/manifests\/v2"/)
+    // Its metrics (on PostgreSQL): the manifest it stored, no upload left open.
+    const text = await (await fetch(metricsUrls[1]!)).text()
+    assert.match(
+      text,
+      /atcr_http_requests_total\{method="PUT",route="\/v2\/<name>\/manifests\/<reference>",status="201"\} [1-9]/,
+    )
+    assert.match(text, /^atcr_upload_sessions 0$/m)
   })
 })
