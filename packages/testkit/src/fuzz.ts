@@ -1,7 +1,10 @@
 // fast-check helpers for fuzz tests: JSON values that break validators (wrong types, edge
 // numbers, empty and odd strings, `__proto__` keys) and valid documents with a few fields
 // replaced, removed or added. fast-check prints the seed and the shrunk input on a failure.
+import assert from 'node:assert/strict'
+import { ConfigError, formatIssue } from '@atcr/core/config'
 import fc from 'fast-check'
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
 
@@ -93,4 +96,57 @@ export function mutatedJson(
       }
       return copy
     })
+}
+
+/** Every mapping key of a JSON value, for mutations to add keys a config or record knows. */
+export function keysOf(value: Json, out = new Set<string>()): string[] {
+  if (Array.isArray(value)) for (const item of value) keysOf(item, out)
+  else if (value !== null && typeof value === 'object') {
+    for (const [key, item] of Object.entries(value)) {
+      out.add(key)
+      keysOf(item, out)
+    }
+  }
+  return [...out]
+}
+
+const yamlChars = fc.constantFrom(...'ab:_ -\n\t#&*!|>[]{},\'"%@`0.9'.split(''))
+
+/**
+ * Config file text: the example config (YAML) with values replaced, removed or added at any
+ * level, YAML-ish noise, and arbitrary text.
+ */
+export function configYamlArb(exampleYaml: string): fc.Arbitrary<string> {
+  const example = (parseYaml(exampleYaml) ?? {}) as Json
+  return fc.oneof(
+    {
+      arbitrary: mutatedJson(fc.constant(example), { names: keysOf(example) }).map((value) =>
+        stringifyYaml(value),
+      ),
+      weight: 6,
+    },
+    { arbitrary: fc.string({ unit: yamlChars, maxLength: 120 }), weight: 2 },
+    { arbitrary: fc.string({ unit: 'binary', maxLength: 80 }), weight: 1 },
+  )
+}
+
+/**
+ * Runs a config load: it succeeds, or throws a ConfigError whose every issue is one bounded
+ * line naming its key (or, for the file as a whole, the file). Returns the error, if any.
+ */
+export function expectConfigOutcome(run: () => unknown): ConfigError | undefined {
+  try {
+    run()
+    return undefined
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `not a ConfigError: ${(error as Error)?.stack}`)
+    assert.ok(error.issues.length > 0)
+    for (const issue of error.issues) {
+      const line = formatIssue(issue)
+      assert.doesNotMatch(line, /[\n\r]/, `one line: ${JSON.stringify(line)}`)
+      assert.ok(line.length < 600, `bounded: ${line.slice(0, 100)}`)
+      assert.ok(issue.path !== '' || issue.file !== undefined, `names its key: ${line}`)
+    }
+    return error
+  }
 }

@@ -13,7 +13,14 @@ export {
 export { hasCaddy, startCaddy, type TestCaddy } from './caddy.ts'
 export { type DidWebServer, startDidWebServer } from './did-web-server.ts'
 export { type StaticDns, type StaticDnsTable, staticDns } from './dns.ts'
-export { type Json, mutatedJson, weirdJsonValue } from './fuzz.ts'
+export {
+  configYamlArb,
+  expectConfigOutcome,
+  type Json,
+  keysOf,
+  mutatedJson,
+  weirdJsonValue,
+} from './fuzz.ts'
 export {
   type HaproxyBackend,
   hasHaproxy,

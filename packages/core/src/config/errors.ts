@@ -109,6 +109,8 @@ export function showsInput(code: string): boolean {
 export function showInput(value: unknown): string {
   if (Array.isArray(value)) return 'a list'
   if (value !== null && typeof value === 'object') return 'a mapping'
+  // JSON writes Infinity (a YAML number too long for a double) as null.
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value)
   const text = JSON.stringify(value) ?? String(value)
   return text.length > 60 ? `${text.slice(0, 57)}...` : text
 }

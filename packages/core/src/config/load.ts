@@ -104,7 +104,14 @@ class Loader {
       return undefined
     }
     this.yaml = { file, doc, lines }
-    const value: unknown = doc.toJS()
+    let value: unknown
+    try {
+      value = doc.toJS()
+    } catch (err) {
+      // An alias with no anchor, or too many aliases (a YAML bomb), only fails here.
+      this.issues.push({ path: '', file, message: `invalid YAML: ${(err as Error).message}` })
+      return undefined
+    }
     if (value === null || value === undefined) return {}
     if (!isPlainObject(value)) {
       this.issues.push({ path: '', file, message: 'expected a mapping of sections and keys' })

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { LOG_LEVELS } from '../log/index.ts'
+import { showInput } from './errors.ts'
 
 /** How a field's environment variable is turned into a value before validation. */
 export type EnvKind = 'string' | 'number' | 'boolean' | 'list' | 'json' | 'raw'
@@ -303,7 +304,7 @@ export function duration() {
       if (seconds === undefined || !Number.isSafeInteger(seconds) || seconds < 0) {
         ctx.issues.push({
           code: 'custom',
-          message: `${DURATION_MESSAGE}, got ${JSON.stringify(v)}`,
+          message: `${DURATION_MESSAGE}, got ${showInput(v)}`,
           input: v,
         })
         return z.NEVER
