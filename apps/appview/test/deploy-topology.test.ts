@@ -104,6 +104,7 @@ describe('deploy/: the compose topology behind Caddy over TLS', {
   const appviews: AppViewProcess[] = []
   /** Each AppView's metrics listener (metrics.port), in the order of `appviews`. */
   const metricsUrls: string[] = []
+  let holdMetricsUrl: string
   let registry: string
   let holdUrl: string
   let certDir: string
@@ -168,6 +169,8 @@ describe('deploy/: the compose topology behind Caddy over TLS', {
 
     const holdDir = join(dir, 'hold')
     await mkdir(holdDir)
+    const holdMetricsPort = await freePort()
+    holdMetricsUrl = `http://127.0.0.1:${holdMetricsPort}/metrics`
     hold = await startHoldProcess({
       plcUrl: network.plc.url,
       ownerDid: account.did,
@@ -183,7 +186,7 @@ describe('deploy/: the compose topology behind Caddy over TLS', {
           rotation_key_path: join(holdDir, 'rotation.key'),
         },
         registration: { owner_did: account.did },
-        metrics: { host: '127.0.0.1', port: await freePort() },
+        metrics: { host: '127.0.0.1', port: holdMetricsPort },
       }),
       env: { ...environment('hold'), ATCR_HOLD_STORAGE_S3_ACCESS_KEY_ID: s3.accessKeyId },
     })
@@ -355,5 +358,9 @@ describe('deploy/: the compose topology behind Caddy over TLS', {
       /atcr_http_requests_total\{method="PUT",route="\/v2\/<name>\/manifests\/<reference>",status="201"\} [1-9]/,
     )
     assert.match(text, /^atcr_upload_sessions 0$/m)
+    // The hold stores both images' layer and config (four blobs), none of its uploads open.
+    const holdText = await (await fetch(holdMetricsUrl)).text()
+    assert.match(holdText, /^atcr_hold_stored_blobs 4$/m)
+    assert.match(holdText, /^atcr_upload_sessions 0$/m)
   })
 })
