@@ -102,7 +102,9 @@ export async function createAppViewContext(
       now: overrides.now ?? Date.now,
       metrics,
     }
+    const cacheCounter = (cache: string) => metrics.cacheCounter(cache)
     const index = new IndexService({
+      cacheCounter,
       db,
       resolveAccount: (did) => identity.resolveIdentity(did),
       logger: subsystemLogger(logger, 'index'),
@@ -110,13 +112,14 @@ export async function createAppViewContext(
     })
     let registry: Registry | undefined
     const ingest = new IngestService({
+      cacheCounter,
       config,
       db,
       index,
       identity,
       reader: new PdsReader(fetch, {
         maxBlobBytes: config.registry.max_manifest_size,
-        cacheCounter: (cache) => metrics.cacheCounter(cache),
+        cacheCounter,
       }),
       forgetDid: (did) => registry?.holds.forget(did),
       fetch,

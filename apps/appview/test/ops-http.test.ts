@@ -187,7 +187,20 @@ describe('operations: health, metrics, request ids, trust_proxy', () => {
     const scrape = async (port: number) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
     const before = { hold: await scrape(holdMetrics), appview: await scrape(appviewMetrics) }
     // Every cache is listed from the start, with both results.
-    for (const cache of ['did_document', 'handle', 'hold_endpoint', 'service_token']) {
+    const caches = [
+      'did_document',
+      'handle',
+      'hold_endpoint',
+      'service_token',
+      'pds_record',
+      'pds_blob',
+      'repository_content',
+      'hold_member',
+      'image_config',
+      'ingest_authority',
+      'account_check',
+    ]
+    for (const cache of caches) {
       assert.match(
         before.appview,
         new RegExp(`atcr_cache_lookups_total\\{cache="${cache}",result="miss"\\}`),

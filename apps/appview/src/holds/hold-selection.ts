@@ -30,7 +30,7 @@ export class HoldSelection {
   readonly #holds: HoldClient
   readonly #reader: PdsReader
   readonly #health: HoldHealth
-  readonly #members = new TtlCache<true>({ ttlMs: MEMBER_TTL_MS, maxEntries: 10_000 })
+  readonly #members: TtlCache<true>
   // A refusal is remembered with exponential backoff, so that a user who is not allowed
   // does not make every push ask the hold again.
   readonly #denials = new Map<string, Denial>()
@@ -40,6 +40,11 @@ export class HoldSelection {
     this.#holds = holds
     this.#reader = reader
     this.#health = health
+    this.#members = new TtlCache({
+      ttlMs: MEMBER_TTL_MS,
+      maxEntries: 10_000,
+      counter: ctx.metrics.cacheCounter('hold_member'),
+    })
   }
 
   /** The hold the owner's pushes go to. */

@@ -3,7 +3,7 @@
 // transaction), outcomes are counted, and accounts seen for the first time get their handle
 // and PDS from the identity resolver in the background.
 import { engineOf } from '@atcr/core/database'
-import { TtlCache } from '@atcr/core/identity'
+import { type CacheCounter, TtlCache } from '@atcr/core/identity'
 import { manifestRkey, NSID, repoPageRkey, SELF_RKEY, tagRkey } from '@atcr/core/lexicons'
 import type { Logger } from '@atcr/core/log'
 import { sql } from 'kysely'
@@ -17,6 +17,8 @@ export type { ApplyOutcome, RecordChange } from './apply.ts'
 export type IndexCounts = Record<ApplyOutcome, number>
 
 export interface IndexServiceOptions {
+  /** Counts the hits and misses of the `account_check` cache (metrics). */
+  cacheCounter?: (cache: 'account_check') => CacheCounter
   db: AppViewDatabase
   /** Resolves a DID to its handle (verified, when it is) and PDS. */
   resolveAccount: (did: string) => Promise<{ handle: string | undefined; pdsEndpoint: string }>
@@ -39,7 +41,7 @@ export class IndexService {
   readonly #counts: IndexCounts = emptyCounts()
   readonly #byCollection = new Map<string, IndexCounts>()
   // Accounts whose row was checked (or is being filled in) recently: not looked up again.
-  readonly #checked = new TtlCache<true>({ ttlMs: ACCOUNT_CHECK_TTL_MS, maxEntries: 10_000 })
+  readonly #checked: TtlCache<true>
   readonly #lookups = new Set<Promise<void>>()
 
   constructor(options: IndexServiceOptions) {
@@ -47,6 +49,11 @@ export class IndexService {
     this.#resolveAccount = options.resolveAccount
     this.#logger = options.logger
     this.#now = options.now
+    this.#checked = new TtlCache({
+      ttlMs: ACCOUNT_CHECK_TTL_MS,
+      maxEntries: 10_000,
+      counter: options.cacheCounter?.('account_check'),
+    })
   }
 
   /** The single write entry point: one record change, applied at once. */

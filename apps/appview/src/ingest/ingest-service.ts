@@ -4,7 +4,7 @@
 
 import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
-import { type IdentityResolver, TtlCache } from '@atcr/core/identity'
+import { type CacheCounter, type IdentityResolver, TtlCache } from '@atcr/core/identity'
 import { NSID } from '@atcr/core/lexicons'
 import type { Logger } from '@atcr/core/log'
 import { IdResolver } from '@atproto/identity'
@@ -42,6 +42,8 @@ export interface SourceStatus {
 }
 
 export interface IngestServiceOptions {
+  /** Counts the hits and misses of the `ingest_authority` cache (metrics). */
+  cacheCounter?: (cache: 'ingest_authority') => CacheCounter
   config: AppViewConfig
   db: AppViewDatabase
   index: IndexService
@@ -62,7 +64,7 @@ export class IngestService {
   readonly #types: Map<Consumer, 'firehose' | 'jetstream'> = new Map()
   readonly #backfills = new Map<string, Promise<void>>()
   // Answers of `authoritative`, briefly: listings ask on every request.
-  readonly #authority = new TtlCache<boolean>({ ttlMs: AUTHORITY_TTL_MS, maxEntries: 10_000 })
+  readonly #authority: TtlCache<boolean>
   #running = false
   #timer: NodeJS.Timeout | null = null
   #tick: Promise<void> = Promise.resolve()
@@ -70,6 +72,11 @@ export class IngestService {
 
   constructor(options: IngestServiceOptions) {
     this.#options = options
+    this.#authority = new TtlCache({
+      ttlMs: AUTHORITY_TTL_MS,
+      maxEntries: 10_000,
+      counter: options.cacheCounter?.('ingest_authority'),
+    })
     const { config } = options
     const ttlMs = config.ingest.lease_ttl * 1000
     this.lease = new IngestLease({

@@ -34,11 +34,16 @@ const FAILURE_TTL_MS = 60_000
 
 export class ImageConfigs {
   readonly #registry: Registry
-  readonly #cache = new TtlCache<ImageConfig>({ ttlMs: 60 * 60_000, maxEntries: 500 })
+  readonly #cache: TtlCache<ImageConfig>
   readonly #failed = new TtlCache<true>({ ttlMs: FAILURE_TTL_MS, maxEntries: 1000 })
 
   constructor(registry: Registry) {
     this.#registry = registry
+    this.#cache = new TtlCache({
+      ttlMs: 60 * 60_000,
+      maxEntries: 500,
+      counter: registry.ctx.metrics.cacheCounter('image_config'),
+    })
   }
 
   /** The config, or null when the hold cannot give it (down, private, too large, slow...). */
