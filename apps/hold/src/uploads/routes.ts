@@ -42,19 +42,8 @@ export async function registerUploadRoutes(app: FastifyInstance, ctx: HoldContex
         if (typeof partNumber === 'number') checkPartNumber(partNumber)
       },
     )
-    procedure(
-      scope,
-      ctx,
-      NSID.holdCompleteUpload,
-      async (did, input) => completeUpload(ctx, did, input.uploadId, input.digest, input.parts),
-      (body) => {
-        const parts = (body as { parts?: unknown } | null)?.parts
-        if (!Array.isArray(parts)) return
-        for (const part of parts) {
-          const partNumber = (part as { partNumber?: unknown } | null)?.partNumber
-          if (typeof partNumber === 'number') checkPartNumber(partNumber)
-        }
-      },
+    procedure(scope, ctx, NSID.holdCompleteUpload, async (did, input) =>
+      completeUpload(ctx, did, input.uploadId, input.digest, input.parts),
     )
     procedure(scope, ctx, NSID.holdAbortUpload, async (did, input) =>
       abortUpload(ctx, did, input.uploadId),

@@ -417,13 +417,19 @@ export function checkPartNumber(partNumber: number): void {
   }
 }
 
+/**
+ * The parts of a completeUpload in order. A bad list is InvalidRequest: completeUpload's
+ * lexicon declares no InvalidPartNumber (getPartUploadUrl's and uploadPart's do).
+ */
 function sortParts(parts: readonly CompletedPart[]): CompletedPart[] {
   if (parts.length === 0) throw uploadError('MissingParts', 'No parts were listed')
   const sorted = [...parts].sort((a, b) => a.partNumber - b.partNumber)
   for (const [index, part] of sorted.entries()) {
-    checkPartNumber(part.partNumber)
+    if (!Number.isInteger(part.partNumber) || part.partNumber > MAX_PART_NUMBER) {
+      throw uploadError('InvalidRequest', `Part numbers run from 1 to ${MAX_PART_NUMBER}`)
+    }
     if (index > 0 && sorted[index - 1]?.partNumber === part.partNumber) {
-      throw uploadError('InvalidPartNumber', `Part ${part.partNumber} is listed twice`)
+      throw uploadError('InvalidRequest', `Part ${part.partNumber} is listed twice`)
     }
   }
   return sorted
