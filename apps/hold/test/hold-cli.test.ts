@@ -7,9 +7,8 @@ import { freePort } from '@atcr/testkit'
 import { readCarWithRoot, verifyRepo } from '@atproto/repo'
 import { holdConfig } from '../src/config.ts'
 import { openDatabase } from '../src/db/index.ts'
-import { RepoReader } from '../src/pds/reader.ts'
 import { putCrewRecord } from './hold-data.ts'
-import { HoldFixture, holdCliEnv, runHoldCli as run } from './hold-harness.ts'
+import { HoldFixture, holdCliEnv, recordsOf, runHoldCli as run } from './hold-harness.ts'
 
 const EXAMPLE = new URL('../../../config-hold.example.yaml', import.meta.url).pathname
 const OWNER = 'did:plc:ownerownerownerownerowne'
@@ -17,21 +16,6 @@ const OWNER = 'did:plc:ownerownerownerownerowne'
 /** Environment for the CLI to open the data dir of a hold at `port`. */
 const holdEnv = (dataDir: string, port: number) =>
   holdCliEnv({ dataDir, url: `http://localhost:${port}`, ownerDid: OWNER })
-
-async function recordsOf(dataDir: string, did: string) {
-  const db = await openDatabase(join(dataDir, 'hold.sqlite'))
-  try {
-    const reader = new RepoReader(db, did)
-    const all: { uri: string; cid: string }[] = []
-    for (const collection of await reader.listCollections()) {
-      const page = await reader.listRecords({ collection, limit: 100 })
-      all.push(...page.map(({ uri, cid }) => ({ uri, cid })))
-    }
-    return { head: await reader.getHead(), records: all.sort((a, b) => a.uri.localeCompare(b.uri)) }
-  } finally {
-    await db.close()
-  }
-}
 
 /** The seqs of the firehose events stored in a data dir. */
 async function seqsOf(dataDir: string): Promise<number[]> {

@@ -3,6 +3,7 @@
 // is a test file's whole setup (the test network, accounts, a trusted AppView, S3 and the
 // holds), closed together. Also the hold's CLI as the tests run it.
 import { spawn } from 'node:child_process'
+import { join } from 'node:path'
 import { createPlcIdentity } from '@atcr/core/identity'
 import { silentLogger } from '@atcr/core/log'
 import { mintServiceAuthToken } from '@atcr/core/service-auth'
@@ -19,7 +20,9 @@ import {
 } from '@atcr/testkit'
 import { Secp256k1Keypair } from '@atproto/crypto'
 import { type HoldConfig, holdConfig } from '../src/config.ts'
+import { openDatabase } from '../src/db/index.ts'
 import { Hold } from '../src/index.ts'
+import { RepoReader } from '../src/pds/reader.ts'
 import { type S3GapProxy, startS3GapProxy } from './storage-s3-gaps.ts'
 
 /** Any part of the hold's config, as in its YAML. */
@@ -372,6 +375,22 @@ export function runHoldCli(args: string[], env: Record<string, string> = {}): Pr
     child.on('error', reject)
     child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr }))
   })
+}
+
+/** The repo head and every record (uri, cid) in a stopped hold's data dir. */
+export async function recordsOf(dataDir: string, did: string) {
+  const db = await openDatabase(join(dataDir, 'hold.sqlite'))
+  try {
+    const reader = new RepoReader(db, did)
+    const all: { uri: string; cid: string }[] = []
+    for (const collection of await reader.listCollections()) {
+      const page = await reader.listRecords({ collection, limit: 100 })
+      all.push(...page.map(({ uri, cid }) => ({ uri, cid })))
+    }
+    return { head: await reader.getHead(), records: all.sort((a, b) => a.uri.localeCompare(b.uri)) }
+  } finally {
+    await db.close()
+  }
 }
 
 /** The environment for the CLI to open the data dir of a test hold (as it was started). */

@@ -150,3 +150,37 @@ export function expectConfigOutcome(run: () => unknown): ConfigError | undefined
     return error
   }
 }
+
+/**
+ * A file's bytes (a CAR, say) with one change, the shapes of damage a download or a disk can
+ * do: truncated, a byte flipped, a span overwritten, bytes inserted or cut out, a header byte
+ * set, or arbitrary bytes instead.
+ */
+export function damagedBytesArb(car: Uint8Array): fc.Arbitrary<Uint8Array> {
+  const at = fc.nat({ max: car.length - 1 })
+  const bytes = fc.uint8Array({ minLength: 1, maxLength: 16 })
+  return fc.oneof(
+    at.map((n) => car.subarray(0, n)),
+    fc.tuple(at, fc.integer({ min: 1, max: 255 })).map(([n, x]) => {
+      const copy = Uint8Array.from(car)
+      copy[n] = copy[n]! ^ x
+      return copy
+    }),
+    fc.tuple(at, bytes).map(([n, b]) => {
+      const copy = Uint8Array.from(car)
+      copy.set(b.subarray(0, car.length - n), n)
+      return copy
+    }),
+    fc.tuple(at, bytes).map(([n, b]) => Buffer.concat([car.subarray(0, n), b, car.subarray(n)])),
+    fc
+      .tuple(at, fc.integer({ min: 1, max: 64 }))
+      .map(([n, k]) => Buffer.concat([car.subarray(0, n), car.subarray(n + k)])),
+    // The header's length and the first block's, the likeliest to be trusted blindly.
+    fc.tuple(fc.nat({ max: 8 }), fc.integer({ min: 0, max: 255 })).map(([n, v]) => {
+      const copy = Uint8Array.from(car)
+      copy[n] = v
+      return copy
+    }),
+    fc.uint8Array({ maxLength: 300 }),
+  )
+}

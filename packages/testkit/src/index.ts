@@ -15,6 +15,7 @@ export { type DidWebServer, startDidWebServer } from './did-web-server.ts'
 export { type StaticDns, type StaticDnsTable, staticDns } from './dns.ts'
 export {
   configYamlArb,
+  damagedBytesArb,
   expectConfigOutcome,
   type Json,
   keysOf,
