@@ -232,7 +232,42 @@ describe('the registry API over HTTP, fuzzed', () => {
     )
   })
 
-  it('token requests with any scope, service and account: 200 granting no more than asked, or 400/401, never a 5xx', async () => {
+  /**
+   * A registry token grants no action that was not asked for; on repositories, anonymous
+   * callers pull at most and alice pushes or deletes only in her own namespace.
+   */
+  function assertNoWiderGrant(token: string, scopes: string[], signedIn: boolean): void {
+    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as {
+      access?: unknown
+    }
+    const requested = parseScopes(scopes)
+    const own = [alice.name.split('/')[0]!, 'alice.test', stack.alice.did]
+    for (const granted of fromAccessEntries(claims.access)) {
+      for (const action of granted.actions) {
+        assert.ok(
+          requested.some(
+            (r) =>
+              r.type === granted.type &&
+              r.name === granted.name &&
+              (r.actions.has(action) || r.actions.has('*')),
+          ),
+          `granted ${action} on ${granted.name}, asked ${JSON.stringify(scopes)}`,
+        )
+        // registry:catalog is granted as asked (the catalog is a public listing).
+        if (granted.type !== 'repository') continue
+        if (!signedIn) assert.equal(action, 'pull', 'anonymous: pull at most')
+        else if (action !== 'pull') {
+          assert.ok(
+            own.some((o) => granted.name.startsWith(`${o}/`)),
+            `alice granted ${action} on ${granted.name}`,
+          )
+        }
+      }
+    }
+  }
+
+  /** Scope strings, well-formed ones over known and odd names, and anything at all. */
+  const scopeArb = () => {
     const actions = fc.constantFrom(
       'pull',
       'push',
@@ -255,7 +290,7 @@ describe('the registry API over HTTP, fuzzed', () => {
       ),
       fc.string({ maxLength: 30 }),
     )
-    const scopeArb = fc.oneof(
+    return fc.oneof(
       fc
         .tuple(
           fc.constantFrom('repository', 'registry', 'repository(plugin)', 'REPO', ''),
@@ -266,11 +301,14 @@ describe('the registry API over HTTP, fuzzed', () => {
       fc.string({ maxLength: 60 }),
       fc.string({ unit: 'binary', maxLength: 30 }),
     )
+  }
+
+  it('token requests with any scope, service and account: 200 granting no more than asked, or 400/401, never a 5xx', async () => {
     const statuses = new Map<number, number>()
     const basic = `Basic ${Buffer.from(`${stack.alice.did}:${stack.alice.appPassword}`).toString('base64')}`
     await fc.assert(
       fc.asyncProperty(
-        fc.array(scopeArb, { maxLength: 4 }),
+        fc.array(scopeArb(), { maxLength: 4 }),
         fc.option(fc.oneof(fc.constant(stack.host), fc.string({ maxLength: 20 })), {
           nil: undefined,
         }),
@@ -298,27 +336,61 @@ describe('the registry API over HTTP, fuzzed', () => {
             return
           }
           const { token } = JSON.parse(text) as { token: string }
-          const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as {
-            access?: unknown
-          }
-          const requested = parseScopes(scopes)
-          for (const granted of fromAccessEntries(claims.access)) {
-            for (const action of granted.actions) {
-              assert.ok(
-                requested.some(
-                  (r) =>
-                    r.type === granted.type &&
-                    r.name === granted.name &&
-                    (r.actions.has(action) || r.actions.has('*')),
-                ),
-                `granted ${action} on ${granted.name}, asked ${JSON.stringify(scopes)}`,
-              )
-              if (who !== 'alice') assert.equal(action, 'pull', 'anonymous: pull at most')
-            }
-          }
+          assertNoWiderGrant(token, scopes, who === 'alice')
         },
       ),
       { numRuns: 300 },
+    )
+    assert.ok(statuses.has(200) && statuses.has(400), JSON.stringify([...statuses]))
+  })
+
+  it('OAuth2 password token requests with any form: 200 granting no more than asked, or 400/401, never a 5xx', async () => {
+    const statuses = new Map<number, number>()
+    const field = fc.oneof(
+      fc.string({ maxLength: 20 }),
+      fc.string({ unit: 'binary', maxLength: 10 }),
+    )
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(scopeArb(), { maxLength: 3 }),
+        fc.option(
+          fc.oneof(fc.constantFrom('password', 'refresh_token', 'client_credentials'), field),
+          { nil: undefined },
+        ),
+        fc.option(fc.oneof(fc.constantFrom(stack.alice.did, 'alice.test', ' alice.test '), field), {
+          nil: undefined,
+        }),
+        // Wrong passwords are rare: each counts toward alice's failed sign-ins.
+        fc.oneof(
+          { arbitrary: fc.constant(stack.alice.appPassword), weight: 6 },
+          { arbitrary: field, weight: 1 },
+        ),
+        fc.option(field, { nil: undefined }),
+        async (scopes, grantType, username, password, extra) => {
+          const form = new URLSearchParams()
+          if (grantType !== undefined) form.set('grant_type', grantType)
+          if (username !== undefined) form.set('username', username)
+          form.set('password', password)
+          form.set('service', stack.host)
+          if (extra !== undefined) form.set('client_id', extra)
+          for (const scope of scopes) form.append('scope', scope)
+          const response = await fetch(`${stack.url}/auth/token`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/x-www-form-urlencoded' },
+            body: form,
+          })
+          const text = await response.text()
+          assert.ok(response.status < 500, `${response.status}: ${text}`)
+          statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1)
+          if (response.status !== 200) {
+            assert.ok([400, 401].includes(response.status), `${response.status}: ${text}`)
+            return
+          }
+          const body = JSON.parse(text) as { access_token?: string; token?: string }
+          assertNoWiderGrant((body.access_token ?? body.token)!, scopes, true)
+        },
+      ),
+      { numRuns: 100 },
     )
     assert.ok(statuses.has(200) && statuses.has(400), JSON.stringify([...statuses]))
   })

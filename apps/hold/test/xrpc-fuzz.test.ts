@@ -257,6 +257,67 @@ describe('hold XRPC methods, fuzzed', () => {
     )
   })
 
+  it('the com.atproto queries the hold serves, with any parameters: never a 5xx, an XRPC error body', async () => {
+    const captain = (await (
+      await fetch(
+        `${hold.url}/xrpc/com.atproto.repo.getRecord?repo=${encodeURIComponent(hold.did)}&collection=${NSID.holdCaptain}&rkey=self`,
+      )
+    ).json()) as { cid: string }
+    const text = fc.oneof(
+      fc.string({ maxLength: 30 }),
+      fc.constantFrom('', ' ', '%', '\u0000', 'x'.repeat(600)),
+    )
+    const paramArbs: Record<string, fc.Arbitrary<string | string[]>> = {
+      did: fc.oneof(fc.constantFrom(hold.did, alice.did, 'did:web:', 'did:plc:'), text),
+      repo: fc.oneof(fc.constantFrom(hold.did, alice.did, 'hold.test'), text),
+      collection: fc.oneof(fc.constantFrom(NSID.holdCaptain, NSID.holdCrew, 'a.b', 'A..b'), text),
+      rkey: fc.oneof(fc.constantFrom('self', '..', '3abc'), text),
+      cid: fc.oneof(fc.constant(captain.cid), text),
+      cids: fc.array(fc.oneof(fc.constant(captain.cid), text), { maxLength: 3 }),
+      limit: fc.oneof(fc.integer({ min: -5, max: 2000 }).map(String), text),
+      cursor: text,
+      since: text,
+      reverse: fc.oneof(fc.constantFrom('true', 'false'), text),
+      handle: fc.oneof(fc.constantFrom('hold.test', 'alice.test'), text),
+    }
+    const methods = [
+      'com.atproto.identity.resolveHandle',
+      'com.atproto.repo.describeRepo',
+      'com.atproto.repo.getRecord',
+      'com.atproto.repo.listRecords',
+      'com.atproto.server.describeServer',
+      'com.atproto.sync.getBlob',
+      'com.atproto.sync.getBlocks',
+      'com.atproto.sync.getLatestCommit',
+      'com.atproto.sync.getRecord',
+      'com.atproto.sync.getRepo',
+      'com.atproto.sync.getRepoStatus',
+      'com.atproto.sync.listBlobs',
+      'com.atproto.sync.listRepos',
+    ]
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...methods),
+        fc.record(paramArbs, { requiredKeys: [] }),
+        async (nsid, params) => {
+          const query = new URLSearchParams()
+          for (const [key, value] of Object.entries(params)) {
+            if (value === undefined) continue
+            for (const one of Array.isArray(value) ? value : [value]) query.append(key, one)
+          }
+          const response = await fetch(`${hold.url}/xrpc/${nsid}?${query}`)
+          const body = Buffer.from(await response.arrayBuffer())
+          assert.ok(response.status < 500, `${nsid} ${response.status}: ${body}`)
+          if (response.status >= 400) {
+            const error = JSON.parse(body.toString()) as { error?: unknown }
+            assert.equal(typeof error.error, 'string', `${nsid}: ${body}`)
+          }
+        },
+      ),
+      { numRuns: 600 },
+    )
+  })
+
   it('the captain record is still the one the hold wrote', async () => {
     const response = await fetch(
       `${hold.url}/xrpc/com.atproto.repo.getRecord?repo=${encodeURIComponent(hold.did)}&collection=${NSID.holdCaptain}&rkey=self`,
