@@ -5,9 +5,11 @@ import { join } from 'node:path'
 import {
   createGuardedFetch,
   createIdentityResolver,
+  createRedirectCheck,
   type GuardedFetch,
   type IdentityResolver,
   type LookupAll,
+  type RedirectCheck,
   type ResolveTxt,
 } from '@atcr/core/identity'
 import { type Logger, subsystemLogger } from '@atcr/core/log'
@@ -29,6 +31,8 @@ export interface AppViewBase {
   db: AppViewDatabase
   /** Every outbound request goes through it: in production mode, https and public addresses only. */
   fetch: GuardedFetch
+  /** Where a hold's redirect may send clients: in production mode, public https addresses only. */
+  clientRedirects: RedirectCheck
   identity: IdentityResolver
   /** Milliseconds since the epoch; tests move it forward instead of sleeping. */
   now: () => number
@@ -98,6 +102,7 @@ export async function createAppViewContext(
       logger,
       db,
       fetch,
+      clientRedirects: createRedirectCheck({ mode, lookup: dns.lookup }),
       identity,
       now: overrides.now ?? Date.now,
       metrics,

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import {
   addressBlockReason,
   createGuardedFetch,
+  createRedirectCheck,
   type LookupAll,
   SsrfBlockedError,
 } from '@atcr/core/identity'
@@ -282,5 +283,37 @@ describe('SSRF guard: guarded fetch', () => {
     } finally {
       await fetch.close()
     }
+  })
+})
+
+describe('SSRF guard: where a redirect may send clients', () => {
+  const dns = staticDns({
+    addresses: {
+      'hold.example.com': ['93.184.216.34'],
+      'sneaky.example.com': ['93.184.216.34', '10.0.0.7'],
+      'metadata.example.com': ['169.254.169.254'],
+      'loop.example.com': ['127.0.0.1'],
+    },
+  })
+
+  it('production passes only https to names whose every address is public', async () => {
+    const check = createRedirectCheck({ mode: 'production', lookup: dns.lookup })
+    assert.equal(await check(new URL('https://hold.example.com/storage/x?sig=1')), null)
+    assert.equal(await check(new URL('http://hold.example.com/storage/x')), 'protocol')
+    assert.equal(await check(new URL('https://loop.example.com/x')), 'loopback')
+    assert.equal(await check(new URL('https://localhost/x')), 'loopback')
+    assert.equal(await check(new URL('https://127.0.0.1:9000/x')), 'loopback')
+    assert.equal(await check(new URL('https://[::1]/x')), 'loopback')
+    assert.equal(await check(new URL('https://sneaky.example.com/x')), 'private')
+    assert.equal(await check(new URL('https://metadata.example.com/x')), 'linkLocal')
+    assert.equal(await check(new URL('https://nowhere.example.com/x')), 'invalidAddress')
+  })
+
+  it('dev passes loopback http but still never link-local', async () => {
+    const check = createRedirectCheck({ mode: 'dev', lookup: dns.lookup })
+    assert.equal(await check(new URL('http://127.0.0.1:9000/storage/x')), null)
+    assert.equal(await check(new URL('http://loop.example.com/x')), null)
+    assert.equal(await check(new URL('http://169.254.169.254/latest/meta-data')), 'linkLocal')
+    assert.equal(await check(new URL('file:///etc/passwd')), 'protocol')
   })
 })

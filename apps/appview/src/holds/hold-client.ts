@@ -162,6 +162,30 @@ export class HoldClient {
     if (options.range) headers.range = options.range
     const stored = await this.aliases.storedDigest(hold.did, digest)
     const url = xrpcUrl(hold.endpoint, 'com.atproto.sync.getBlob', { did: hold.did, cid: stored })
+    return this.#fetchBlob(hold, url, options.method, headers, 'getBlob failed')
+  }
+
+  /**
+   * Reads what a hold's getBlob redirect points at, for a client that may not be sent
+   * there: through the guarded fetch (whose address rules refuse what the AppView must not
+   * contact either), redirects not followed, with the range asked for.
+   */
+  async readRedirect(
+    hold: Hold,
+    location: URL,
+    options: { method: 'GET' | 'HEAD'; range?: string },
+  ): Promise<Response> {
+    const headers: Record<string, string> = options.range ? { range: options.range } : {}
+    return this.#fetchBlob(hold, location, options.method, headers, 'its redirect failed')
+  }
+
+  async #fetchBlob(
+    hold: Hold,
+    url: string | URL,
+    method: 'GET' | 'HEAD',
+    headers: Record<string, string>,
+    failure: string,
+  ): Promise<Response> {
     const abort = new AbortController()
     const timer = setTimeout(
       () => abort.abort(new Error('the hold did not answer in time')),
@@ -169,13 +193,13 @@ export class HoldClient {
     )
     try {
       return await this.#ctx.fetch(url, {
-        method: options.method,
+        method,
         headers,
         redirect: 'manual',
         signal: abort.signal,
       })
     } catch (error) {
-      throw holdUnavailable(hold, 'getBlob failed', error)
+      throw holdUnavailable(hold, failure, error)
     } finally {
       clearTimeout(timer)
     }

@@ -1,6 +1,7 @@
 // GET/HEAD/DELETE /v2/<name>/blobs/<digest>: blobs live on holds. The hold of the
 // repository is asked with com.atproto.sync.getBlob (redirects not followed), and its
 // answer passed on: a 307 to a presigned URL, or the bytes streamed through with ranges.
+// A redirect clients must not follow (see redirectRefusal) is read by the AppView instead.
 import { Readable } from 'node:stream'
 import { OciError, parseDigest } from '@atcr/core/oci'
 import type { FastifyReply, FastifyRequest } from 'fastify'
@@ -40,24 +41,24 @@ export async function getBlob(
       unreachable ??= error
       continue
     }
-    const status = response.status
-    if (status === 404 || status === 400) {
+    if (response.status === 404 || response.status === 400) {
       await response.body?.cancel()
       continue
     }
-    if (status === 401 || status === 403) {
+    if (response.status === 401 || response.status === 403) {
       await response.body?.cancel()
-      refused = status
+      refused = response.status
       continue
     }
     reply.header('docker-content-digest', digest)
-    if (status >= 300 && status < 400) {
+    if (response.status >= 300 && response.status < 400) {
       await response.body?.cancel()
-      const location = response.headers.get('location')
-      if (!location)
-        throw new OciError('UNAVAILABLE', { message: `hold ${hold.did} redirected nowhere` })
-      return reply.code(307).header('location', new URL(location, hold.endpoint).href).send()
+      const location = redirectTarget(hold, response)
+      const refusal = await redirectRefusal(registry, location)
+      if (refusal === null) return reply.code(307).header('location', location.href).send()
+      response = await readRedirect(registry, hold, location, refusal, { method, range })
     }
+    const status = response.status
     if (status === 416) {
       await response.body?.cancel()
       const contentRange = response.headers.get('content-range')
@@ -97,6 +98,65 @@ export async function getBlob(
     })
   }
   throw blobUnknown(name, digest)
+}
+
+/** Where a hold's redirect points, resolved against the hold's endpoint. */
+function redirectTarget(hold: Hold, response: Response): URL {
+  const location = response.headers.get('location')
+  try {
+    if (location) return new URL(location, hold.endpoint)
+  } catch {}
+  throw new OciError('UNAVAILABLE', { message: `hold ${hold.did} redirected nowhere usable` })
+}
+
+/**
+ * Why clients must not be sent where a hold redirected (issue 16): the AppView's own
+ * origin, or in production mode anything but a public https address (a user's hold could
+ * otherwise point pullers at loopback or cloud metadata). Null when the 307 may pass on.
+ */
+async function redirectRefusal(registry: Registry, location: URL): Promise<Refusal | null> {
+  if (location.origin === new URL(registry.ctx.config.server.base_url).origin) {
+    return { why: 'the AppView itself', mayRead: false }
+  }
+  const reason = await registry.ctx.clientRedirects(location)
+  return reason === null ? null : { why: `not a public address (${reason})`, mayRead: true }
+}
+
+/** Why a redirect is not passed on, and whether the AppView may read it itself instead. */
+interface Refusal {
+  why: string
+  mayRead: boolean
+}
+
+/**
+ * The bytes behind a redirect the client may not follow, read by the AppView itself
+ * through its guarded fetch, or a clear error when the AppView may not reach it either.
+ * Only the origin is named: the URL may carry a signature.
+ */
+async function readRedirect(
+  registry: Registry,
+  hold: Hold,
+  location: URL,
+  refusal: Refusal,
+  options: { method: 'GET' | 'HEAD'; range: string | undefined },
+): Promise<Response> {
+  const refused = (cause?: unknown) =>
+    new OciError('UNAVAILABLE', {
+      message: `hold ${hold.did} redirected to ${location.origin}, ${refusal.why}, which the registry neither sends clients to nor reads from`,
+      cause,
+    })
+  if (!refusal.mayRead) throw refused()
+  let response: Response
+  try {
+    response = await registry.holds.readRedirect(hold, location, options)
+  } catch (error) {
+    throw refused(error)
+  }
+  if (response.status >= 300 && response.status < 400) {
+    await response.body?.cancel()
+    throw refused()
+  }
+  return response
 }
 
 async function askHold(

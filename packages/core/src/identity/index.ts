@@ -74,10 +74,12 @@ export {
 export {
   addressBlockReason,
   createGuardedFetch,
+  createRedirectCheck,
   type FetchLike,
   type GuardedFetch,
   type GuardedFetchOptions,
   type LookupAll,
+  type RedirectCheck,
   SsrfBlockedError,
   type SsrfBlockReason,
 } from './ssrf.ts'

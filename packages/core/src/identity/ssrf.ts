@@ -264,6 +264,39 @@ export function createGuardedFetch(options: GuardedFetchOptions): GuardedFetch {
   })
 }
 
+/** Why a client must not be sent to a URL, or null when it may. */
+export type RedirectCheck = (url: URL) => Promise<SsrfBlockReason | null>
+
+/**
+ * Judges where a client may be sent in `mode` (a redirect passed on, not a request of
+ * ours): the guarded fetch's scheme and address rules, with the host name resolved and
+ * every address it has judged. No trusted origins: an address the service may reach on
+ * its own network is not one to hand to the public.
+ */
+export function createRedirectCheck(options: {
+  mode: IdentityMode
+  lookup?: LookupAll
+}): RedirectCheck {
+  const { mode } = options
+  const lookupAll = options.lookup ?? defaultLookup
+  return async (url) => {
+    if (!(url.protocol === 'https:' || (mode === 'dev' && url.protocol === 'http:'))) {
+      return 'protocol'
+    }
+    const host = stripBrackets(url.hostname)
+    if (isIP(host)) return addressBlockReason(host, mode)
+    const addresses = await new Promise<LookupAddress[] | null>((resolve) => {
+      lookupAll(host, (error, found) => resolve(error ? null : found))
+    })
+    if (!addresses || addresses.length === 0) return 'invalidAddress'
+    for (const entry of addresses) {
+      const reason = addressBlockReason(entry.address, mode)
+      if (reason) return reason
+    }
+    return null
+  }
+}
+
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308])
 
 /** undici reports connect failures as `TypeError: fetch failed` with the cause inside. */
