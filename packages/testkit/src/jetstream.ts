@@ -35,7 +35,21 @@ export interface TestJetstream {
   events(): JetstreamEvent[]
   /** How many subscribers are connected now. */
   connections(): number
+  /** How many subscriptions were opened since start (reconnections included). */
+  subscriptions(): number
+  /**
+   * Sends `text` as it is (any message, for fuzzing a consumer) to the subscribers now, and
+   * to those that connect later with a cursor at or before `timeUs`.
+   */
+  inject(text: string, timeUs: number): void
   close(): Promise<void>
+}
+
+/** A message as sent: its time, its text, and its collection (for wantedCollections). */
+interface Sent {
+  time_us: number
+  text: string
+  collection?: string
 }
 
 interface Subscriber {
@@ -107,12 +121,18 @@ export async function startJetstream(options: {
   plcUrl: string
 }): Promise<TestJetstream> {
   const events: JetstreamEvent[] = []
+  const log: Sent[] = []
   const subscribers = new Set<Subscriber>()
+  let opened = 0
   let lastTimeUs = 0
-  const send = (subscriber: Subscriber, event: JetstreamEvent) => {
-    const collection = event.commit?.collection
+  const send = (subscriber: Subscriber, sent: Sent) => {
+    const { collection } = sent
     if (collection !== undefined && subscriber.wanted && !subscriber.wanted(collection)) return
-    subscriber.socket.send(JSON.stringify(event))
+    subscriber.socket.send(sent.text)
+  }
+  const publish = (sent: Sent) => {
+    log.push(sent)
+    for (const subscriber of subscribers) send(subscriber, sent)
   }
   // Test only: the default fetch refuses the loopback PLC.
   const idResolver = new IdResolver({ plcUrl: options.plcUrl, fetch: globalThis.fetch })
@@ -128,7 +148,12 @@ export async function startJetstream(options: {
           const event = toJetstream(evt, lastTimeUs)
           if (!event) return
           events.push(event)
-          for (const subscriber of subscribers) send(subscriber, event)
+          const collection = event.commit?.collection
+          publish({
+            time_us: event.time_us,
+            text: JSON.stringify(event),
+            ...(collection === undefined ? {} : { collection }),
+          })
         },
         onError: () => {},
         subscriptionReconnectDelay: 100,
@@ -153,9 +178,10 @@ export async function startJetstream(options: {
       }
       const cursor = url.searchParams.get('cursor')
       if (cursor !== null) {
-        for (const event of events) if (event.time_us >= Number(cursor)) send(subscriber, event)
+        for (const sent of log) if (sent.time_us >= Number(cursor)) send(subscriber, sent)
       }
       subscribers.add(subscriber)
+      opened++
       ws.on('close', () => subscribers.delete(subscriber))
     })
   })
@@ -165,6 +191,8 @@ export async function startJetstream(options: {
     url: `ws://${LOOPBACK}:${portOf(server)}`,
     events: () => [...events],
     connections: () => subscribers.size,
+    subscriptions: () => opened,
+    inject: (text, timeUs) => publish({ time_us: timeUs, text }),
     async close() {
       await Promise.all(firehoses.map((f) => f.destroy()))
       for (const subscriber of subscribers) subscriber.socket.terminate()

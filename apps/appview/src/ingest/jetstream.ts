@@ -84,6 +84,12 @@ export class JetstreamConsumer extends StreamConsumer<ConsumerOptions> {
       this.errorCount++
       return
     }
+    // `null`, a list or a string parse too: skipped like any malformed event, not thrown
+    // (a throw closes the connection, and the same message comes back on reconnection).
+    if (typeof event !== 'object' || event === null || Array.isArray(event)) {
+      this.errorCount++
+      return
+    }
     const { did, time_us: timeUs, kind } = event
     if (typeof did !== 'string' || typeof timeUs !== 'number' || !Number.isSafeInteger(timeUs)) {
       this.errorCount++
