@@ -141,6 +141,50 @@ describe('the registry API over HTTP, fuzzed', () => {
     )
   })
 
+  it('listings with any n, last and artifactType: 200 with a bounded page, or 400, never a 5xx', async () => {
+    const value = fc.oneof(
+      fc.string({ maxLength: 30 }),
+      fc.integer({ min: -5, max: 5000 }).map(String),
+      fc.constantFrom('0', '1', '1000', '1001', '1e3', '0x10', ' 5', '9'.repeat(30)),
+    )
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(
+          `/v2/${alice.name}/tags/list`,
+          '/v2/_catalog',
+          `/v2/${alice.name}/referrers/${blob.digest}`,
+        ),
+        fc.record({ n: value, last: value, artifactType: value }, { requiredKeys: [] }),
+        async (path, params) => {
+          const query = new URLSearchParams(params as Record<string, string>)
+          const response = await alice.fetch(`${path}?${query}`)
+          if (response.status !== 200) {
+            await expectOciRefusal(
+              response,
+              new Set([
+                'PAGINATION_NUMBER_INVALID',
+                'QUERY_PARAMETER_INVALID',
+                'DENIED',
+                'UNAUTHORIZED',
+                'NAME_UNKNOWN',
+              ]),
+            )
+            return
+          }
+          const body = (await response.json()) as {
+            tags?: unknown[]
+            repositories?: unknown[]
+            manifests?: unknown[]
+          }
+          const list = body.tags ?? body.repositories ?? body.manifests ?? []
+          if (params.n !== undefined && /^\d+$/.test(params.n))
+            assert.ok(list.length <= Number(params.n))
+        },
+      ),
+      { numRuns: 150 },
+    )
+  })
+
   it('PATCH with any Content-Range: 202, or 416/400 RANGE_INVALID, never a 5xx', async () => {
     const rangeChars = fc.constantFrom(...'0123456789-/ *=bytes,'.split(''))
     const rangeArb = fc.oneof(
