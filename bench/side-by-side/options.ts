@@ -59,8 +59,9 @@ export const USAGE = `bench/run [options]   ATCR and CNCF Distribution side by s
   --growth-mib a,b,c     raw-put-growth sizes (default 64,256,1024)
   --tag-puts N           tag-put: tags per run (default 50)
   --tags N               tags-list: tags in the repository (default 1001)
-  --index                ATCR's AppView consumes the PDS's firehose into its index, so
-                         tags/list and manifest lookups are answered from it
+  --no-index             ATCR's AppView without ingest (by default it consumes the PDS's
+                         firehose into its index, as a deployed AppView does, so tags/list
+                         and manifest lookups are answered from it, not from the PDS)
   --manifest-gets N      manifest-get: sequential GETs per run (default 2000)
   --settle-seconds N     memory: wait after the burst (default 60)
   --limits-mib N         physical limits: MiB hashed / sent / written (default 512)
@@ -71,12 +72,13 @@ export const USAGE = `bench/run [options]   ATCR and CNCF Distribution side by s
 export function parseOptions(argv: string[]): Options | null {
   const { values } = parseArgs({
     args: argv,
+    allowNegative: true,
     options: {
       help: { type: 'boolean', short: 'h' },
       quick: { type: 'boolean', default: false },
       huge: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
-      index: { type: 'boolean', default: false },
+      index: { type: 'boolean', default: true },
       runs: { type: 'string' },
       only: { type: 'string' },
       storage: { type: 'string', default: 'filesystem' },
