@@ -1,7 +1,8 @@
 // Property-based fuzzing (fast-check) of the AppView's config file: the example config with
 // values replaced, removed or added at any level, YAML noise and arbitrary bytes. Loading
 // gives the config or a ConfigError whose every issue is one line naming its key (or, for the
-// file as a whole, the file), never another exception. The hold's config-fuzz test also runs
+// file as a whole, the file), never another exception; likewise any value in the AppView's
+// environment variables, refused naming the variable. The hold's config-fuzz test also runs
 // the real executable. The seed is random per run; fast-check prints it.
 import assert from 'node:assert/strict'
 import { readFile, writeFile } from 'node:fs/promises'
@@ -33,5 +34,49 @@ describe('AppView config files, fuzzed', () => {
       { numRuns: 2000 },
     )
     assert.ok(refused > 0)
+  })
+
+  it('any value in any ATCR_APPVIEW_* variable loads or is refused naming the variable', () => {
+    const fields = appviewConfig.fields()
+    const value = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.constantFrom(
+        '',
+        ' ',
+        'true',
+        'no',
+        '-1',
+        '1e999',
+        '0x10',
+        '5m',
+        'null',
+        '[]',
+        'a,b',
+        '9'.repeat(400),
+      ),
+    )
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.tuple(fc.constantFrom(...fields), value), {
+          maxLength: 4,
+          selector: ([f]) => f.envVar,
+        }),
+        (settings) => {
+          const env = Object.fromEntries(settings.map(([field, v]) => [field.envVar, v]))
+          const refused = expectConfigOutcome(() => appviewConfig.load({ env }))
+          for (const issue of refused?.issues ?? []) {
+            if (issue.envVar !== undefined) assert.ok(issue.envVar in env, issue.envVar)
+          }
+          // A refusal names at least one of the variables set: nothing else was given.
+          if (refused)
+            assert.ok(
+              refused.issues.some((i) => i.envVar !== undefined && i.envVar in env) ||
+                refused.issues.some((i) => i.path !== ''),
+              refused.message,
+            )
+        },
+      ),
+      { numRuns: 2000 },
+    )
   })
 })
