@@ -318,6 +318,41 @@ describe('hold XRPC methods, fuzzed', () => {
     )
   })
 
+  it('subscribeRepos with any cursor: an error frame and a close, or the stream; the hold serves on', async () => {
+    const cursorArb = fc.oneof(
+      fc.string({ maxLength: 20 }),
+      fc.constantFrom('0', '-1', '1.5', '99999999999999999999', '1e3', ' 1', '9'.repeat(15)),
+      fc.nat().map(String),
+    )
+    await fc.assert(
+      fc.asyncProperty(cursorArb, async (cursor) => {
+        const url = `${hold.url.replace('http:', 'ws:')}/xrpc/com.atproto.sync.subscribeRepos?cursor=${encodeURIComponent(cursor)}`
+        const socket = new WebSocket(url)
+        socket.binaryType = 'arraybuffer'
+        const valid = /^\d{1,15}$/.test(cursor)
+        // An invalid cursor: an error frame, then a close (1008); a valid one: the stream
+        // opens (or closes if the cursor is in the future). Events, never a fixed wait.
+        const outcome = await new Promise<string>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`no answer to cursor ${cursor}`)), 30_000)
+          const settle = (what: string) => {
+            clearTimeout(timer)
+            resolve(what)
+          }
+          socket.addEventListener('close', (event) => settle(`closed ${event.code}`))
+          socket.addEventListener('error', () => settle('error'))
+          if (valid) socket.addEventListener('open', () => settle('open'))
+        })
+        socket.close()
+        if (!valid)
+          assert.equal(outcome, 'closed 1008', `cursor ${JSON.stringify(cursor)}: ${outcome}`)
+        else assert.ok(outcome === 'open' || outcome.startsWith('closed 1'), outcome)
+        const health = await fetch(`${hold.url}/xrpc/_health`)
+        assert.equal(health.status, 200)
+      }),
+      { numRuns: 40 },
+    )
+  })
+
   it('the captain record is still the one the hold wrote', async () => {
     const response = await fetch(
       `${hold.url}/xrpc/com.atproto.repo.getRecord?repo=${encodeURIComponent(hold.did)}&collection=${NSID.holdCaptain}&rkey=self`,
