@@ -3,7 +3,12 @@
 // all reject `registry/did:plc:xyz/app`), so a DID may also be spelled with `-` for `:`
 // (`did-plc-xyz/app`); raw `did:plc:xyz` still works for plain HTTP clients.
 
-import { explainRepositoryName, OciError } from '@atcr/core/oci'
+import {
+  explainRepositoryName,
+  OciError,
+  quoteInput,
+  REPOSITORY_NAME_MAX_LENGTH,
+} from '@atcr/core/oci'
 import { isValidHandle } from '@atproto/syntax'
 
 export interface ImageName {
@@ -32,23 +37,25 @@ export function parseIdentity(component: string): IdentityRef | null {
 
 /** Parses `<identity>/<repository>`; throws OciError NAME_INVALID with the reason. */
 export function parseImageName(name: string): ImageName {
+  // The name is echoed back cut short: a URL can carry kilobytes of it.
+  const detail = { name: name.slice(0, 2 * REPOSITORY_NAME_MAX_LENGTH) }
   const slash = name.indexOf('/')
   if (slash <= 0) {
     throw new OciError('NAME_INVALID', {
       message: 'image names are <handle-or-DID>/<repository>',
-      detail: { name },
+      detail,
     })
   }
   const identity = parseIdentity(name.slice(0, slash))
   if (!identity) {
     throw new OciError('NAME_INVALID', {
-      message: `${name.slice(0, slash)} is not a handle or DID`,
-      detail: { name },
+      message: `${quoteInput(name.slice(0, slash))} is not a handle or DID`,
+      detail,
     })
   }
   const repository = name.slice(slash + 1)
   const problem = explainRepositoryName(repository)
-  if (problem) throw new OciError('NAME_INVALID', { message: problem, detail: { name } })
+  if (problem) throw new OciError('NAME_INVALID', { message: problem, detail })
   return { name, identity, repository }
 }
 

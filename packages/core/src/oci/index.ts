@@ -1,6 +1,7 @@
 export * from './auth.ts'
 export * from './digest.ts'
 export * from './errors.ts'
+export * from './input.ts'
 export * from './media-types.ts'
 export * from './pagination.ts'
 export * from './reference.ts'
