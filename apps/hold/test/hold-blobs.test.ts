@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { readdirSync, readlinkSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { StorageUrlSigner } from '../src/storage/index.ts'
 import { MiB, storeBlob } from './hold-data.ts'
@@ -51,6 +52,31 @@ describe('getBlob streamed by the hold (filesystem, presigned redirects off)', (
     assert.equal(response.headers.get('accept-ranges'), 'bytes')
     assert.equal(response.headers.get('etag'), `"${digest}"`)
     assert.ok(Buffer.from(await response.arrayBuffer()).equals(bytes))
+  })
+
+  it('closes the blob file when the client goes away mid-download', async () => {
+    const hex = digest.slice('sha256:'.length)
+    const openOnBlob = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).includes(hex)
+        } catch {
+          return false // closed while listed
+        }
+      }).length
+    const abort = new AbortController()
+    const response = await fetch(getBlobUrl(hold, digest), { signal: abort.signal })
+    assert.equal(response.status, 200)
+    const reader = response.body!.getReader()
+    assert.ok(((await reader.read()).value?.byteLength ?? 0) > 0)
+    assert.ok(openOnBlob() > 0, 'the blob file is open while it is sent')
+    abort.abort()
+    const until = Date.now() + 15_000
+    while (openOnBlob() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
+    assert.equal(openOnBlob(), 0, 'no file left open once the client left')
+    // The hold still serves the blob whole afterwards.
+    const again = await getBlob(hold, digest)
+    assert.ok(Buffer.from(await again.arrayBuffer()).equals(bytes))
   })
 
   it('answers HEAD with the size and no body', async () => {

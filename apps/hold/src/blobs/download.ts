@@ -1,6 +1,7 @@
 // com.atproto.sync.getBlob for OCI blobs (`cid` = an OCI digest): a redirect to a
 // presigned storage URL (or the CDN) when the storage can serve clients itself, otherwise
 // the bytes streamed by the hold, with Range support. HEAD answers the size.
+import type { OutgoingHttpHeaders } from 'node:http'
 import { Readable } from 'node:stream'
 import { parseDigest } from '@atcr/core/oci'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -12,6 +13,7 @@ import {
   InvalidRangeError,
   PathNotFoundError,
   SIGNED_STORAGE_PREFIX,
+  sendLocalRange,
 } from '../storage/index.ts'
 import { invalidRequest, XrpcError } from '../xrpc/error.ts'
 
@@ -125,6 +127,20 @@ async function streamBlob(
   }
   reply.type('application/octet-stream')
   try {
+    if (ctx.storage.openLocal) {
+      const local = await ctx.storage.openLocal(
+        blob.path,
+        range.kind === 'whole' ? undefined : { start: range.first, end: range.last + 1 },
+      )
+      if (range.kind === 'partial') {
+        reply.code(206).header('content-range', `bytes ${range.first}-${range.last}/${blob.size}`)
+      }
+      // Written by hand, not by reply.send(stream): sendLocalRange reuses its buffers.
+      reply.header('content-length', local.end - local.start).hijack()
+      reply.raw.writeHead(reply.statusCode, reply.getHeaders() as OutgoingHttpHeaders)
+      await sendLocalRange(local, reply.raw)
+      return reply
+    }
     if (range.kind === 'whole') {
       const stream = await ctx.storage.read(blob.path)
       return reply.code(200).header('content-length', blob.size).send(stream)

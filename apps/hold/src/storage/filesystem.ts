@@ -26,6 +26,7 @@ import type {
   ByteSource,
   CompleteMultipartOptions,
   CompleteMultipartResult,
+  LocalRange,
   ObjectInfo,
   ObjectStat,
   PartRef,
@@ -150,6 +151,18 @@ class FilesystemDriver implements StorageDriver {
   }
 
   async read(path: string, range?: ByteRange): Promise<Readable> {
+    const local = await this.openLocal(path, range)
+    if (local.end === local.start) {
+      return local.handle.createReadStream({ highWaterMark: READ_HIGH_WATER_MARK })
+    }
+    return local.handle.createReadStream({
+      start: local.start,
+      end: local.end - 1,
+      highWaterMark: READ_HIGH_WATER_MARK,
+    })
+  }
+
+  async openLocal(path: string, range?: ByteRange): Promise<LocalRange> {
     const file = this.#file(path)
     const wanted = normalizeRange(path, range)
     let handle: FileHandle
@@ -162,15 +175,9 @@ class FilesystemDriver implements StorageDriver {
     try {
       const info = await handle.stat()
       if (!info.isFile()) throw new PathNotFoundError(path)
-      if (wanted === null) {
-        return handle.createReadStream({ highWaterMark: READ_HIGH_WATER_MARK })
-      }
+      if (wanted === null) return { handle, start: 0, end: info.size }
       const { first, last } = resolveRange(path, wanted, info.size)
-      return handle.createReadStream({
-        start: first,
-        end: last,
-        highWaterMark: READ_HIGH_WATER_MARK,
-      })
+      return { handle, start: first, end: last + 1 }
     } catch (err) {
       await handle.close().catch(() => {})
       throw wrap('read', err)

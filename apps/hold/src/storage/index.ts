@@ -8,6 +8,7 @@ export * from './errors.ts'
 export type { FilesystemDriverConfig } from './filesystem.ts'
 export { blobPath, uploadPartPath, uploadPath, uploadPrefix } from './paths.ts'
 export type { S3DriverConfig } from './s3.ts'
+export { sendLocalRange } from './send-local.ts'
 export { SIGNED_STORAGE_PREFIX, StorageUrlSigner } from './signed-urls.ts'
 export { bareEtag, MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE } from './validate.ts'
 

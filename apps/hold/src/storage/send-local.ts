@@ -1,0 +1,58 @@
+// Sending a local file's bytes to an HTTP response as cheaply as Node allows (it has no
+// sendfile): two buffers, reused for the whole response, one read ahead while the other is
+// written. Piping a read stream instead allocates a fresh buffer per chunk, which V8 frees
+// only with full collections (bench/README.md: a 512 MiB GET cost 0.4-0.6 s of CPU piped,
+// 0.2-0.26 s this way).
+import type { Writable } from 'node:stream'
+import type { LocalRange } from './driver.ts'
+
+const BUFFER_BYTES = 512 * 1024
+
+/**
+ * Writes `range` to `destination`, ends it, and closes the file. Each write is awaited
+ * before its buffer is read into again. Stops when the destination closes (the client
+ * went away: an HTTP response may then never call a write back); a read error, or a file
+ * shorter than the range, destroys the destination rather than send fewer bytes than
+ * announced.
+ */
+export async function sendLocalRange(range: LocalRange, destination: Writable): Promise<void> {
+  const { handle } = range
+  let gone = destination.destroyed
+  let wake: (() => void) | null = null
+  const onClose = () => {
+    gone = true
+    wake?.()
+  }
+  destination.once('close', onClose)
+  const write = (chunk: Buffer) =>
+    new Promise<void>((resolve, reject) => {
+      wake = resolve
+      destination.write(chunk, (error) => (error ? reject(error) : resolve()))
+    })
+  try {
+    const buffers = [Buffer.allocUnsafeSlow(BUFFER_BYTES), Buffer.allocUnsafeSlow(BUFFER_BYTES)]
+    let position = range.start
+    let next = 0
+    let writing: Promise<void> = Promise.resolve()
+    while (position < range.end && !gone) {
+      const buffer = buffers[next]!
+      const want = Math.min(buffer.length, range.end - position)
+      const { bytesRead } = await handle.read(buffer, 0, want, position)
+      if (bytesRead === 0) throw new Error(`the file ends at ${position}, before ${range.end}`)
+      await writing
+      if (gone) break
+      position += bytesRead
+      writing = write(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead))
+      // Awaited at the next turn; a failure while the next read runs is not unhandled.
+      writing.catch(() => {})
+      next ^= 1
+    }
+    await writing
+    if (!gone) destination.end()
+  } catch (error) {
+    destination.destroy(error instanceof Error ? error : new Error(String(error)))
+  } finally {
+    destination.off('close', onClose)
+    await handle.close().catch(() => {})
+  }
+}
