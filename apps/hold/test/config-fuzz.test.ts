@@ -2,13 +2,22 @@
 // values replaced, removed or added at any level, YAML noise and arbitrary bytes. Loading
 // gives the config or a ConfigError whose every issue is one line naming its key (or, for the
 // file as a whole, the file); the real `atcr-hold serve` then exits 2 with that message, no
-// stack trace, and the data dir never created. The seed is random per run; fast-check prints it.
+// stack trace, and the data dir never created. Any value in its environment variables
+// likewise loads or is refused naming the variable. The seed is random per run; fast-check
+// prints it.
 import assert from 'node:assert/strict'
 import { writeFileSync } from 'node:fs'
 import { access, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { configYamlArb, expectConfigOutcome, makeTempDir, removeTempDir } from '@atcr/testkit'
+import {
+  configEnvArb,
+  configYamlArb,
+  expectConfigOutcome,
+  expectEnvIssuesFrom,
+  makeTempDir,
+  removeTempDir,
+} from '@atcr/testkit'
 import fc from 'fast-check'
 import { checkServeConfig, holdConfig } from '../src/config.ts'
 import { runHoldCli } from './hold-harness.ts'
@@ -39,6 +48,18 @@ describe('hold config files, fuzzed', () => {
       { numRuns: 2000 },
     )
     assert.ok(refused > 0)
+  })
+
+  it('any value in any ATCR_HOLD_* variable loads or is refused naming the variable', () => {
+    fc.assert(
+      fc.property(configEnvArb(holdConfig.fields()), (env) => {
+        expectEnvIssuesFrom(
+          expectConfigOutcome(() => holdConfig.load({ env })),
+          env,
+        )
+      }),
+      { numRuns: 2000 },
+    )
   })
 
   it('YAML that only fails when built (an alias with no anchor, an alias bomb) is refused', async () => {

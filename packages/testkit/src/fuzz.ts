@@ -184,3 +184,30 @@ export function damagedBytesArb(car: Uint8Array): fc.Arbitrary<Uint8Array> {
     fc.uint8Array({ maxLength: 300 }),
   )
 }
+
+/** A few of an app's config variables (`fields` from its ConfigDefinition) set to any value. */
+export function configEnvArb(
+  fields: readonly { envVar: string }[],
+): fc.Arbitrary<Record<string, string>> {
+  const value = fc.oneof(
+    fc.string({ maxLength: 40 }),
+    fc.constantFrom('', ' ', 'true', 'no', '-1', '1e999', '0x10', '5m', 'null', '[]', 'a,b'),
+    fc.constant('9'.repeat(400)),
+  )
+  return fc
+    .uniqueArray(fc.tuple(fc.constantFrom(...fields.map((f) => f.envVar)), value), {
+      maxLength: 4,
+      selector: ([name]) => name,
+    })
+    .map((settings) => Object.fromEntries(settings))
+}
+
+/** Asserts that every issue naming a variable names one of `env`'s. */
+export function expectEnvIssuesFrom(
+  error: ConfigError | undefined,
+  env: Record<string, string>,
+): void {
+  for (const issue of error?.issues ?? []) {
+    if (issue.envVar !== undefined) assert.ok(issue.envVar in env, issue.envVar)
+  }
+}

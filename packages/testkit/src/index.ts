@@ -14,9 +14,11 @@ export { hasCaddy, startCaddy, type TestCaddy } from './caddy.ts'
 export { type DidWebServer, startDidWebServer } from './did-web-server.ts'
 export { type StaticDns, type StaticDnsTable, staticDns } from './dns.ts'
 export {
+  configEnvArb,
   configYamlArb,
   damagedBytesArb,
   expectConfigOutcome,
+  expectEnvIssuesFrom,
   type Json,
   keysOf,
   mutatedJson,
