@@ -12,8 +12,11 @@ import type { ByteSource } from '../storage/index.ts'
 import { XrpcError } from '../xrpc/error.ts'
 import { inFlightOf, partBytes } from './store.ts'
 
-/** Free space is looked at again after this many bytes of a part (others write too). */
-const DISK_CHECK_BYTES = 1024 * 1024
+// Free space is looked at again during a part after a quarter of the room it had left at
+// the last look (others write too), between these bounds: each look is a statfs, which
+// cost a quarter of the hold's CPU per byte when made every MiB of a 256 MiB part.
+const DISK_CHECK_MIN_BYTES = 1024 * 1024
+const DISK_CHECK_MAX_BYTES = 64 * 1024 * 1024
 
 export function quotaExceeded(message: string): XrpcError {
   return new XrpcError(403, 'QuotaExceeded', message)
@@ -90,18 +93,23 @@ export function tooManyUploads(cap: number): XrpcError {
 
 /**
  * StorageFull unless `pending` more bytes leave enough free: nothing for the owner, the
- * reserve for anyone else. Storage without a notion of free space (S3) passes.
+ * reserve for anyone else. Storage without a notion of free space (S3) passes. Returns the
+ * bytes left above the reserve after `pending` (Infinity without a notion of free space).
  */
-async function checkFree(ctx: HoldContext, owner: boolean, pending: number): Promise<void> {
+async function checkFree(ctx: HoldContext, owner: boolean, pending: number): Promise<number> {
   const free = await ctx.storage.freeSpace()
-  if (free === null) return
+  if (free === null) return Number.POSITIVE_INFINITY
   const reserve = owner ? 0 : ctx.config.quota.owner_reserve
-  if (free - pending >= reserve) return
+  if (free - pending >= reserve) return free - pending - reserve
   if (owner) throw storageFull(`${free} bytes are free, ${pending} are needed`)
   throw storageFull(
     `${free} bytes are free and the last ${reserve} are kept for the hold's owner` +
       (pending > 0 ? `; ${pending} more are needed` : ''),
   )
+}
+
+function nextDiskCheck(room: number): number {
+  return Math.min(Math.max(room / 4, DISK_CHECK_MIN_BYTES), DISK_CHECK_MAX_BYTES)
 }
 
 /** A limit on the bytes an account's parts in progress may add, and how to refuse. */
@@ -178,6 +186,8 @@ export class PartAdmission {
   /** Bytes this part counts in `account.bytes`: its declared size, or what arrived. */
   #reserved = 0
   #received = 0
+  /** Bytes of this part after which free space is looked at again. */
+  #nextDiskCheck = DISK_CHECK_MIN_BYTES
   #ended = false
 
   constructor(ctx: HoldContext, did: string, account: Receiving) {
@@ -191,7 +201,7 @@ export class PartAdmission {
     this.#owner = owner
     this.#rooms = rooms
     this.#grow(declared)
-    await checkFree(this.#ctx, owner, declared)
+    this.#nextDiskCheck = nextDiskCheck(await checkFree(this.#ctx, owner, declared))
   }
 
   /** The source's bytes, counted; throws QuotaExceeded or StorageFull at the first excess. */
@@ -201,9 +211,10 @@ export class PartAdmission {
       this.#received += chunk.length
       if (this.#received > this.#reserved) this.#grow(this.#received - this.#reserved)
       sinceDiskCheck += chunk.length
-      if (sinceDiskCheck >= DISK_CHECK_BYTES) {
+      if (sinceDiskCheck >= this.#nextDiskCheck) {
         sinceDiskCheck = 0
-        await checkFree(this.#ctx, this.#owner, this.#reserved - this.#received)
+        const room = await checkFree(this.#ctx, this.#owner, this.#reserved - this.#received)
+        this.#nextDiskCheck = nextDiskCheck(room)
       }
       yield chunk
     }
