@@ -164,7 +164,7 @@ export class StreamedPart {
   private constructor(holds: HoldClient, target: PartTarget, request: PartRequest) {
     this.target = target
     this.#request = request
-    // One chunk queued at most: writes wait until the connection takes the previous one.
+    // One write's chunks queued at most: a write waits until the connection took the last.
     const body = new ReadableStream<Uint8Array>(
       {
         start: (controller) => {
@@ -195,8 +195,8 @@ export class StreamedPart {
     return new StreamedPart(holds, target, await partRequest(holds, target, length))
   }
 
-  /** Queues bytes (which must stay unchanged until the part finished or was aborted). */
-  async write(chunk: Uint8Array): Promise<void> {
+  /** Queues chunks (which must stay unchanged until the part finished or was aborted). */
+  async write(...chunks: Uint8Array[]): Promise<void> {
     while (this.#failure === null && (this.#controller.desiredSize ?? 0) <= 0) {
       await new Promise<void>((resolve) => {
         this.#wake = resolve
@@ -211,7 +211,7 @@ export class StreamedPart {
       )
     }
     try {
-      this.#controller.enqueue(chunk)
+      for (const chunk of chunks) this.#controller.enqueue(chunk)
     } catch (error) {
       await this.#throwRefusal()
       // The request ended between the check and now (its body stream is closed).
