@@ -187,6 +187,69 @@ describe('the registry API over HTTP, fuzzed', () => {
     )
   })
 
+  it('upload starts and finishes with any digest, mount and from: 201/202, or 4xx with the right code', async () => {
+    const digestish = fc.oneof(
+      fc.constantFrom(
+        blob.digest,
+        config.digest,
+        `sha256:${'0'.repeat(64)}`,
+        'sha256:',
+        `sha512:${'a'.repeat(128)}`,
+      ),
+      fc.string({ maxLength: 80 }),
+    )
+    const from = fc.oneof(
+      fc.constantFrom(alice.name, stack.nameOf(stack.bob, 'app'), '', '..'),
+      fc.string({ maxLength: 30 }),
+    )
+    const codes = new Set([
+      'DIGEST_INVALID',
+      'NAME_INVALID',
+      'NAME_UNKNOWN',
+      'BLOB_UNKNOWN',
+      'BLOB_UPLOAD_INVALID',
+      'BLOB_UPLOAD_UNKNOWN',
+      'SIZE_INVALID',
+      'DENIED',
+      'UNAUTHORIZED',
+      'UNSUPPORTED',
+    ])
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({ digest: digestish, mount: digestish, from }, { requiredKeys: [] }),
+        fc.option(fc.uint8Array({ maxLength: 16 }), { nil: undefined }),
+        fc.option(digestish, { nil: undefined }),
+        async (params, body, finish) => {
+          const query = new URLSearchParams(params as Record<string, string>)
+          const started = await alice.fetch(`/v2/${alice.name}/blobs/uploads/?${query}`, {
+            method: 'POST',
+            ...(body ? { body, headers: { 'content-type': 'application/octet-stream' } } : {}),
+          })
+          if (started.status !== 201 && started.status !== 202) {
+            await expectOciRefusal(started, codes)
+            return
+          }
+          await started.arrayBuffer()
+          const location = started.headers.get('location')!
+          if (started.status === 201 || finish === undefined) {
+            if (started.status === 202) await alice.fetch(location, { method: 'DELETE' })
+            return
+          }
+          const separator = location.includes('?') ? '&' : '?'
+          const put = await alice.fetch(
+            `${location}${separator}digest=${encodeURIComponent(finish)}`,
+            { method: 'PUT' },
+          )
+          if (put.status !== 201) {
+            await expectOciRefusal(put, codes)
+            await alice.fetch(location, { method: 'DELETE' })
+          } else await put.arrayBuffer()
+        },
+      ),
+      { numRuns: 120 },
+    )
+  })
+
   it('PATCH with any Content-Range: 202, or 416/400 RANGE_INVALID, never a 5xx', async () => {
     const rangeChars = fc.constantFrom(...'0123456789-/ *=bytes,'.split(''))
     const rangeArb = fc.oneof(
