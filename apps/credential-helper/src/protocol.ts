@@ -173,7 +173,8 @@ async function erase({ io }: ProtocolContext): Promise<void> {
 
 async function list({ io }: ProtocolContext): Promise<void> {
   const data = await loadCredentials(credentialsPath(io.env))
-  const out: Record<string, string> = {}
+  // Without a prototype, so that a host named __proto__ is listed like any other.
+  const out: Record<string, string> = Object.create(null)
   for (const [host, entry] of Object.entries(data.registries)) {
     const account = activeAccount(entry) ?? entry.accounts[0]
     if (account) out[host] = accountUsername(account)

@@ -88,7 +88,7 @@ describe('credential-helper stdin, fuzzed', () => {
   after(() => home.close())
 
   /** Runs `main` in process with a private HOME, as the executable would. */
-  async function run(command: Command, stdin: string) {
+  async function run(command: Command | 'list', stdin: string) {
     let stdout = ''
     let stderr = ''
     const io: HelperIo = {
@@ -147,6 +147,22 @@ describe('credential-helper stdin, fuzzed', () => {
       }),
       { numRuns: 12 },
     )
+  })
+
+  it('hosts named like Object.prototype members are stored, listed, read and erased like any other', async () => {
+    // Hosts are lowercased, so these two are the Object.prototype members a host can name.
+    for (const host of ['__proto__', 'constructor']) {
+      const stored = await run('store', JSON.stringify({ ...SEEDED, ServerURL: host }))
+      assert.equal(stored.code, 0, stored.stdout)
+      const listed = await run('list', '')
+      assert.equal((JSON.parse(listed.stdout) as Record<string, string>)[host], SEEDED.Username)
+      assert.ok(Object.keys(JSON.parse(listed.stdout)).includes(host), listed.stdout)
+      const got = await run('get', host)
+      assert.equal(got.code, 0, got.stdout)
+      assert.equal((JSON.parse(got.stdout) as { Secret: string }).Secret, SEEDED.Secret)
+      assert.equal((await run('erase', host)).code, 0)
+      assert.equal((await run('get', host)).code, 1)
+    }
   })
 
   it('stdin past the 64 KiB bound is refused, nothing written', async () => {
