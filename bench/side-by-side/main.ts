@@ -164,8 +164,15 @@ async function pass(
       burstErrors: { atcr: 0, distribution: 0 },
       rows: [],
     }
+    const repos = new Map<string, string>()
+    for (const target of targets) repos.set(target.key, await built.burstRepo(target))
+    // The push of the image may keep memory of its own: read it apart from the pulls'.
+    const beforeBurst = new Map<number, number>()
     for (const target of targets) {
-      const repo = await built.burstRepo(target)
+      for (const p of target.processes) beforeBurst.set(p.pid, rssMiB(p.pid))
+    }
+    for (const target of targets) {
+      const repo = repos.get(target.key)!
       const failures = await pullBurst(target, repo, options.concurrentPulls)
       memory.burstErrors[target.key] = failures.length
       if (failures.length)
@@ -179,6 +186,7 @@ async function pass(
           target: target.label,
           process: p.name,
           idleMiB: idle.get(p.pid) ?? 0,
+          beforeBurstMiB: beforeBurst.get(p.pid) ?? 0,
           afterBurstMiB: rssMiB(p.pid),
           peakMiB: 0,
         })
