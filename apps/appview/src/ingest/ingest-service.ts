@@ -13,6 +13,7 @@ import type { AppViewDatabase } from '../db/index.ts'
 import type { PdsReader } from '../records/pds-reader.ts'
 import { BSKY_PROFILE, type RecordChange } from './apply.ts'
 import { type Consumer, websocketUrl } from './consumer.ts'
+import { BoundedDidCache } from './did-cache.ts'
 import { FirehoseConsumer } from './firehose.ts'
 import type { IndexService } from './index-service.ts'
 import { JetstreamConsumer } from './jetstream.ts'
@@ -31,6 +32,8 @@ const LEASE_NAME = 'ingest'
 const BACKFILL_BATCH = 100
 const MAX_BACKFILLS = 4
 const AUTHORITY_TTL_MS = 2000
+// DID documents of commit authors kept for signature checks (about 2 KiB each).
+const DID_CACHE_ENTRIES = 10_000
 
 export interface SourceStatus {
   source: string
@@ -97,6 +100,10 @@ export class IngestService {
     const idResolver = new IdResolver({
       plcUrl: config.identity.plc_directory_url,
       fetch: options.fetch,
+      didCache: new BoundedDidCache({
+        maxEntries: DID_CACHE_ENTRIES,
+        staleTtlMs: config.identity.cache_ttl * 1000,
+      }),
     })
     this.#consumers = config.ingest.sources.map((source) => {
       const consumer =
