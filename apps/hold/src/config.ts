@@ -231,7 +231,7 @@ export const holdConfig = defineConfig({
         flush_interval: duration()
           .default(60)
           .describe(
-            'Pulls are counted in memory and written to the stats records at most this often per repository (0: right after the pull, still off the request path).',
+            'Pulls, and pushes that add no layer record (a known manifest under a new tag), are counted in memory and written to the stats records at most this often per repository (0: right after, still off the request path).',
           ),
       })
       .describe('Push and pull counters.'),

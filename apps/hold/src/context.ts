@@ -11,7 +11,7 @@ import { GcRunner } from './gc/runner.ts'
 import { type HoldIdentity, loadHoldIdentity } from './identity.ts'
 import { type HoldRepo, openHoldRepo } from './pds/index.ts'
 import { withRecordLock } from './record-lock.ts'
-import { PullCounter } from './stats/pull-counter.ts'
+import { StatsCounter } from './stats/counter.ts'
 import {
   createStorageDriver,
   type StorageConfig,
@@ -35,7 +35,7 @@ export interface HoldContext {
   /** Signs and checks the hold's own presigned storage URLs (filesystem storage). */
   storageUrls: StorageUrlSigner
   /** Pull counters, written to the stats records in batches. */
-  pulls: PullCounter
+  counters: StatsCounter
   /** Garbage collections of the serving hold, one at a time (admin pages, GC route). */
   gc: GcRunner
   /** The owner's admin pages (null when admin.enabled is false). */
@@ -75,7 +75,7 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
     const verifiedSignatures = new VerifiedSignatures({
       counter: metrics.cacheCounter('service_token_signature'),
     })
-    const pulls = new PullCounter({
+    const counters = new StatsCounter({
       repo,
       logger: logger.child({ subsystem: 'stats' }),
       intervalMs: config.stats.flush_interval * 1000,
@@ -106,7 +106,7 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
       resolver,
       verifiedSignatures,
       storageUrls,
-      pulls,
+      counters,
       gc,
       admin,
       uploadBudget: new UploadBudget(),
@@ -121,8 +121,8 @@ export async function createHoldContext(config: HoldConfig, logger: Logger): Pro
 export async function closeHoldContext(ctx: HoldContext): Promise<void> {
   await ctx.gc.settled()
   await ctx.resolver.close()
-  await ctx.pulls.close().catch((err: unknown) => {
-    ctx.logger.error({ err }, 'pull counters were not written')
+  await ctx.counters.close().catch((err: unknown) => {
+    ctx.logger.error({ err }, 'stats counters were not written')
   })
   await ctx.repo.close()
   await ctx.db.close()

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import { NSID, statsRkey } from '@atcr/core/lexicons'
 import { silentLogger } from '@atcr/core/log'
 import type { TestAccount } from '@atcr/testkit'
-import { PullCounter } from '../src/stats/pull-counter.ts'
+import { StatsCounter } from '../src/stats/counter.ts'
 import { digestOf, imageManifest, OCI_INDEX, pushInput, storeBlobs } from './hold-data.ts'
 import { HoldFixture, type TestAppView, type TestHold } from './hold-harness.ts'
 import { joinCrew, procedure, query } from './hold-xrpc.ts'
@@ -101,8 +101,9 @@ describe('io.atcr.hold.notifyManifest', () => {
     assert.equal(typeof stats?.lastPush, 'string')
   })
 
-  it('a re-push of the same manifest writes no layer records, only the counter', async () => {
+  it('a re-push of the same manifest (a new tag) makes no commit: the push is counted in the next batch', async () => {
     const before = (await allLayerRecords()).length
+    const headBefore = hold.ctx.repo.sequencer.head
     const res = await procedure(
       hold,
       NSID.holdNotifyManifest,
@@ -112,6 +113,11 @@ describe('io.atcr.hold.notifyManifest', () => {
     assert.equal(res.status, 200, JSON.stringify(res.body))
     assert.equal(res.body.layersCreated, 0)
     assert.equal((await allLayerRecords()).length, before)
+    assert.equal(hold.ctx.repo.sequencer.head, headBefore)
+    assert.equal((await statsOf(alice.did, 'tools/app'))?.pushCount, 1)
+    assert.deepEqual(hold.ctx.counters.unwritten(alice.did, 'tools/app'), { pulls: 0, pushes: 1 })
+    await hold.ctx.counters.flush()
+    assert.equal(hold.ctx.repo.sequencer.head, headBefore + 1)
     assert.equal((await statsOf(alice.did, 'tools/app'))?.pushCount, 2)
   })
 
@@ -127,8 +133,8 @@ describe('io.atcr.hold.notifyManifest', () => {
     // No commit on the request path: the pull waits in memory for the next batch.
     assert.equal(hold.ctx.repo.sequencer.head, headBefore)
     assert.equal((await statsOf(alice.did, 'tools/app'))?.pullCount, 0)
-    assert.equal(hold.ctx.pulls.pendingPulls(alice.did, 'tools/app'), 1)
-    await hold.ctx.pulls.flush()
+    assert.deepEqual(hold.ctx.counters.unwritten(alice.did, 'tools/app'), { pulls: 1, pushes: 0 })
+    await hold.ctx.counters.flush()
     assert.equal(hold.ctx.repo.sequencer.head, headBefore + 1)
     const stats = await statsOf(alice.did, 'tools/app')
     assert.equal(stats?.pullCount, 1)
@@ -155,6 +161,7 @@ describe('io.atcr.hold.notifyManifest', () => {
     assert.equal(res.status, 200, JSON.stringify(res.body))
     assert.equal(res.body.layersCreated, 0)
     assert.deepEqual(await layersOf(`at://${alice.did}/io.atcr.manifest/${hexOf(indexDigest)}`), [])
+    await hold.ctx.counters.flush()
     assert.equal((await statsOf(alice.did, 'tools/app'))?.pushCount, 3)
   })
 
@@ -217,7 +224,7 @@ describe('io.atcr.hold.notifyManifest', () => {
       operation: 'pull',
     })
     assert.equal(pull.status, 200, JSON.stringify(pull.body))
-    await hold.ctx.pulls.flush()
+    await hold.ctx.counters.flush()
     assert.equal((await statsOf(alice.did, 'via-appview'))?.pullCount, 1)
 
     const outsider = await procedure(
@@ -229,8 +236,12 @@ describe('io.atcr.hold.notifyManifest', () => {
     assert.equal(outsider.status, 403)
   })
 
-  it('pulls are batched: one commit for many pulls of several repositories, written by the timer', async () => {
-    const counter = new PullCounter({ repo: hold.ctx.repo, logger: silentLogger(), intervalMs: 50 })
+  it('pulls and pushes are batched: one commit for many counts of several repositories, written by the timer', async () => {
+    const counter = new StatsCounter({
+      repo: hold.ctx.repo,
+      logger: silentLogger(),
+      intervalMs: 50,
+    })
     const head = hold.ctx.repo.sequencer.head
     const committed = new Promise<number>((resolve) => {
       const stop = hold.ctx.repo.sequencer.onEvent((seq) => {
@@ -238,16 +249,27 @@ describe('io.atcr.hold.notifyManifest', () => {
         resolve(seq)
       })
     })
-    for (let i = 0; i < 5; i++) counter.count(alice.did, 'batch/a', new Date().toISOString())
-    counter.count(alice.did, 'batch/b', '2026-01-01T00:00:00.000Z')
+    for (let i = 0; i < 5; i++)
+      counter.count(alice.did, 'batch/a', 'pull', new Date().toISOString())
+    counter.count(alice.did, 'batch/a', 'push', '2026-02-01T00:00:00.000Z')
+    counter.count(alice.did, 'batch/b', 'pull', '2026-01-01T00:00:00.000Z')
     assert.equal(await committed, head + 1)
-    assert.equal((await statsOf(alice.did, 'batch/a'))?.pullCount, 5)
+    const a = await statsOf(alice.did, 'batch/a')
+    assert.equal(a?.pullCount, 5)
+    assert.equal(a?.pushCount, 1)
+    assert.equal(a?.lastPush, '2026-02-01T00:00:00.000Z')
     const b = await statsOf(alice.did, 'batch/b')
     assert.equal(b?.pullCount, 1)
+    assert.equal(b?.pushCount, 0)
     assert.equal(b?.lastPull, '2026-01-01T00:00:00.000Z')
-    counter.count(alice.did, 'batch/a', new Date().toISOString())
+    counter.count(alice.did, 'batch/a', 'pull', new Date().toISOString())
+    // An older push time than the stored one leaves lastPush as it is.
+    counter.count(alice.did, 'batch/a', 'push', '2026-01-15T00:00:00.000Z')
     await counter.close()
-    assert.equal((await statsOf(alice.did, 'batch/a'))?.pullCount, 6)
+    const after = await statsOf(alice.did, 'batch/a')
+    assert.equal(after?.pullCount, 6)
+    assert.equal(after?.pushCount, 2)
+    assert.equal(after?.lastPush, '2026-02-01T00:00:00.000Z')
     assert.equal(hold.ctx.repo.sequencer.head, head + 2)
   })
 

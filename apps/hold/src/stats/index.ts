@@ -75,8 +75,8 @@ export function statsWrite(
     $type: NSID.holdStats,
     ownerDid,
     repository,
-    pullCount: change.pullCount ?? counter(previous?.pullCount),
-    pushCount: change.pushCount ?? counter(previous?.pushCount),
+    pullCount: change.pullCount ?? storedCount(previous?.pullCount),
+    pushCount: change.pushCount ?? storedCount(previous?.pushCount),
     updatedAt: now,
     ...optional('lastPull', change.lastPull ?? previous?.lastPull),
     ...optional('lastPush', change.lastPush ?? previous?.lastPush),
@@ -90,12 +90,12 @@ export function statsWrite(
 export function countOne(current: StatsEntry | null, operation: 'push' | 'pull', now: string) {
   const value = current?.value
   return operation === 'push'
-    ? { pushCount: counter(value?.pushCount) + 1, lastPush: now }
-    : { pullCount: counter(value?.pullCount) + 1, lastPull: now }
+    ? { pushCount: storedCount(value?.pushCount) + 1, lastPush: now }
+    : { pullCount: storedCount(value?.pullCount) + 1, lastPull: now }
 }
 
 /** A stored counter; anything unusable (another implementation's record) counts as 0. */
-function counter(value: unknown): number {
+export function storedCount(value: unknown): number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : 0
 }
 

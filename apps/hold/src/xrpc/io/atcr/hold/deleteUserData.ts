@@ -27,11 +27,11 @@ export async function deleteUserData(
   ctx: HoldContext,
   userDid: string,
 ): Promise<DeleteUserDataOutput> {
-  // Pending pulls are written first, then any counted meanwhile dropped, so that no batch
+  // Pending counts are written first, then any counted meanwhile dropped, so that no batch
   // brings a counter back after the erasure.
-  await ctx.pulls.flush()
+  await ctx.counters.flush()
   return withRecordLock(ctx, async () => {
-    ctx.pulls.forgetOwner(userDid)
+    ctx.counters.forgetOwner(userDid)
     const holdDid = ctx.identity.did
     const [captain, crew, layers, stats] = await Promise.all([
       getCaptain(ctx),

@@ -28,7 +28,7 @@ export async function exportUserData(
   userDid: string,
 ): Promise<ExportUserDataOutput> {
   // The export shows every pull counted so far, including those not written yet.
-  await ctx.pulls.flush()
+  await ctx.counters.flush()
   const holdDid = ctx.identity.did
   const [captain, crew, layers, stats] = await Promise.all([
     getCaptain(ctx),

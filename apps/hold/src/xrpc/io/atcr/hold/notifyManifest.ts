@@ -8,10 +8,12 @@
 // A push writes one layer record per layer and one for the config blob (layer records are
 // the hold's references to its blobs: without one, garbage collection would take the
 // config of every image), none for an index (its child manifests are records, not blobs
-// of the hold), and skips digests already recorded for the same manifest, so a re-push
-// writes only the counter. A pull is counted in memory and written later in a batch
-// (at most every stats.flush_interval per repository). The quota check, the layer records and the counter are one
-// commit under the record lock: a push over quota writes nothing at all.
+// of the hold), and skips digests already recorded for the same manifest. A push with
+// layer records to write makes one commit of them and its counter, under the record lock
+// after the quota check (a push over quota writes nothing at all). A pull, and a push
+// that adds no layer record (the same manifest under a new tag), is counted in memory and
+// written later in a batch (stats/counter.ts, at most every stats.flush_interval per
+// repository): a tag costs the hold no commit.
 //
 // Sizes are the hold's, not the manifest's: every blob of a push must be stored here, and
 // its stored size is what the quota counts and the layer record says (a manifest may
@@ -86,24 +88,20 @@ export async function notifyManifest(
 
   if (operation === 'pull') {
     // Counted in memory, written in a later batch (stats/pull-counter.ts): no commit here.
-    ctx.pulls.count(input.userDid, input.repository, new Date().toISOString())
+    ctx.counters.count(input.userDid, input.repository, 'pull', new Date().toISOString())
     return { success: true, operation, statsUpdated: true }
   }
 
   return withRecordLock(ctx, async () => {
     const now = new Date().toISOString()
-    const stats = await getStats(ctx, input.userDid, input.repository)
-    const counter = statsWrite(
-      input.userDid,
-      input.repository,
-      stats,
-      countOne(stats, operation, now),
-      now,
-    )
-
     const recorded = await layersOfManifest(ctx.db.db, ctx.identity.did, manifestUri)
     const known = new Set(recorded.map((layer) => layer.value.digest))
     const fresh = blobs.filter((blob) => !known.has(blob.digest))
+    if (fresh.length === 0) {
+      // Nothing new to account (a new tag, an index): a count, written in a later batch.
+      ctx.counters.count(input.userDid, input.repository, 'push', now)
+      return { success: true, operation, statsUpdated: true, layersCreated: 0, postCreated: false }
+    }
 
     const quota = await checkQuota(
       ctx,
@@ -136,6 +134,14 @@ export async function notifyManifest(
         record: record as unknown as LexMap,
       }
     })
+    const stats = await getStats(ctx, input.userDid, input.repository)
+    const counter = statsWrite(
+      input.userDid,
+      input.repository,
+      stats,
+      countOne(stats, operation, now),
+      now,
+    )
     await ctx.repo.writer.applyWrites([...layerWrites, counter])
     return {
       success: true,

@@ -29,8 +29,9 @@ export function register(app: FastifyInstance, ctx: HoldContext): void {
       }
       const now = new Date().toISOString()
       await ctx.repo.writer.applyWrites([statsWrite(ownerDid, repository, current, change, now)])
-      // An absolute pull count replaces the pulls still waiting to be written.
-      if (input.pullCount !== undefined) ctx.pulls.forget(ownerDid, repository)
+      // An absolute count replaces the counts still waiting to be written.
+      if (input.pullCount !== undefined) ctx.counters.forget(ownerDid, repository, 'pull')
+      if (input.pushCount !== undefined) ctx.counters.forget(ownerDid, repository, 'push')
     })
     return output(NSID.holdSetStats, { success: true })
   })
