@@ -11,6 +11,8 @@ export interface CommandResult {
 
 export interface RunOptions {
   env?: Record<string, string>
+  /** The working directory (default this process's). */
+  cwd?: string
   timeoutMs?: number
   /** Throw unless the command exits 0 (default true). */
   check?: boolean
@@ -33,6 +35,7 @@ export function run(
       args,
       {
         env: { ...process.env, ...options.env },
+        ...(options.cwd ? { cwd: options.cwd } : {}),
         timeout: options.timeoutMs ?? 180_000,
         maxBuffer: 16 * 1024 * 1024,
       },

@@ -1,6 +1,6 @@
 // The AppView's database: SQLite in the data dir (the default), or PostgreSQL when
 // `database.url` names one (several AppView instances share it). Migrations are the files
-// `migrations/NNN-name.ts` (each exporting `up`, and `down` where it can), run in name
+// `migrations/NNN-name.ts` (`.js` once built; each exporting `up`, and `down` where it can), run in name
 // order on either engine; a new one is a new file.
 import { readdirSync } from 'node:fs'
 import { type Migration, openDatabase, type ServiceDatabase } from '@atcr/core/database'
@@ -9,7 +9,7 @@ import type { AppViewSchema } from './schema.ts'
 export type AppViewDatabase = ServiceDatabase<AppViewSchema>
 export type { AppViewSchema } from './schema.ts'
 
-const MIGRATION_FILE = /^(\d{3}-[a-z0-9-]+)\.ts$/
+const MIGRATION_FILE = /^(\d{3}-[a-z0-9-]+)\.[jt]s$/
 
 async function loadMigrations(): Promise<Record<string, Migration>> {
   const dir = new URL('./migrations/', import.meta.url)
