@@ -29,7 +29,7 @@ export interface HoldHealthOptions {
   now?: () => number
 }
 
-/** A check slower than this (or the interval, if shorter) counts as failed. */
+/** A probe slower than this (or the interval, if shorter) counts as failed. */
 const TIMEOUT_MS = 5000
 /** A failed check older than this many intervals is no longer believed. */
 const STALE_INTERVALS = 3
@@ -89,22 +89,15 @@ export class HoldHealth {
     }
   }
 
-  /** Probes one hold's /xrpc/_health and records what it found. */
+  /**
+   * Probes one hold's /xrpc/_health and records what it found. A failed probe is tried once
+   * more at once: a hold is marked down after two failures in a row, not after one answer
+   * that came late while it (or this AppView) was busy.
+   */
   async check(hold: Hold): Promise<HoldStatus> {
-    const started = performance.now()
-    let error: string | null = null
-    try {
-      const response = await this.#fetch(new URL('/xrpc/_health', hold.endpoint).href, {
-        signal: AbortSignal.timeout(Math.min(TIMEOUT_MS, this.#intervalMs || TIMEOUT_MS)),
-        redirect: 'error',
-      })
-      await response.body?.cancel()
-      if (!response.ok) error = `/xrpc/_health answered ${response.status}`
-    } catch (cause) {
-      const reason = cause instanceof Error ? (cause.cause ?? cause) : cause
-      error = `/xrpc/_health failed: ${reason instanceof Error ? reason.message : String(reason)}`
-    }
-    const latency = Math.round(performance.now() - started)
+    let probe = await this.#probe(hold)
+    if (probe.error !== null) probe = await this.#probe(hold)
+    const { error, latency } = probe
     const status = error === null ? 'up' : 'down'
     const before = await this.#store.get(hold.did)
     await this.#store.record(
@@ -124,6 +117,24 @@ export class HoldHealth {
     }
     const row = await this.#store.get(hold.did)
     return statusOf(row!)
+  }
+
+  /** One request to /xrpc/_health: why it failed (null: it answered 2xx), and how long it took. */
+  async #probe(hold: Hold): Promise<{ error: string | null; latency: number }> {
+    const started = performance.now()
+    let error: string | null = null
+    try {
+      const response = await this.#fetch(new URL('/xrpc/_health', hold.endpoint).href, {
+        signal: AbortSignal.timeout(Math.min(TIMEOUT_MS, this.#intervalMs || TIMEOUT_MS)),
+        redirect: 'error',
+      })
+      await response.body?.cancel()
+      if (!response.ok) error = `/xrpc/_health answered ${response.status}`
+    } catch (cause) {
+      const reason = cause instanceof Error ? (cause.cause ?? cause) : cause
+      error = `/xrpc/_health failed: ${reason instanceof Error ? reason.message : String(reason)}`
+    }
+    return { error, latency: Math.round(performance.now() - started) }
   }
 
   /** The recorded status of every watched hold (for the web UI and operators). */
