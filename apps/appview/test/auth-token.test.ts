@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { generateKeyPairSync, randomUUID } from 'node:crypto'
+import { createHmac, createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto'
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -207,7 +207,7 @@ describe('/auth/token and registry tokens', () => {
     assert.equal(((await refresh.json()) as { errors: unknown[] }).errors.length, 1)
   })
 
-  it('takes no registry token it did not sign, or one past its time', async () => {
+  it('takes no registry token it did not sign, or one past its time: alg none, key confusion, a scope widened by hand', async () => {
     const pem = await readFile(join(dataDir, 'auth', 'private-key.pem'), 'utf8')
     const ourKey = (await import('node:crypto')).createPrivateKey(pem)
     const otherKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey
@@ -228,7 +228,24 @@ describe('/auth/token and registry tokens', () => {
     const caller = await appview.ctx.auth.authenticate(requestWith(`Bearer ${good}`))
     assert.equal(caller.did, alice.did)
 
+    const [header, payload, signature] = good.split('.')
+    const base64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
+    const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString())
+    // The classic key-confusion attack: an HMAC whose secret is the verifier's public key.
+    const publicPem = createPublicKey(ourKey).export({ type: 'spki', format: 'pem' }).toString()
+    const hs256 = (secret: string, body: string) => {
+      const signed = `${base64({ alg: 'HS256', typ: 'JWT' })}.${body}`
+      return `${signed}.${createHmac('sha256', secret).update(signed).digest('base64url')}`
+    }
+    const widened = {
+      ...claims,
+      access: [{ type: 'repository', name: `${bob.did}/app`, actions: ['push', 'delete'] }],
+    }
     const refused = {
+      'alg none': `${base64({ alg: 'none', typ: 'JWT' })}.${payload}.`,
+      'alg none, signature kept': `${base64({ alg: 'none', typ: 'JWT' })}.${payload}.${signature}`,
+      'HS256 keyed with our public key': hs256(publicPem, payload!),
+      'scope widened by hand': `${header}.${base64(widened)}.${signature}`,
       expired: await mint(ourKey, { iat: now - 600, exp: now - 300 }),
       forged: await mint(otherKey, { iat: now, exp: now + 60 }),
       'other audience': await mint(ourKey, { iat: now, exp: now + 60, aud: 'elsewhere' }),
