@@ -20,6 +20,7 @@ import {
   startHoldProcess,
   startJetstream,
   startNetwork,
+  startTcpProxy,
   type TestAccount,
   type TestNetwork,
 } from '@atcr/testkit'
@@ -406,6 +407,53 @@ describe('indexer on real firehoses', () => {
       `bob.test/${REPO}`,
       `carol.test/${REPO}`,
     ])
+  })
+
+  it('resumes from its cursor when the firehose connection is cut: nothing missed, nothing twice', async () => {
+    const proxy = await startTcpProxy(Number(new URL(net.pds.url).port))
+    const otherDir = await mkdtemp(join(tmpdir(), 'atcr-ingest-cut-'))
+    const saved = port
+    port = await freePort()
+    const other = await start(
+      { enabled: true, sources: [{ type: 'firehose', url: `http://${proxy.host}` }] },
+      otherDir,
+    )
+    const tagsThere = async () =>
+      (
+        await other.ctx.db.db
+          .selectFrom('index_tag')
+          .select('tag')
+          .where('did', '=', bob.did)
+          .orderBy('tag')
+          .execute()
+      ).map((t) => t.tag)
+    try {
+      const digest = sha256('cut')
+      await put(bob, NSID.tag, tagRkey(REPO, 'cut1'), tagRecord(bob.did, 'cut1', digest))
+      await waitFor(async () => (await tagsThere()).includes('cut1'), 'cut1 through the proxy')
+      const before = other.ctx.index.countsOf(NSID.tag)
+
+      // The connection dies mid-stream and stays down while the PDS takes writes.
+      proxy.cut({ refuse: true })
+      await put(bob, NSID.tag, tagRkey(REPO, 'cut2'), tagRecord(bob.did, 'cut2', digest))
+      await remove(bob, NSID.tag, tagRkey(REPO, 'cut1'))
+      await put(bob, NSID.tag, tagRkey(REPO, 'cut3'), tagRecord(bob.did, 'cut3', digest))
+      const connectionsWhileDown = proxy.connections()
+      proxy.accept()
+      await waitFor(async () => {
+        const tags = await tagsThere()
+        return tags.includes('cut2') && tags.includes('cut3') && !tags.includes('cut1')
+      }, 'the changes made while the connection was down')
+      assert.ok(proxy.connections() > connectionsWhileDown, 'the consumer connected again')
+      const after = other.ctx.index.countsOf(NSID.tag)
+      assert.equal(after.indexed - before.indexed, 2)
+      assert.equal(after.deleted - before.deleted, 1)
+    } finally {
+      await other.destroy()
+      port = saved
+      await proxy.close()
+      await rm(otherDir, { recursive: true, force: true })
+    }
   })
 
   it('consumes a Jetstream source, and resumes from its time_us cursor', async () => {
