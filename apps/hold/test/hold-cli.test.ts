@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { NSID } from '@atcr/core/lexicons'
 import { freePort } from '@atcr/testkit'
+import { TID } from '@atproto/common'
 import { readCarWithRoot, verifyRepo } from '@atproto/repo'
 import { holdConfig } from '../src/config.ts'
 import { openDatabase } from '../src/db/index.ts'
@@ -103,6 +104,77 @@ describe('atcr-hold CLI', () => {
     const collections = new Set(verified.creates.map((op) => op.collection))
     assert.ok(collections.has(NSID.holdCaptain) && collections.has(NSID.holdCrew))
     assert.equal(verified.creates.filter((op) => op.collection === NSID.holdCrew).length, 2)
+  })
+
+  it('repo import SIGKILLed midway leaves the repo as it was, and the next import runs', async () => {
+    const port = await freePort()
+    const dataDir = await fixture.tempDir()
+    const exportTo = async (file: string) => {
+      const exported = await run(['repo', 'export'], holdEnv(dataDir, port))
+      assert.equal(exported.code, 0, exported.stderr)
+      await writeFile(file, exported.stdout)
+    }
+    let running = await fixture.startHold({ dataDir, port })
+    const did = running.hold.did
+    await running.stop()
+    const small = join(dataDir, 'small.car')
+    await exportTo(small)
+    // A repo big enough that its import takes a while: 3,000 layer records.
+    running = await fixture.startHold({ dataDir, port })
+    for (let batch = 0; batch < 15; batch++) {
+      await running.hold.ctx.repo.writer.applyWrites(
+        Array.from({ length: 200 }, (_, i) => ({
+          action: 'create' as const,
+          collection: NSID.holdLayer,
+          rkey: TID.nextStr(),
+          record: {
+            $type: NSID.holdLayer,
+            digest: `sha256:${(batch * 200 + i).toString(16).padStart(64, '0')}`,
+            size: 1,
+            mediaType: 'application/vnd.oci.image.layer.v1.tar',
+            manifest: `at://${OWNER}/${NSID.manifest}/${'0'.repeat(64)}`,
+            userDid: OWNER,
+            createdAt: new Date().toISOString(),
+          },
+        })),
+      )
+    }
+    await running.stop()
+    const big = join(dataDir, 'big.car')
+    await exportTo(big)
+
+    // The hold to restore into holds the small repo.
+    const target = await fixture.tempDir()
+    await copyFile(join(dataDir, 'signing.key'), join(target, 'signing.key'))
+    assert.equal((await run(['repo', 'import', small], holdEnv(target, port))).code, 0)
+    const before = await recordsOf(target, did)
+
+    let killed = 0
+    for (const delayMs of [100, 250, 400, 600, 900, 1300, 2000]) {
+      const result = await run(['repo', 'import', big], holdEnv(target, port), {
+        signal: AbortSignal.timeout(delayMs),
+      })
+      if (result.signal === 'SIGKILL') {
+        killed += 1
+        assert.deepEqual(await recordsOf(target, did), before, `killed after ${delayMs} ms`)
+        continue
+      }
+      // It finished before the kill: the whole big repo, then no more rounds.
+      assert.equal(result.code, 0, result.stderr)
+      assert.deepEqual(
+        (await recordsOf(target, did)).records,
+        (await recordsOf(dataDir, did)).records,
+      )
+      break
+    }
+    assert.ok(killed > 0, 'at least one import was killed before it finished')
+    // A killed import leaves no lock or half state that refuses the next one.
+    const last = await run(['repo', 'import', big], holdEnv(target, port))
+    assert.equal(last.code, 0, last.stderr)
+    assert.deepEqual(
+      (await recordsOf(target, did)).records,
+      (await recordsOf(dataDir, did)).records,
+    )
   })
 
   it('export then import into a fresh data dir with the same keys gives identical records', async () => {

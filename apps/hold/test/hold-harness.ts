@@ -353,18 +353,25 @@ async function startS3Fixture(): Promise<S3Fixture> {
 
 export interface CliResult {
   code: number | null
+  /** The signal that ended the process (SIGKILL when `signal` aborted it). */
+  signal: NodeJS.Signals | null
   stdout: Buffer
   stderr: string
 }
 
 const BIN = new URL('../bin/atcr-hold', import.meta.url).pathname
 
-/** Runs `atcr-hold` with only PATH and `env` in its environment. */
-export function runHoldCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+/** Runs the atcr-hold executable to its end; an aborted `signal` SIGKILLs it. */
+export function runHoldCli(
+  args: string[],
+  env: Record<string, string> = {},
+  options: { signal?: AbortSignal } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       env: { PATH: process.env.PATH ?? '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(options.signal ? { signal: options.signal, killSignal: 'SIGKILL' as const } : {}),
     })
     const out: Buffer[] = []
     let stderr = ''
@@ -372,8 +379,12 @@ export function runHoldCli(args: string[], env: Record<string, string> = {}): Pr
     child.stderr.on('data', (chunk: Buffer) => {
       stderr += chunk
     })
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr }))
+    child.on('error', (error) => {
+      if (error.name !== 'AbortError') reject(error)
+    })
+    child.on('close', (code, signal) =>
+      resolve({ code, signal, stdout: Buffer.concat(out), stderr }),
+    )
   })
 }
 
