@@ -1,5 +1,6 @@
 // The one error handler of the AppView's OCI surfaces (/v2 and /auth/token): every error
 // leaves as the OCI JSON envelope, with the status and headers its code carries.
+import { isDatabaseUnreachable } from '@atcr/core/database'
 import { OciError, ociErrorResponse } from '@atcr/core/oci'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { NoSessionError } from './auth/types.ts'
@@ -23,6 +24,12 @@ function toOciError(ctx: AppViewContext, error: FastifyError): unknown {
     const code =
       status === 413 ? 'SIZE_INVALID' : status === 429 ? 'TOOMANYREQUESTS' : 'UNSUPPORTED'
     return new OciError(code, { status, message: error.message })
+  }
+  // The database went away (a restart, a failover): the client may retry, as for a hold.
+  if (isDatabaseUnreachable(error)) {
+    return new OciError('UNAVAILABLE', {
+      message: 'the registry database cannot be reached right now; retry shortly',
+    })
   }
   return error
 }

@@ -20,6 +20,10 @@ export interface TestPostgres {
   createDatabase(name: string): Promise<string>
   /** Runs SQL in a database (default `postgres`) through psql; its output (unaligned, tuples only). */
   query(sql: string, database?: string): Promise<string>
+  /** Stops the server at once, as a crash would (its files stay): a fault for tests. */
+  crash(): Promise<void>
+  /** Starts it again after `crash`, on the same port and data. */
+  restart(): Promise<void>
   /** Stops the server and removes its files. */
   close(): Promise<void>
 }
@@ -56,6 +60,20 @@ export async function startPostgres(): Promise<TestPostgres> {
   }
   const port = await freePort()
   let started = false
+  // Durability is worth nothing in a throwaway cluster; speed is.
+  const options = [
+    `-p ${port}`,
+    `-k ${dir}`,
+    `-c listen_addresses=${LOOPBACK}`,
+    '-c fsync=off',
+    '-c synchronous_commit=off',
+    '-c full_page_writes=off',
+    '-c max_connections=200',
+  ].join(' ')
+  const start = async () => {
+    await exec('pg_ctl', ['-D', data, '-o', options, '-l', join(dir, 'server.log'), '-w', 'start'])
+    started = true
+  }
   const stopNow = () => {
     if (!started) return
     started = false
@@ -77,18 +95,7 @@ export async function startPostgres(): Promise<TestPostgres> {
       '--locale=C',
       '--no-sync',
     ])
-    // Durability is worth nothing in a throwaway cluster; speed is.
-    const options = [
-      `-p ${port}`,
-      `-k ${dir}`,
-      `-c listen_addresses=${LOOPBACK}`,
-      '-c fsync=off',
-      '-c synchronous_commit=off',
-      '-c full_page_writes=off',
-      '-c max_connections=200',
-    ].join(' ')
-    await exec('pg_ctl', ['-D', data, '-o', options, '-l', join(dir, 'server.log'), '-w', 'start'])
-    started = true
+    await start()
   } catch (error) {
     stopNow()
     process.removeListener('exit', stopNow)
@@ -113,6 +120,11 @@ export async function startPostgres(): Promise<TestPostgres> {
       await query(`CREATE DATABASE ${name}`)
       return urlOf(name)
     },
+    async crash() {
+      started = false
+      await exec('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop'])
+    },
+    restart: start,
     async close() {
       if (started) {
         started = false

@@ -138,3 +138,28 @@ export function databaseLock<Schema>(database: ServiceDatabase<Schema>, space: n
       }),
     )
 }
+
+// Node's socket errors, and PostgreSQL's SQLSTATEs for a server going away or not yet up
+// (class 08: connection exceptions; 57P01-57P03: shutdown, crash, starting up).
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'])
+const UNREACHABLE_SQLSTATES = /^(08...|57P0[123])$/
+
+/**
+ * Whether an error (or its cause) says the database server cannot be reached right now,
+ * rather than that a query was wrong: the request may be retried once it is back.
+ */
+export function isDatabaseUnreachable(error: unknown): boolean {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; depth++) {
+    const code = (current as { code?: unknown }).code
+    if (
+      typeof code === 'string' &&
+      (UNREACHABLE_CODES.has(code) || UNREACHABLE_SQLSTATES.test(code))
+    )
+      return true
+    // pg's own words when the server closes the connection under a query.
+    if (/^Connection terminated/.test(current.message)) return true
+    if (current instanceof AggregateError && current.errors.some(isDatabaseUnreachable)) return true
+    current = current.cause
+  }
+  return false
+}
