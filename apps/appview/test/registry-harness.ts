@@ -13,7 +13,9 @@ import {
   startHoldProcess,
   startNetwork,
   startS3,
+  startTcpProxy,
   staticDns,
+  type TcpProxy,
   type TestAccount,
   type TestNetwork,
   type TestS3,
@@ -28,6 +30,8 @@ export interface RegistryStack {
   bob: TestAccount
   hold: HoldProcess
   s3: TestS3 | null
+  /** The proxy between the hold and s3rver (option `s3Proxy`), else null. */
+  s3Proxy: TcpProxy | null
   appview: AppView
   /** `http://127.0.0.1:PORT` */
   url: string
@@ -58,6 +62,8 @@ export interface RegistryStack {
 
 export interface RegistryStackOptions {
   storage?: 'filesystem' | 's3'
+  /** With s3 storage: the hold reaches s3rver through a TCP proxy (`stack.s3Proxy`) that can cut it off. */
+  s3Proxy?: boolean
   holdPublic?: boolean
   allowAllCrew?: boolean
   presignedRedirects?: boolean
@@ -88,10 +94,15 @@ export async function startRegistryStack(
     const bob = await net.pds.createAccount('bob.test')
     const s3 = options.storage === 's3' ? await startS3() : null
     if (s3) cleanups.push(() => s3.close())
+    const s3Proxy =
+      s3 && options.s3Proxy ? await startTcpProxy(Number(new URL(s3.endpoint).port)) : null
+    if (s3Proxy) cleanups.push(() => s3Proxy.close())
     const hold = await startHoldProcess({
       plcUrl: net.plc.url,
       ownerDid: alice.did,
-      storage: s3 ? { s3 } : 'filesystem',
+      storage: s3
+        ? { s3: s3Proxy ? { ...s3, endpoint: `http://${s3Proxy.host}` } : s3 }
+        : 'filesystem',
       public: options.holdPublic ?? true,
       allowAllCrew: options.allowAllCrew ?? true,
       ...(options.presignedRedirects === undefined
@@ -139,6 +150,7 @@ export async function startRegistryStack(
       bob,
       hold,
       s3,
+      s3Proxy,
       ...view,
       dns,
       anotherAppView: async (other = {}) => stackOf(await startAppView(other.mode, other.oauth)),
