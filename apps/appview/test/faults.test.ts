@@ -4,7 +4,7 @@
 // restarted), and the AppView executable on that database. The AppView is never restarted:
 // it must ride out each fault with clear errors and carry on once the part is back.
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdir } from 'node:fs/promises'
 import { after, before, describe, it } from 'node:test'
@@ -23,9 +23,9 @@ import {
   type TestPds,
   type TestPostgres,
 } from '@atcr/testkit'
+import { Pusher, sha256 } from './registry-client.ts'
 
 const MiB = 1024 * 1024
-const sha256 = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`
 const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json'
 
 describe('faults: the PDS, the hold and PostgreSQL failing under a running AppView', () => {
@@ -39,6 +39,7 @@ describe('faults: the PDS, the hold and PostgreSQL failing under a running AppVi
   let postgres: TestPostgres
   let appview: AppViewProcess
   let token: string
+  let pusher: Pusher
   const name = 'faults.test/app'
 
   const startUserPds = () => network.addPds({ dataDir: `${dir}/pds`, port: pdsPort })
@@ -84,6 +85,7 @@ describe('faults: the PDS, the hold and PostgreSQL failing under a running AppVi
     )
     assert.equal(response.status, 200)
     token = ((await response.json()) as { token: string }).token
+    pusher = new Pusher({ url: appview.url, token: async () => token }, account, name)
   })
   after(async () => {
     await appview?.kill()
@@ -99,21 +101,6 @@ describe('faults: the PDS, the hold and PostgreSQL failing under a running AppVi
       ...init,
       headers: { authorization: `Bearer ${token}`, ...init.headers },
     })
-
-  async function pushBlob(bytes: Uint8Array): Promise<{ digest: string; size: number }> {
-    const digest = sha256(bytes)
-    const start = await call(`/v2/${name}/blobs/uploads/`, { method: 'POST' })
-    assert.equal(start.status, 202, await start.clone().text())
-    const location = new URL(start.headers.get('location')!, appview.url)
-    location.searchParams.set('digest', digest)
-    const put = await call(location.pathname + location.search, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/octet-stream' },
-      body: bytes,
-    })
-    assert.equal(put.status, 201, await put.clone().text())
-    return { digest, size: bytes.length }
-  }
 
   const getManifest = () => call(`/v2/${name}/manifests/v1`, { headers: { accept: MANIFEST_TYPE } })
 
@@ -161,8 +148,8 @@ describe('faults: the PDS, the hold and PostgreSQL failing under a running AppVi
   })
 
   it("the user's PDS unreachable during a manifest PUT: 503 naming it, no tag left, the same PUT later succeeds", async () => {
-    const config = await pushBlob(Buffer.from('{"architecture":"amd64","os":"linux"}'))
-    const layer = await pushBlob(Buffer.from('layer bytes of the faults test'))
+    const config = await pusher.blob(Buffer.from('{"architecture":"amd64","os":"linux"}'))
+    const layer = await pusher.blob(Buffer.from('layer bytes of the faults test'))
     const manifest = Buffer.from(
       JSON.stringify({
         schemaVersion: 2,
@@ -232,6 +219,6 @@ describe('faults: the PDS, the hold and PostgreSQL failing under a running AppVi
       await new Promise((resolve) => setTimeout(resolve, 200))
     }
     assert.equal(status, 200, 'the manifest is served again once PostgreSQL is back')
-    await pushBlob(Buffer.from('a blob pushed after the database came back'))
+    await pusher.blob(Buffer.from('a blob pushed after the database came back'))
   })
 })

@@ -121,8 +121,9 @@ describe('indexer on real firehoses', () => {
     { type: 'firehose', url: hold.url },
   ]
   const db = () => appview!.ctx.db.db
-  const tagsOf = (did: string) =>
-    db()
+  /** The tags indexed for `did`, by this file's AppView or another one (`view`). */
+  const tagsOf = (did: string, view: AppView = appview!) =>
+    view.ctx.db.db
       .selectFrom('index_tag')
       .select(['tag', 'digest'])
       .where('did', '=', did)
@@ -418,15 +419,7 @@ describe('indexer on real firehoses', () => {
       { enabled: true, sources: [{ type: 'firehose', url: `http://${proxy.host}` }] },
       otherDir,
     )
-    const tagsThere = async () =>
-      (
-        await other.ctx.db.db
-          .selectFrom('index_tag')
-          .select('tag')
-          .where('did', '=', bob.did)
-          .orderBy('tag')
-          .execute()
-      ).map((t) => t.tag)
+    const tagsThere = async () => (await tagsOf(bob.did, other)).map((t) => t.tag)
     try {
       const digest = sha256('cut')
       await put(bob, NSID.tag, tagRkey(REPO, 'cut1'), tagRecord(bob.did, 'cut1', digest))
@@ -467,15 +460,7 @@ describe('indexer on real firehoses', () => {
     const startOther = () =>
       start({ enabled: true, sources: [{ type: 'jetstream', url: jetstream.url }] }, otherDir)
     let other = await startOther()
-    const tagsThere = async () =>
-      (
-        await other.ctx.db.db
-          .selectFrom('index_tag')
-          .select('tag')
-          .where('did', '=', bob.did)
-          .orderBy('tag')
-          .execute()
-      ).map((t) => t.tag)
+    const tagsThere = async () => (await tagsOf(bob.did, other)).map((t) => t.tag)
     try {
       await waitFor(async () => jetstream.connections() === 1, 'the Jetstream consumer')
       // Jetstream starts live without a cursor: only what is written from now on.
