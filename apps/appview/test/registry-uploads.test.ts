@@ -129,14 +129,14 @@ function holdUploads(hold: HoldProcess): { id: string; digest: string | null }[]
   }
 }
 
-/** The digests of the hold's 'upload initiated' debug lines (null: initiated without). */
-function initiatedDigests(hold: HoldProcess): (string | null)[] {
+/** The digests of the hold's debug lines `msg` (null: without one), e.g. 'upload initiated'. */
+function loggedDigests(hold: HoldProcess, msg = 'upload initiated'): (string | null)[] {
   const out: (string | null)[] = []
   for (const line of hold.output().split('\n')) {
-    if (!line.includes('upload initiated')) continue
+    if (!line.includes(msg)) continue
     try {
       const entry = JSON.parse(line) as { msg?: string; digest?: string | null }
-      if (entry.msg === 'upload initiated') out.push(entry.digest ?? null)
+      if (entry.msg === msg) out.push(entry.digest ?? null)
     } catch {
       // A line cut by the output bound.
     }
@@ -410,12 +410,13 @@ describe('blob uploads across AppView processes', () => {
     await two.kill()
   })
 
-  it('names the digest to the hold for a monolithic upload, and none for a streamed one', async () => {
+  it('names the digest to the hold for a monolithic upload, and none for a streamed one; small blobs go in one hold call', async () => {
     const server = await appview('digests', { upload_part_size: PART })
     const client = new Client(alice, 'digests', new URL(server.url).host)
     const small = randomBytes(4096)
     // The hold's output is kept bounded (its head drops off): read the newest entries.
-    const newest = (n: number) => initiatedDigests(hold).slice(-n)
+    const newest = (n: number) => loggedDigests(hold).slice(-n)
+    const oneCall = (n: number) => loggedDigests(hold, 'blob uploaded in one call').slice(-n)
     const put = await client.fetch(
       server,
       `/v2/${client.name}/blobs/uploads/?digest=${sha256(small)}`,
@@ -427,12 +428,32 @@ describe('blob uploads across AppView processes', () => {
     )
     assert.equal(put.status, 201, await put.clone().text())
     assert.deepEqual(newest(1), [sha256(small)])
+    assert.deepEqual(oneCall(1), [sha256(small)])
+    assert.ok((await client.blob(server, sha256(small))).equals(small))
+
+    // POST, PATCH, PUT (as skopeo pushes): the PUT stores the blob in one hold call too.
+    const chunked = randomBytes(5000)
+    const opened = await client.open(server)
+    assert.equal((await client.patch(server, opened, chunked, 0)).status, 202)
+    assert.equal((await client.put(server, opened, sha256(chunked))).status, 201)
+    assert.deepEqual(oneCall(1), [sha256(chunked)])
+    assert.ok((await client.blob(server, sha256(chunked))).equals(chunked))
+    // A wrong digest: DIGEST_INVALID.
+    const wrong = await client.open(server)
+    assert.equal((await client.patch(server, wrong, randomBytes(300), 0)).status, 202)
+    const refused = await client.put(server, wrong, sha256(Buffer.from('not these bytes')))
+    assert.equal(refused.status, 400)
+    assert.equal(
+      ((await refused.json()) as { errors: { code: string }[] }).errors[0]?.code,
+      'DIGEST_INVALID',
+    )
 
     const streamed = randomBytes(PART + 100)
     const location = await client.open(server)
     assert.equal((await client.patch(server, location, streamed, 0)).status, 202)
-    assert.deepEqual(newest(2), [sha256(small), null])
+    assert.deepEqual(newest(2), [sha256(chunked), null])
     assert.equal((await client.put(server, location, sha256(streamed))).status, 201)
+    assert.deepEqual(oneCall(1), [sha256(chunked)], 'a blob of several parts goes part by part')
     assert.ok((await client.blob(server, sha256(streamed))).equals(streamed))
     await server.kill()
   })

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto'
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { NSID, validateOutput } from '@atcr/core/lexicons'
+import { HOLD_UPLOAD_BLOB, NSID, validateOutput } from '@atcr/core/lexicons'
 import type { TestAccount } from '@atcr/testkit'
 import { sweepExpiredUploads } from '../src/uploads/index.ts'
 import { digestOf, MiB, putCrewRecord } from './hold-data.ts'
@@ -22,6 +22,7 @@ import {
   procedure,
   putPartToHold,
   sendPart,
+  uploadBlobToHold,
   uploadParts,
 } from './hold-xrpc.ts'
 import type { S3GapProxy } from './storage-s3-gaps.ts'
@@ -96,6 +97,34 @@ function uploadSuite(name: string, storage: () => TestStorage): void {
       const again = await complete(hold, upload, digest, owner)
       assert.equal(again.status, 400)
       assert.equal(again.body.error, 'InvalidUploadId')
+    })
+
+    it('stores a small blob in one call (uploadBlob): readable, nothing left, wrong bytes refused', async () => {
+      const { whole, digest } = blob([4096])
+      const rowsBefore = await uploadRows(hold)
+      const done = await uploadBlobToHold(hold, digest, whole, owner)
+      assert.equal(done.status, 200, JSON.stringify(done.body))
+      assert.deepEqual(done.body, { status: 'completed', digest })
+      assert.ok((await download(hold, digest)).equals(whole))
+      assert.deepEqual(await uploadLeftovers(hold), [])
+      assert.deepEqual(await uploadRows(hold), rowsBefore)
+
+      const claimed = digestOf(Buffer.from('something else'))
+      const refused = await uploadBlobToHold(hold, claimed, randomBytes(100), owner)
+      assert.equal(refused.status, 400)
+      assert.equal(refused.body.error, 'InvalidDigest')
+      const missing = await getBlob(hold, claimed, { credential: owner })
+      assert.equal(missing.status, 404)
+      await missing.body?.cancel()
+      assert.deepEqual(await uploadLeftovers(hold), [])
+      assert.deepEqual(await uploadRows(hold), rowsBefore)
+
+      const anonymous = await fetch(
+        `${hold.url}/xrpc/${HOLD_UPLOAD_BLOB}?${new URLSearchParams({ digest })}`,
+        { method: 'PUT', body: whole },
+      )
+      assert.equal(anonymous.status, 401)
+      await anonymous.body?.cancel()
     })
 
     it('refuses bytes that do not hash to the digest: InvalidDigest, nothing visible', async () => {

@@ -3,7 +3,7 @@
 // a given token, or anonymously. The blob helpers upload and download the way an AppView
 // does (initiate, part URLs, parts, complete; getBlob).
 import assert from 'node:assert/strict'
-import { NSID } from '@atcr/core/lexicons'
+import { HOLD_UPLOAD_BLOB, NSID } from '@atcr/core/lexicons'
 import type { TestAccount } from '@atcr/testkit'
 
 /** Who calls: a PDS account (a fresh service token per call), a fixed token, or nobody. */
@@ -116,6 +116,25 @@ export async function putPartToHold(
       'x-upload-id': uploadId,
       'x-part-number': String(partNumber),
       ...(await authHeader(hold, caller, NSID.holdUploadPart)),
+    },
+    body: bytes,
+  })
+  return result(response)
+}
+
+/** io.atcr.hold.uploadBlob (beyond the published lexicons): a whole blob in one call. */
+export async function uploadBlobToHold(
+  hold: HoldTarget,
+  digest: string,
+  bytes: Uint8Array,
+  caller: Caller,
+): Promise<XrpcResult> {
+  const query = new URLSearchParams({ digest })
+  const response = await fetch(`${hold.url}/xrpc/${HOLD_UPLOAD_BLOB}?${query}`, {
+    method: 'PUT',
+    headers: {
+      'content-type': 'application/octet-stream',
+      ...(await authHeader(hold, caller, HOLD_UPLOAD_BLOB)),
     },
     body: bytes,
   })

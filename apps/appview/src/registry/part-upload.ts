@@ -3,8 +3,15 @@
 // caller's service token), then the bytes are PUT there with their exact Content-Length,
 // either whole or streamed while they arrive, and the part's ETag comes back.
 import type { FileHandle } from 'node:fs/promises'
-import { NSID } from '@atcr/core/lexicons'
-import { type Hold, type HoldClient, holdUnavailable, readXrpcJson } from '../holds/hold-client.ts'
+import { HOLD_UPLOAD_BLOB, NSID } from '@atcr/core/lexicons'
+import {
+  type Hold,
+  type HoldClient,
+  HoldXrpcError,
+  holdUnavailable,
+  readXrpcJson,
+} from '../holds/hold-client.ts'
+import { xrpcUrl } from '../records/pds-reader.ts'
 
 export interface PartTarget {
   hold: Hold
@@ -143,6 +150,54 @@ export async function sendFilePart(
     throw error
   }
   return part.finish()
+}
+
+/** The most bytes a blob may have to be sent whole in one call (read into memory first). */
+export const WHOLE_BLOB_MAX = FILE_CHUNK
+
+/**
+ * Stores the first `length` bytes of a file (at most WHOLE_BLOB_MAX) on the hold as the
+ * blob `digest` in one call, io.atcr.hold.uploadBlob (beyond the published lexicons):
+ * what initiateUpload, getPartUploadUrl, uploadPart and completeUpload do in four. False
+ * when the hold does not have the method (an older hold): nothing was stored. Throws the
+ * hold's refusals as HoldXrpcError (InvalidDigest when the bytes do not match).
+ */
+export async function sendWholeBlob(
+  holds: HoldClient,
+  target: { hold: Hold; callerDid: string; digest: string },
+  file: FileHandle,
+  length: number,
+): Promise<boolean> {
+  const bytes = Buffer.allocUnsafe(length)
+  if (length > 0) {
+    const { bytesRead } = await file.read(bytes, 0, length, 0)
+    if (bytesRead !== length) throw new Error(`the file holds ${bytesRead} of ${length} bytes`)
+  }
+  const headers = new Headers({
+    'content-type': 'application/octet-stream',
+    'content-length': String(length),
+  })
+  const auth = await holds.authorization(target.hold, target.callerDid, HOLD_UPLOAD_BLOB)
+  if (auth) headers.set('authorization', auth)
+  const url = xrpcUrl(target.hold.endpoint, HOLD_UPLOAD_BLOB, { digest: target.digest })
+  let response: Response
+  try {
+    response = await holds.send(url.href, { method: 'PUT', headers, body: bytes })
+  } catch (error) {
+    throw holdUnavailable(target.hold, `${HOLD_UPLOAD_BLOB} failed`, error)
+  }
+  try {
+    await readXrpcJson(HOLD_UPLOAD_BLOB, target.hold, response)
+  } catch (error) {
+    if (
+      error instanceof HoldXrpcError &&
+      (error.error === 'MethodNotImplemented' || error.status === 404)
+    ) {
+      return false
+    }
+    throw error
+  }
+  return true
 }
 
 /**

@@ -25,13 +25,20 @@ import { createHash, type Hash, randomUUID } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
 import { type FileHandle, open, readdir, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { NSID } from '@atcr/core/lexicons'
+import { HOLD_UPLOAD_BLOB, NSID } from '@atcr/core/lexicons'
 import type { Logger } from '@atcr/core/log'
 import { type DigestAlgorithm, DigestMismatchError, OciError } from '@atcr/core/oci'
 import { NoSessionError } from '../auth/types.ts'
 import type { AppViewDatabase } from '../db/index.ts'
 import { type Hold, type HoldClient, HoldXrpcError, holdUnavailable } from '../holds/hold-client.ts'
-import { type PartTarget, readFileRange, StreamedPart, sendFilePart } from './part-upload.ts'
+import {
+  type PartTarget,
+  readFileRange,
+  StreamedPart,
+  sendFilePart,
+  sendWholeBlob,
+  WHOLE_BLOB_MAX,
+} from './part-upload.ts'
 import { type UploadPart, type UploadRow, UploadStore } from './upload-store.ts'
 
 export interface UploadSession {
@@ -347,29 +354,26 @@ export class UploadSessions {
       await this.#openSpill(writer)
       // Every part but the last is full; the last may be short, or empty for an empty blob.
       const parts = await this.#store.parts(handle.id)
-      if (writer.spill > 0 || parts.length === 0) {
-        parts.push(await this.#sendSpill(writer, holdDigest))
-      }
-      const uploadId = await this.#holdUpload(writer, holdDigest)
-      try {
-        await this.#holds.procedure(
-          writer.hold,
-          NSID.holdCompleteUpload,
-          {
-            uploadId,
-            digest: holdDigest,
-            parts: parts.map((p) => ({ partNumber: p.part_number, etag: p.etag })),
-          },
-          handle.callerDid,
-        )
-      } catch (error) {
-        if (error instanceof HoldXrpcError && error.error === 'InvalidDigest') {
-          abortOnHold = false // the hold discarded it
-          throw new OciError('DIGEST_INVALID', {
-            message: `the hold found the uploaded content does not match ${holdDigest}: ${error.message}`,
-          })
+      if (!(await this.#storeWhole(writer, parts, holdDigest))) {
+        if (writer.spill > 0 || parts.length === 0) {
+          parts.push(await this.#sendSpill(writer, holdDigest))
         }
-        throw this.#holdError(writer.hold, 'completeUpload', error)
+        const uploadId = await this.#holdUpload(writer, holdDigest)
+        try {
+          await this.#holds.procedure(
+            writer.hold,
+            NSID.holdCompleteUpload,
+            {
+              uploadId,
+              digest: holdDigest,
+              parts: parts.map((p) => ({ partNumber: p.part_number, etag: p.etag })),
+            },
+            handle.callerDid,
+          )
+        } catch (error) {
+          if (isInvalidDigest(error)) abortOnHold = false // the hold discarded it
+          throw this.#completionError(writer.hold, holdDigest, 'completeUpload', error)
+        }
       }
       abortOnHold = false
       if (digest !== holdDigest) {
@@ -716,6 +720,35 @@ export class UploadSessions {
     await writer.file!.truncate(0)
   }
 
+  /**
+   * A blob whose bytes are all in the spill file, none on the hold yet, and small enough
+   * goes in one call; false when it does not qualify or the hold lacks the method.
+   */
+  async #storeWhole(writer: Writer, parts: UploadPart[], digest: string): Promise<boolean> {
+    if (parts.length > 0 || writer.row.hold_upload_id !== null || writer.spill > WHOLE_BLOB_MAX) {
+      return false
+    }
+    try {
+      return await sendWholeBlob(
+        this.#holds,
+        { hold: writer.hold, callerDid: writer.session.callerDid, digest },
+        writer.file!,
+        writer.spill,
+      )
+    } catch (error) {
+      throw this.#completionError(writer.hold, digest, HOLD_UPLOAD_BLOB, error)
+    }
+  }
+
+  #completionError(hold: Hold, digest: string, what: string, error: unknown): Error {
+    if (isInvalidDigest(error)) {
+      return new OciError('DIGEST_INVALID', {
+        message: `the hold found the uploaded content does not match ${digest}: ${(error as Error).message}`,
+      })
+    }
+    return this.#holdError(hold, what, error)
+  }
+
   /** Sends the spill file's bytes as the next part. */
   async #sendSpill(writer: Writer, digest: string | undefined): Promise<UploadPart> {
     const target = await this.#partTarget(writer, digest)
@@ -832,6 +865,10 @@ export class UploadSessions {
       error instanceof HoldXrpcError ? `: ${error.status} ${error.error} ${error.message}` : ''
     return holdUnavailable(hold, `${what} failed${reason}`, error)
   }
+}
+
+function isInvalidDigest(error: unknown): boolean {
+  return error instanceof HoldXrpcError && error.error === 'InvalidDigest'
 }
 
 function sessionOf(row: UploadRow): UploadSession {

@@ -1,8 +1,14 @@
-// The io.atcr.hold upload methods over HTTP, and the sweeper of abandoned uploads that
+// The io.atcr.hold upload methods over HTTP (and io.atcr.hold.uploadBlob, beyond them), and the sweeper of abandoned uploads that
 // runs while the server does.
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
-import { type InputNsid, type InputTypes, NSID, validateInput } from '@atcr/core/lexicons'
+import {
+  HOLD_UPLOAD_BLOB,
+  type InputNsid,
+  type InputTypes,
+  NSID,
+  validateInput,
+} from '@atcr/core/lexicons'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { authenticate, requireWrite } from '../access/index.ts'
 import type { HoldContext } from '../context.ts'
@@ -16,6 +22,7 @@ import {
   PART_NUMBER_HEADER,
   sweepExpiredUploads,
   UPLOAD_ID_HEADER,
+  uploadBlob,
   uploadPart,
 } from './service.ts'
 
@@ -73,12 +80,30 @@ export async function registerUploadRoutes(app: FastifyInstance, ctx: HoldContex
         const uploadId = singleHeader(request, UPLOAD_ID_HEADER)
         if (!uploadId) throw invalidRequest(`${UPLOAD_ID_HEADER} header missing`, 'InvalidUploadId')
         const partNumber = Number(singleHeader(request, PART_NUMBER_HEADER) ?? Number.NaN)
-        const length = singleHeader(request, 'content-length')
-        const size = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined
+        const size = declaredLength(request)
         // The body's chunks are fresh copies nobody else reads: storage may free them.
         // Not destroyed when storage stops reading (a refusal): see lingeringClose.
         const body = request.raw.iterator({ destroyOnReturn: false })
         return uploadPart(ctx, did, uploadId, partNumber, body, {
+          ...(size === undefined ? {} : { size }),
+          handOver: true,
+        })
+      },
+    })
+    // Beyond the published lexicons (docs/hold.md): a small blob in one call.
+    scope.route({
+      method: ['PUT', 'POST'],
+      url: `/xrpc/${HOLD_UPLOAD_BLOB}`,
+      handler: async (request: FastifyRequest) => {
+        const caller = await authenticate(ctx, request, HOLD_UPLOAD_BLOB)
+        const did = await requireWrite(ctx, caller)
+        const digest = (request.query as Record<string, unknown>).digest
+        if (typeof digest !== 'string' || digest === '') {
+          throw invalidRequest('the digest parameter is missing', 'InvalidDigest')
+        }
+        const size = declaredLength(request)
+        const body = request.raw.iterator({ destroyOnReturn: false })
+        return uploadBlob(ctx, did, digest, body, {
           ...(size === undefined ? {} : { size }),
           handOver: true,
         })
@@ -143,6 +168,11 @@ function procedure<N extends InputNsid>(
     }
     return reply.send(await handle(did, input))
   })
+}
+
+function declaredLength(request: FastifyRequest): number | undefined {
+  const length = singleHeader(request, 'content-length')
+  return length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined
 }
 
 function singleHeader(request: FastifyRequest, name: string): string | undefined {

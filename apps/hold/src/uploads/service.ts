@@ -302,6 +302,31 @@ export async function completeUpload(
   return { status: 'completed', digest: expected.digest }
 }
 
+/**
+ * io.atcr.hold.uploadBlob: a whole blob in one request, as initiateUpload, one uploadPart
+ * and completeUpload would store it (the same limits, the same digest check). Whatever
+ * fails before the blob is stored leaves no upload behind.
+ */
+export async function uploadBlob(
+  ctx: HoldContext,
+  callerDid: string,
+  digest: string,
+  source: ByteSource,
+  options: { size?: number; handOver?: boolean } = {},
+): Promise<{ status: 'completed'; digest: string }> {
+  const { uploadId } = await initiateUpload(ctx, callerDid, digest)
+  try {
+    const { etag } = await uploadPart(ctx, callerDid, uploadId, 1, source, options)
+    const done = await completeUpload(ctx, callerDid, uploadId, digest, [{ partNumber: 1, etag }])
+    ctx.logger.debug({ uploadId, digest }, 'blob uploaded in one call')
+    return done
+  } catch (err) {
+    // A mismatch was discarded already; anything else is abandoned here.
+    await abortUpload(ctx, callerDid, uploadId).catch(() => {})
+    throw err
+  }
+}
+
 /** Abandons an upload: the driver drops its parts, the hold its temp data and state. */
 export async function abortUpload(
   ctx: HoldContext,

@@ -3,6 +3,12 @@
 export { BlobRef } from '@atproto/lexicon'
 export { lexiconDocuments, lexicons, serverLexiconDocuments } from './documents.ts'
 export * from './generated.ts'
+
+/**
+ * The hold's one-call upload of a small blob (initiate + one part + complete), a method
+ * beyond the published lexicons (docs/hold.md): no lexicon document declares it.
+ */
+export const HOLD_UPLOAD_BLOB = 'io.atcr.hold.uploadBlob'
 export {
   crewRkey,
   digestFromManifestRkey,
