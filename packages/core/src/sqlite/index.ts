@@ -6,6 +6,7 @@ import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
 import { Kysely, SqliteDialect } from 'kysely'
 import { type Migration, Migrator } from 'kysely/migration'
+import { withStatementCache } from './statement-cache.ts'
 
 export type { Migration }
 
@@ -43,7 +44,9 @@ export async function openSqlite<Schema>(
     sqlite.close()
     throw err
   }
-  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) })
+  const db = new Kysely<Schema>({
+    dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
+  })
   try {
     await migrate(db, migrations)
   } catch (err) {
