@@ -48,6 +48,7 @@ export async function buildAuthServices(base: AppViewBase, logger: Logger): Prom
     key: await loadOrCreateTokenKey(paths.tokenKey),
     service: serviceName(config),
     lifetime: config.registry.token_expiration,
+    verifiedCounter: base.metrics.cacheCounter('registry_token'),
   })
   const sessionKey = await loadOrCreateSessionKey(paths.sessionKey)
   const store = new SessionStore(base.db, sessionKey)
