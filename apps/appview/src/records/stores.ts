@@ -18,6 +18,7 @@ import type { Agent } from '@atproto/api'
 import type { RecordChange } from '../ingest/apply.ts'
 import type { ManifestDocument, OciDescriptor } from './manifest-document.ts'
 import type { PdsReader, StoredRecord } from './pds-reader.ts'
+import { retryPdsWrite } from './pds-retry.ts'
 
 /**
  * The network index as the stores use it: the records they write go in at once, and for an
@@ -401,9 +402,9 @@ export class ManifestStore {
     buildManifestRecord(input)
     let blob: BlobJson
     try {
-      const uploaded = await agent.com.atproto.repo.uploadBlob(bytes, {
-        encoding: input.document.mediaType,
-      })
+      const uploaded = await retryPdsWrite(() =>
+        agent.com.atproto.repo.uploadBlob(bytes, { encoding: input.document.mediaType }),
+      )
       const ref = uploaded.data.blob
       blob = {
         $type: 'blob',
@@ -418,12 +419,14 @@ export class ManifestStore {
     const rkey = manifestRkey(input.digest)
     let written: { uri: string; cid: string }
     try {
-      const response = await agent.com.atproto.repo.putRecord({
-        repo: owner.did,
-        collection: NSID.manifest,
-        rkey,
-        record: record as unknown as Record<string, unknown>,
-      })
+      const response = await retryPdsWrite(() =>
+        agent.com.atproto.repo.putRecord({
+          repo: owner.did,
+          collection: NSID.manifest,
+          rkey,
+          record: record as unknown as Record<string, unknown>,
+        }),
+      )
       written = response.data
     } catch (error) {
       this.#reader.invalidate(owner.did, NSID.manifest, rkey)
@@ -452,12 +455,14 @@ export class ManifestStore {
   ): Promise<void> {
     const record = { ...manifest.value, repository } as unknown as Record<string, unknown>
     try {
-      const response = await agent.com.atproto.repo.putRecord({
-        repo: owner.did,
-        collection: NSID.manifest,
-        rkey: manifest.rkey,
-        record,
-      })
+      const response = await retryPdsWrite(() =>
+        agent.com.atproto.repo.putRecord({
+          repo: owner.did,
+          collection: NSID.manifest,
+          rkey: manifest.rkey,
+          record,
+        }),
+      )
       this.#reader.remember(
         owner.did,
         NSID.manifest,
@@ -479,11 +484,13 @@ export class ManifestStore {
   async delete(agent: Agent, owner: Owner, digest: string): Promise<void> {
     const rkey = manifestRkey(digest)
     try {
-      await agent.com.atproto.repo.deleteRecord({
-        repo: owner.did,
-        collection: NSID.manifest,
-        rkey,
-      })
+      await retryPdsWrite(() =>
+        agent.com.atproto.repo.deleteRecord({
+          repo: owner.did,
+          collection: NSID.manifest,
+          rkey,
+        }),
+      )
     } catch (error) {
       throw pdsWriteError('delete the manifest record', error)
     } finally {
@@ -624,12 +631,14 @@ export class TagStore {
     validateRecordJson(NSID.tag, record)
     let written: { uri: string; cid: string }
     try {
-      const response = await agent.com.atproto.repo.putRecord({
-        repo: owner.did,
-        collection: NSID.tag,
-        rkey,
-        record,
-      })
+      const response = await retryPdsWrite(() =>
+        agent.com.atproto.repo.putRecord({
+          repo: owner.did,
+          collection: NSID.tag,
+          rkey,
+          record,
+        }),
+      )
       written = response.data
     } catch (error) {
       this.#reader.invalidate(owner.did, NSID.tag, rkey)
@@ -647,7 +656,9 @@ export class TagStore {
   async delete(agent: Agent, owner: Owner, repository: string, tag: string): Promise<void> {
     const rkey = tagRkey(repository, tag)
     try {
-      await agent.com.atproto.repo.deleteRecord({ repo: owner.did, collection: NSID.tag, rkey })
+      await retryPdsWrite(() =>
+        agent.com.atproto.repo.deleteRecord({ repo: owner.did, collection: NSID.tag, rkey }),
+      )
     } catch (error) {
       throw pdsWriteError('delete the tag record', error)
     } finally {
