@@ -10,7 +10,7 @@
 
 import { databaseLock } from '@atcr/core/database'
 import type { GuardedFetch, IdentityResolver } from '@atcr/core/identity'
-import { NSID } from '@atcr/core/lexicons'
+import { HOLD_UPLOAD_BLOB, NSID } from '@atcr/core/lexicons'
 import type { Logger } from '@atcr/core/log'
 import {
   createOAuthClient,
@@ -49,6 +49,7 @@ const HOLD_METHODS = [
   NSID.holdUploadPart,
   NSID.holdCompleteUpload,
   NSID.holdAbortUpload,
+  HOLD_UPLOAD_BLOB,
   NSID.holdNotifyManifest,
   NSID.holdRequestCrew,
   'com.atproto.sync.getBlob',

@@ -158,9 +158,10 @@ export const WHOLE_BLOB_MAX = FILE_CHUNK
 /**
  * Stores the first `length` bytes of a file (at most WHOLE_BLOB_MAX) on the hold as the
  * blob `digest` in one call, io.atcr.hold.uploadBlob (beyond the published lexicons):
- * what initiateUpload, getPartUploadUrl, uploadPart and completeUpload do in four. False
- * when the hold does not have the method (an older hold): nothing was stored. Throws the
- * hold's refusals as HoldXrpcError (InvalidDigest when the bytes do not match).
+ * what initiateUpload, getPartUploadUrl, uploadPart and completeUpload do in four. False,
+ * with nothing stored, when the hold does not have the method (an older hold) or the
+ * caller's PDS will not issue a token for it. Throws the hold's refusals as HoldXrpcError
+ * (InvalidDigest when the bytes do not match).
  */
 export async function sendWholeBlob(
   holds: HoldClient,
@@ -177,7 +178,14 @@ export async function sendWholeBlob(
     'content-type': 'application/octet-stream',
     'content-length': String(length),
   })
-  const auth = await holds.authorization(target.hold, target.callerDid, HOLD_UPLOAD_BLOB)
+  let auth: string | undefined
+  try {
+    auth = await holds.authorization(target.hold, target.callerDid, HOLD_UPLOAD_BLOB)
+  } catch {
+    // Sessions granted before this method existed (an OAuth scope, a permission set) may
+    // not cover it: the multipart methods are what they do cover.
+    return false
+  }
   if (auth) headers.set('authorization', auth)
   const url = xrpcUrl(target.hold.endpoint, HOLD_UPLOAD_BLOB, { digest: target.digest })
   let response: Response
