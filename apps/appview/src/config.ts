@@ -219,6 +219,14 @@ export const appviewConfig = defineConfig({
               .describe(
                 'Requests to /auth/device/code and /auth/device/token per client address and window.',
               ),
+            sign_in_per_address: z
+              .number()
+              .int()
+              .min(1)
+              .default(30)
+              .describe(
+                'Web sign-ins started (/auth/oauth/login with a handle: each resolves the handle and asks its PDS) per client address and window; more get the sign-in page with 429 and Retry-After.',
+              ),
           })
           .describe('Abuse limits (429 TOOMANYREQUESTS with Retry-After).'),
       })

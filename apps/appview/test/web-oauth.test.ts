@@ -295,4 +295,37 @@ describe('OAuth sign-in, device login and CSRF in a real browser', {
       },
     })
   })
+
+  // Last: it spends the address's sign-in allowance (30 a minute) for the rest of the file.
+  it('answers 429 with Retry-After to sign-ins started past the limit, looking nothing up', async () => {
+    const tried = () =>
+      new Set(
+        stack.logs
+          .records()
+          .filter((r) => r.msg === 'OAuth sign-in could not start')
+          .map((r) => r.handle),
+      )
+    // The sign-in page itself does not count; each sign-in started does.
+    const page = await fetch(`${stack.url}/auth/oauth/login`)
+    assert.equal(page.status, 200)
+    await page.body?.cancel()
+    let limited: { handle: string; response: Response } | null = null
+    for (let i = 0; !limited && i <= 30; i++) {
+      const handle = `nobody${i}.test`
+      const response = await fetch(`${stack.url}/auth/oauth/login?handle=${handle}`, {
+        redirect: 'manual',
+      })
+      if (response.status === 429) limited = { handle, response }
+      else {
+        assert.equal(response.status, 400, `${handle}: an unknown handle`)
+        await response.body?.cancel()
+        assert.ok(tried().has(handle), `${handle} was looked up`)
+      }
+    }
+    assert.ok(limited, 'no 429 after 31 sign-ins')
+    const retryAfter = Number(limited.response.headers.get('retry-after'))
+    assert.ok(retryAfter > 0 && retryAfter <= 60, `Retry-After ${retryAfter}`)
+    assert.match(await limited.response.text(), /Too many sign-ins from your address/)
+    assert.ok(!tried().has(limited.handle), 'the refused sign-in looked nothing up')
+  })
 })

@@ -53,11 +53,33 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: AppViewContex
     return reply.header('cache-control', 'max-age=300').send(ctx.oauth.client.jwks)
   })
 
+  const { rate_limit } = ctx.config.auth
+  // Only sign-ins started count: each resolves a handle and asks its PDS.
+  const signInStarts = app.createRateLimit({
+    max: rate_limit.sign_in_per_address,
+    timeWindow: rate_limit.window * 1000,
+  })
+
   app.get('/auth/oauth/login', async (request, reply) => {
     const query = request.query as Record<string, unknown>
     const returnTo = safeReturnTo(query.return_to)
     const handle = typeof query.handle === 'string' ? query.handle.trim().replace(/^@/, '') : ''
     if (!handle) return web.page(request, reply, 'sign-in', 'Sign in', { returnTo, handle })
+    const limit = await signInStarts(request)
+    if (!limit.isAllowed && limit.isExceeded) {
+      const seconds = Math.max(1, limit.ttlInSeconds)
+      return web.page(
+        request,
+        reply.code(429).header('retry-after', seconds),
+        'sign-in',
+        'Sign in',
+        {
+          returnTo,
+          handle,
+          error: `Too many sign-ins from your address; try again in ${seconds} seconds.`,
+        },
+      )
+    }
     const state = JSON.stringify({ returnTo, nonce: randomBytes(8).toString('hex') })
     let url: URL
     try {
