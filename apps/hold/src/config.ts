@@ -274,6 +274,14 @@ export const holdConfig = defineConfig({
         session_lifetime: duration()
           .default(43200)
           .describe('An admin sign-in expires after this; then sign in again.'),
+        sign_ins_per_minute: z
+          .number()
+          .int()
+          .min(1)
+          .default(30)
+          .describe(
+            'Sign-ins started (a handle posted to /admin/auth/login: each resolves the handle and asks its PDS) per client address and minute; more get the sign-in page with 429 and Retry-After.',
+          ),
       })
       .describe("The owner's admin web pages."),
     metrics: metricsSection(),

@@ -386,4 +386,50 @@ describe('the admin pages in a real browser', {
     assert.equal(exported.code, 0, exported.stderr)
     assert.ok(Buffer.compare(exported.stdout, car) === 0, 'the same bytes as repo export')
   })
+
+  // Last: it spends the address's sign-in allowance (30 a minute) for the rest of the file.
+  it('answers 429 with Retry-After to sign-ins started past the limit, asking the PDS nothing', async () => {
+    let lookups = 0
+    const count = (request: { url?: string }) => {
+      if (request.url?.startsWith('/xrpc/com.atproto.identity.resolveHandle')) lookups++
+    }
+    const page = await fetch(`${admin}/admin/auth/login`)
+    const cookie = page.headers
+      .getSetCookie()
+      .map((c) => c.split(';')[0])
+      .join('; ')
+    const csrf = /name="_csrf" value="([^"]+)"/.exec(await page.text())?.[1] ?? ''
+    const start = (handle: string) =>
+      fetch(`${admin}/admin/auth/login`, {
+        method: 'POST',
+        headers: { cookie, origin: admin, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ _csrf: csrf, handle }),
+        redirect: 'manual',
+      })
+    net.pds.pds.server!.on('request', count)
+    try {
+      let limited: Response | null = null
+      for (let i = 0; !limited && i <= 30; i++) {
+        const before = lookups
+        const res = await start(`nobody${i}.test`)
+        if (res.status === 429) limited = res
+        else {
+          assert.equal(res.status, 400, `sign-in ${i}: an unknown handle`)
+          await res.body?.cancel()
+          assert.ok(lookups > before, `sign-in ${i} looked the handle up`)
+        }
+      }
+      assert.ok(limited, 'no 429 after 31 sign-ins')
+      const retryAfter = Number(limited.headers.get('retry-after'))
+      assert.ok(retryAfter > 0 && retryAfter <= 60, `Retry-After ${retryAfter}`)
+      assert.match(await limited.text(), /Too many sign-ins from your address/)
+      const looked = lookups
+      const owner = await start(alice.handle)
+      assert.equal(owner.status, 429, 'the owner is held back too')
+      await owner.body?.cancel()
+      assert.equal(lookups, looked, 'the PDS was not asked')
+    } finally {
+      net.pds.pds.server!.off('request', count)
+    }
+  })
 })

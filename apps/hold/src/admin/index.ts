@@ -7,6 +7,7 @@ import cookie from '@fastify/cookie'
 import csrf from '@fastify/csrf-protection'
 import formbody from '@fastify/formbody'
 import helmet from '@fastify/helmet'
+import rateLimit from '@fastify/rate-limit'
 import view from '@fastify/view'
 import { Eta } from 'eta'
 import type {
@@ -59,6 +60,8 @@ async function adminScope(scope: FastifyInstance, ctx: HoldContext, admin: Admin
     strictTransportSecurity: secure,
   })
   await scope.register(cookie)
+  // Limits are taken per route (see routes/auth.ts), none applies globally.
+  await scope.register(rateLimit, { global: false })
   await scope.register(csrf, {
     cookieKey: 'atcr_hold_admin_csrf',
     cookieOpts: { path: ADMIN_PREFIX, httpOnly: true, sameSite: 'lax', secure },

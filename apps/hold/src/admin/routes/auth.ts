@@ -61,10 +61,25 @@ export function registerAuthRoutes(scope: FastifyInstance, routes: AdminRoutes):
 
   scope.get(under(LOGIN_PATH), async (_request, reply) => login(reply))
 
+  // Only sign-ins started count: each resolves a handle and asks its PDS.
+  const signInStarts = scope.createRateLimit({
+    max: ctx.config.admin.sign_ins_per_minute,
+    timeWindow: 60_000,
+  })
+
   scope.post(under(LOGIN_PATH), { preHandler: protect }, async (request, reply) => {
     const handle = field(request.body, 'handle').trim().replace(/^@/, '')
     if (!admin.oauth) return login(reply.code(503))
     if (!handle) return login(reply.code(400), 'Enter your handle or DID.')
+    const limit = await signInStarts(request)
+    if (!limit.isAllowed && limit.isExceeded) {
+      const seconds = Math.max(1, limit.ttlInSeconds)
+      return login(
+        reply.code(429).header('retry-after', seconds),
+        `Too many sign-ins from your address; try again in ${seconds} seconds.`,
+        handle,
+      )
+    }
     let url: URL
     try {
       url = await admin.oauth.authorize(handle, {
