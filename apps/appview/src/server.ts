@@ -2,6 +2,7 @@
 // (errors: the OCI JSON envelope, one handler), the device flow's JSON endpoints, and the
 // web pages (sign-in, device approval, settings; errors as HTML).
 
+import { closeEarlyAnswersGently } from '@atcr/core/lifecycle'
 import {
   answers,
   databaseAnswers,
@@ -32,6 +33,7 @@ export async function buildServer(ctx: AppViewContext): Promise<FastifyInstance>
     bodyLimit: ctx.config.registry.max_manifest_size,
   })
   propagateRequestIds(app)
+  closeEarlyAnswersGently(app)
   instrument(app, ctx.metrics, ociRouteOf)
   registerIngestMetrics(ctx)
   ctx.metrics.gauge(

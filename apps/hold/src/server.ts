@@ -1,5 +1,7 @@
 // The hold's HTTP surface: identity documents, the embedded PDS's XRPC routes and the
 // io.atcr.hold methods, all under one XRPC error envelope; and the admin pages (HTML).
+
+import { closeEarlyAnswersGently } from '@atcr/core/lifecycle'
 import {
   answers,
   databaseAnswers,
@@ -29,6 +31,7 @@ export async function buildServer(ctx: HoldContext): Promise<FastifyInstance> {
     genReqId: requestIdOf,
   })
   propagateRequestIds(app)
+  closeEarlyAnswersGently(app)
   instrument(app, ctx.metrics)
   registerHoldMetrics(ctx)
   registerHealthRoutes(app, {

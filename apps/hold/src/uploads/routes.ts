@@ -1,7 +1,5 @@
 // The io.atcr.hold upload methods over HTTP (and io.atcr.hold.uploadBlob, beyond them), and the sweeper of abandoned uploads that
 // runs while the server does.
-import type { IncomingMessage } from 'node:http'
-import type { Socket } from 'node:net'
 import {
   HOLD_UPLOAD_BLOB,
   type InputNsid,
@@ -27,8 +25,6 @@ import {
 } from './service.ts'
 
 const SWEEP_MIN_MS = 1000
-const LINGER_BYTES = 64 * 1024 * 1024
-const LINGER_MS = 5_000
 const SWEEP_MAX_MS = 15 * 60_000
 
 export async function registerUploadRoutes(app: FastifyInstance, ctx: HoldContext): Promise<void> {
@@ -63,14 +59,6 @@ export async function registerUploadRoutes(app: FastifyInstance, ctx: HoldContex
     scope.setErrorHandler(xrpcErrorHandler)
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
-    const lingering = new Set<Socket>()
-    scope.addHook('onSend', async (request, reply) => {
-      if (!request.raw.complete) lingeringClose(reply, request.raw, lingering)
-    })
-    // Shutting down does not wait for refused bodies.
-    scope.addHook('preClose', async () => {
-      for (const socket of lingering) socket.destroy()
-    })
     scope.route({
       method: ['PUT', 'POST'],
       url: `/xrpc/${NSID.holdUploadPart}`,
@@ -82,7 +70,8 @@ export async function registerUploadRoutes(app: FastifyInstance, ctx: HoldContex
         const partNumber = Number(singleHeader(request, PART_NUMBER_HEADER) ?? Number.NaN)
         const size = declaredLength(request)
         // The body's chunks are fresh copies nobody else reads: storage may free them.
-        // Not destroyed when storage stops reading (a refusal): see lingeringClose.
+        // Not destroyed when storage stops reading (a refusal): the server closes such
+        // connections gently (closeEarlyAnswersGently in server.ts).
         const body = request.raw.iterator({ destroyOnReturn: false })
         return uploadPart(ctx, did, uploadId, partNumber, body, {
           ...(size === undefined ? {} : { size }),
@@ -112,40 +101,6 @@ export async function registerUploadRoutes(app: FastifyInstance, ctx: HoldContex
   })
 
   startSweeper(app, ctx)
-}
-
-/**
- * An answer given before the whole body was read (a refusal: quota, full disk, unknown
- * upload) ends the connection, but gently: the answer is written, the sending side closed
- * (FIN), and the rest of the body read and dropped until the client stops, up to
- * LINGER_BYTES and LINGER_MS. Node would otherwise close the socket at once, which resets
- * it while bytes are unread, and HTTP clients (undici among them) then report a broken
- * pipe instead of the answer.
- */
-function lingeringClose(reply: FastifyReply, raw: IncomingMessage, lingering: Set<Socket>): void {
-  reply.header('connection', 'close')
-  const { socket } = raw
-  lingering.add(socket)
-  let drained = 0
-  const timer = setTimeout(() => socket.destroy(), LINGER_MS)
-  timer.unref()
-  socket.on('data', (chunk: Buffer) => {
-    drained += chunk.length
-    if (drained > LINGER_BYTES) socket.destroy()
-  })
-  socket.once('close', () => {
-    clearTimeout(timer)
-    lingering.delete(socket)
-  })
-  // Called by Node's HTTP server once a `connection: close` answer is written.
-  socket.destroySoon = () => {
-    socket.end()
-    socket.once('end', () => socket.destroy())
-  }
-  // A reader that stopped (storage's async iterator) may have left its 'readable'
-  // listener, which would keep the request paused.
-  raw.removeAllListeners('readable')
-  raw.resume()
 }
 
 /** A JSON procedure: authenticated writer, lexicon-checked input. */

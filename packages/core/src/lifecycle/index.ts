@@ -3,6 +3,8 @@
 import { once } from 'node:events'
 import type { Server } from 'node:http'
 
+export { closeEarlyAnswersGently } from './early-answers.ts'
+
 export interface ClosableApp {
   server: Server
   close(): Promise<unknown>
