@@ -10,7 +10,7 @@
 // hold's own repository exactly as the firehose consumer would hand them over (that
 // consumer is not started by this harness).
 import assert from 'node:assert/strict'
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -35,6 +35,7 @@ const missing = ['skopeo'].filter((c) => !hasCommand(c))
 if (!hasChromium()) missing.push('chromium')
 
 const ARTIFACTS = fileURLToPath(new URL('../../../test-artifacts/web-ui/', import.meta.url))
+const VIEWS = fileURLToPath(new URL('../views/', import.meta.url))
 const AXE_SOURCE = createRequire(import.meta.url).resolve('axe-core/axe.min.js')
 
 interface AxeViolation {
@@ -418,16 +419,36 @@ describe('the web UI in a real browser', {
         headers: { cookie, ...headers },
         redirect: 'manual',
       })
-    for (const path of [
-      '/r/alice.test/webapp/-/star',
-      '/r/alice.test/webapp/-/description',
-      '/settings/profile',
-    ]) {
-      assert.equal((await post(path, { description: 'x', default_hold: '' })).status, 403, path)
+    // Every form that posts, as the views write it: one without a token, or with a forged
+    // token from another site, is refused and changes nothing.
+    const records = async () =>
+      JSON.stringify(
+        await Promise.all(
+          [NSID.sailorStar, NSID.repoPage, NSID.sailorProfile].map((c) => aliceRecords(c)),
+        ),
+      )
+    const before = await records()
+    const actions = await postedFormActions(VIEWS, {
+      'it.path': ['/r/alice.test/webapp'],
+      "it.starred ? 'unstar' : 'star'": ['star', 'unstar'],
+      'device.id': ['some-device'],
+    })
+    assert.ok(actions.length >= 7, actions.join(' '))
+    for (const path of actions) {
+      const bare = await post(path, { description: 'x', default_hold: '', user_code: 'X' })
+      assert.equal(bare.status, 403, path)
       const forged = await post(path, { _csrf: 'forged' }, { origin: 'https://evil.example' })
       assert.equal(forged.status, 403, path)
     }
+    assert.equal(await records(), before, 'no record changed')
     assert.equal((await aliceRecords(NSID.sailorStar)).length, 0)
+    // Still signed in: the sign-out form was refused too.
+    const settings = await fetch(`${stack.url}/settings`, {
+      headers: { cookie },
+      redirect: 'manual',
+    })
+    assert.equal(settings.status, 200)
+    await settings.body?.cancel()
 
     // With a real token (the page's own form), a hold the user may not use is refused.
     await open('/settings')
@@ -450,23 +471,38 @@ describe('the web UI in a real browser', {
   })
 
   it('has no serious accessibility violations on any page; screenshots in light and dark', async (t) => {
-    const pages: [string, string][] = [
-      ['home', '/'],
-      ['search', '/search?q=alice'],
-      ['repository', '/r/alice.test/webapp'],
-      ['repository-multiarch', '/r/alice.test/multiarch'],
-      ['tag', '/r/alice.test/webapp/-/v1'],
-      ['index', '/r/alice.test/multiarch/-/latest'],
-      ['user', '/u/alice.test'],
-      ['settings', '/settings'],
-      ['device', '/device'],
-      ['sign-in', '/auth/oauth/login'],
-      ['not-found', '/no-such-page'],
+    // [screenshot name, path, the view it renders]
+    const pages: [string, string, string][] = [
+      ['home', '/', 'home'],
+      ['search', '/search?q=alice', 'search'],
+      ['repository', '/r/alice.test/webapp', 'repository'],
+      ['repository-multiarch', '/r/alice.test/multiarch', 'repository'],
+      ['tag', '/r/alice.test/webapp/-/v1', 'manifest'],
+      ['index', '/r/alice.test/multiarch/-/latest', 'manifest'],
+      ['user', '/u/alice.test', 'user'],
+      ['settings', '/settings', 'settings'],
+      ['device', '/device', 'device'],
+      ['sign-in', '/auth/oauth/login', 'sign-in'],
+      ['not-found', '/no-such-page', 'error'],
     ]
+    // Every page view is visited (a new view fails here until it is added above), but the
+    // answer to a device decision, which only a POST renders (web-oauth.test.ts).
+    const views = (await readdir(VIEWS))
+      .filter((f) => f.endsWith('.eta') && f !== 'layout.eta' && f !== 'device-decided.eta')
+      .map((f) => f.replace(/\.eta$/, ''))
+    assert.deepEqual([...new Set(pages.map(([, , view]) => view))].sort(), views.sort())
     const problems: string[] = []
     for (const [name, path] of pages) {
       const response = await open(path)
       assert.equal(response.status(), name === 'not-found' ? 404 : 200, path)
+      // The security headers of every page.
+      const headers = response.headers()
+      const csp = headers['content-security-policy'] ?? ''
+      assert.match(csp, /script-src 'self'/, path)
+      assert.match(csp, /frame-ancestors 'none'/, path)
+      assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/, path)
+      assert.equal(headers['x-content-type-options'], 'nosniff', path)
+      assert.equal(headers['referrer-policy'], 'strict-origin-when-cross-origin', path)
       await page.evaluate(axeSource)
       for (const scheme of ['light', 'dark'] as const) {
         await page.emulateMedia({ colorScheme: scheme })
@@ -488,3 +524,26 @@ describe('the web UI in a real browser', {
     assert.deepEqual(problems, [])
   })
 })
+
+/**
+ * The actions of the `method="post"` forms of every view, with each template expression
+ * in them replaced by the values given for it (every combination); an expression without
+ * values fails, so that a new form cannot go untested.
+ */
+async function postedFormActions(dir: string, values: Record<string, string[]>): Promise<string[]> {
+  const actions = new Set<string>()
+  const files = (await readdir(dir, { recursive: true })).filter((f) => f.endsWith('.eta'))
+  for (const file of files) {
+    const text = await readFile(join(dir, file), 'utf8')
+    for (const [, action] of text.matchAll(/<form\b[^>]*method="post"[^>]*action="([^"]*)"/g)) {
+      let expanded = [action!]
+      for (const [, expression] of action!.matchAll(/<%=\s*(.*?)\s*%>/g)) {
+        const options = values[expression!]
+        assert.ok(options, `${file}: a form posting to ${action} (add values for ${expression})`)
+        expanded = expanded.flatMap((a) => options.map((v) => a.replace(/<%=\s*(.*?)\s*%>/, v)))
+      }
+      for (const a of expanded) actions.add(a)
+    }
+  }
+  return [...actions].sort()
+}

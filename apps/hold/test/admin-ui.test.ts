@@ -8,7 +8,7 @@
 // test-artifacts/hold-admin/ (git-ignored).
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, readFile, stat, utimes, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { after, afterEach, before, describe, it } from 'node:test'
 import { readRepoCar } from '@atcr/core/car'
@@ -35,6 +35,7 @@ import { runHoldCli } from './hold-harness.ts'
 
 type Page = Awaited<ReturnType<TestBrowser['newPage']>>
 
+const VIEWS = new URL('../src/admin/views/', import.meta.url).pathname
 const ARTIFACTS = new URL('../../../test-artifacts/hold-admin/', import.meta.url).pathname
 
 const missing = ['skopeo'].filter((c) => !hasCommand(c))
@@ -385,6 +386,77 @@ describe('the admin pages in a real browser', {
     ])
     assert.equal(exported.code, 0, exported.stderr)
     assert.ok(Buffer.compare(exported.stdout, car) === 0, 'the same bytes as repo export')
+  })
+
+  it('sends the security headers with every page, and refuses every form posted without its CSRF token', async () => {
+    const cookie = await cookieHeader()
+    const get = (path: string) =>
+      fetch(`${admin}${path}`, { headers: { cookie }, redirect: 'manual' })
+    // [path, status, the view it renders]
+    const pages: [string, number, string][] = [
+      ['/admin', 200, 'overview'],
+      ['/admin/crew', 200, 'crew'],
+      ['/admin/settings', 200, 'settings'],
+      ['/admin/gc', 200, 'gc'],
+      ['/admin/auth/login', 200, 'login'],
+      ['/admin/auth/logout', 405, 'logout'],
+      ['/admin/no-such-page', 404, 'error'],
+    ]
+    // Every page view is visited (a new one fails here until it is added above), but the
+    // layout, the notice partial, and the refusal page of the test above.
+    const views = (await readdir(VIEWS))
+      .filter((f) => !['layout.eta', 'notice.eta', 'refused.eta'].includes(f))
+      .map((f) => f.replace(/\.eta$/, ''))
+    assert.deepEqual([...new Set(pages.map(([, , view]) => view))].sort(), views.sort())
+    for (const [path, status] of pages) {
+      const res = await get(path)
+      assert.equal(res.status, status, path)
+      assert.match(res.headers.get('content-type') ?? '', /text\/html/, path)
+      const csp = res.headers.get('content-security-policy') ?? ''
+      assert.match(csp, /default-src 'none'/, path)
+      assert.match(csp, /frame-ancestors 'none'/, path)
+      assert.doesNotMatch(csp, /unsafe-inline|script-src/, path)
+      assert.equal(res.headers.get('x-content-type-options'), 'nosniff', path)
+      assert.equal(res.headers.get('referrer-policy'), 'same-origin', path)
+      await res.body?.cancel()
+    }
+
+    const crewBefore = JSON.stringify(await crewRecords())
+    const captainBefore = JSON.stringify(await captainRecord())
+    const actions = new Set<string>()
+    for (const file of await readdir(VIEWS)) {
+      const text = await readFile(join(VIEWS, file), 'utf8')
+      for (const [, action] of text.matchAll(/<form\b[^>]*method="post"[^>]*action="([^"]*)"/g)) {
+        assert.doesNotMatch(action!, /<%/, `${file}: a form whose action is computed`)
+        actions.add(action!)
+      }
+    }
+    assert.ok(actions.size >= 9, [...actions].join(' '))
+    const post = (path: string, body: Record<string, string>, headers = {}) =>
+      fetch(`${admin}${path}`, {
+        method: 'POST',
+        body: new URLSearchParams(body),
+        headers: { cookie, ...headers },
+        redirect: 'manual',
+      })
+    const fields = { member: dave.did, handle: dave.handle, role: 'admin', successor: '' }
+    for (const path of actions) {
+      const bare = await post(path, fields)
+      assert.equal(bare.status, 403, path)
+      await bare.body?.cancel()
+      const forged = await post(
+        path,
+        { ...fields, _csrf: 'forged' },
+        { origin: 'https://evil.example' },
+      )
+      assert.equal(forged.status, 403, path)
+      await forged.body?.cancel()
+    }
+    assert.equal(JSON.stringify(await crewRecords()), crewBefore, 'the crew unchanged')
+    assert.equal(JSON.stringify(await captainRecord()), captainBefore, 'the captain unchanged')
+    const still = await get('/admin')
+    assert.equal(still.status, 200, 'still signed in: the sign-out post was refused too')
+    await still.body?.cancel()
   })
 
   // Last: it spends the address's sign-in allowance (30 a minute) for the rest of the file.
