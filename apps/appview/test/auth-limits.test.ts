@@ -1,6 +1,7 @@
 // Abuse limits of /auth/token against a real PLC and PDS: the scope cap, failed handle
 // lookups remembered, a revoked app password refused within seconds, and 429 after 100
-// refused sign-ins in a row (without asking the PDS again).
+// refused sign-ins in a row (without asking the PDS again); device code requests per address
+// limited likewise.
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -132,5 +133,31 @@ describe('/auth/token abuse limits', () => {
     } finally {
       net.pds.pds.server!.off('request', count)
     }
+  })
+
+  it('answers 429 with Retry-After to device code requests past 60 a minute from one address', async () => {
+    const request = () =>
+      fetch(`${appview.url}/auth/device/code`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ client_name: 'probe' }),
+      })
+    const codes = new Set<string>()
+    for (let i = 1; i <= 60; i++) {
+      const res = await request()
+      assert.equal(res.status, 200, `request ${i}`)
+      codes.add(((await res.json()) as { device_code: string }).device_code)
+    }
+    assert.equal(codes.size, 60)
+    const limited = await request()
+    assert.equal(limited.status, 429)
+    const retryAfter = Number(limited.headers.get('retry-after'))
+    assert.ok(retryAfter > 0 && retryAfter <= 60, `Retry-After ${retryAfter}`)
+    await limited.body?.cancel()
+    const rows = await appview.ctx.db.db
+      .selectFrom('device_authorization')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .executeTakeFirstOrThrow()
+    assert.equal(Number(rows.n), 60, 'the refused request stored no code')
   })
 })
