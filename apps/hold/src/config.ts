@@ -162,6 +162,14 @@ export const holdConfig = defineConfig({
             secret_access_key: secret(z.string().nullable().default(null)).describe(
               'S3 secret access key.',
             ),
+            connect_timeout: duration()
+              .default(5)
+              .describe('A connection to S3 not made within this long fails (and is retried).'),
+            request_timeout: duration()
+              .default(60)
+              .describe(
+                'A request to S3 whose connection stays silent this long fails (and is retried): a stalled S3 answers a 5xx to the client instead of holding the upload or download forever.',
+              ),
           })
           .describe('S3 driver (any S3-compatible service).'),
         presigned_redirects: z

@@ -165,5 +165,7 @@ export function storageConfig(config: HoldConfig, signer?: StorageUrlSigner): St
         : undefined,
     prefix: s3.prefix || undefined,
     presignTtl: storage.presign_ttl,
+    connectTimeoutMs: s3.connect_timeout * 1000,
+    requestTimeoutMs: s3.request_timeout * 1000,
   }
 }

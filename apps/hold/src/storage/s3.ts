@@ -94,6 +94,10 @@ export interface S3DriverConfig {
   spoolDir?: string
   /** Receives the SDK's own warnings; silent by default (failures surface as errors). */
   logger?: SdkLogger
+  /** A connection not made within this long fails. Default 5 s. */
+  connectTimeoutMs?: number
+  /** A request whose socket stays idle this long fails. Default 60 s. */
+  requestTimeoutMs?: number
 }
 
 export interface SdkLogger {
@@ -164,6 +168,11 @@ class S3Driver implements StorageDriver {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       logger: config.logger ?? silent,
+      // Without timeouts a stalled S3 holds a request, and the client behind it, forever.
+      requestHandler: {
+        connectionTimeout: config.connectTimeoutMs ?? 5_000,
+        requestTimeout: config.requestTimeoutMs ?? 60_000,
+      },
       ...(config.credentials ? { credentials: config.credentials } : {}),
     }
     this.#client = new S3Client({
