@@ -9,10 +9,12 @@ import { type CapturedLogs, captureLogger } from '@atcr/core/log'
 import {
   freePort,
   type HoldProcess,
+  type S3FaultProxy,
   type StaticDns,
   startHoldProcess,
   startNetwork,
   startS3,
+  startS3FaultProxy,
   startTcpProxy,
   staticDns,
   type TcpProxy,
@@ -32,6 +34,8 @@ export interface RegistryStack {
   s3: TestS3 | null
   /** The proxy between the hold and s3rver (option `s3Proxy`), else null. */
   s3Proxy: TcpProxy | null
+  /** The proxy that breaks chosen S3 requests (option `s3Faults`), else null. */
+  s3Faults: S3FaultProxy | null
   appview: AppView
   /** `http://127.0.0.1:PORT` */
   url: string
@@ -64,6 +68,8 @@ export interface RegistryStackOptions {
   storage?: 'filesystem' | 's3'
   /** With s3 storage: the hold reaches s3rver through a TCP proxy (`stack.s3Proxy`) that can cut it off. */
   s3Proxy?: boolean
+  /** With s3 storage: the hold reaches s3rver through an HTTP proxy (`stack.s3Faults`) that answers chosen requests with S3 errors, stalls them or cuts their bodies. */
+  s3Faults?: boolean
   holdPublic?: boolean
   allowAllCrew?: boolean
   presignedRedirects?: boolean
@@ -78,6 +84,8 @@ export interface RegistryStackOptions {
   oauth?: { permission_set?: boolean }
   /** Extra config of the hold, merged section by section. */
   holdConfig?: Record<string, Record<string, unknown>>
+  /** Environment of the hold process (`ATCR_HOLD_*` overrides reach inside a section). */
+  holdEnv?: Record<string, string>
 }
 
 export async function startRegistryStack(
@@ -97,18 +105,21 @@ export async function startRegistryStack(
     const s3Proxy =
       s3 && options.s3Proxy ? await startTcpProxy(Number(new URL(s3.endpoint).port)) : null
     if (s3Proxy) cleanups.push(() => s3Proxy.close())
+    const s3Faults =
+      s3 && options.s3Faults ? await startS3FaultProxy(Number(new URL(s3.endpoint).port)) : null
+    if (s3Faults) cleanups.push(() => s3Faults.close())
+    const s3Endpoint = s3Proxy ? `http://${s3Proxy.host}` : s3Faults ? s3Faults.endpoint : null
     const hold = await startHoldProcess({
       plcUrl: net.plc.url,
       ownerDid: alice.did,
-      storage: s3
-        ? { s3: s3Proxy ? { ...s3, endpoint: `http://${s3Proxy.host}` } : s3 }
-        : 'filesystem',
+      storage: s3 ? { s3: s3Endpoint ? { ...s3, endpoint: s3Endpoint } : s3 } : 'filesystem',
       public: options.holdPublic ?? true,
       allowAllCrew: options.allowAllCrew ?? true,
       ...(options.presignedRedirects === undefined
         ? {}
         : { presignedRedirects: options.presignedRedirects }),
       ...(options.holdConfig ? { config: options.holdConfig } : {}),
+      ...(options.holdEnv ? { env: options.holdEnv } : {}),
     })
     cleanups.push(() => hold.close())
 
@@ -151,6 +162,7 @@ export async function startRegistryStack(
       hold,
       s3,
       s3Proxy,
+      s3Faults,
       ...view,
       dns,
       anotherAppView: async (other = {}) => stackOf(await startAppView(other.mode, other.oauth)),

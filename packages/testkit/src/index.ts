@@ -74,6 +74,14 @@ export { startPlc, type TestPlc } from './plc.ts'
 export { bindToLoopback, freePort, LOOPBACK, portOf } from './ports.ts'
 export { hasPostgres, postgresBinDir, startPostgres, type TestPostgres } from './postgres.ts'
 export { startS3, type TestS3 } from './s3.ts'
+export {
+  type S3Fault,
+  type S3FaultProxy,
+  type S3FaultRule,
+  type S3Operation,
+  s3Operation,
+  startS3FaultProxy,
+} from './s3-fault-proxy.ts'
 export { mountSmallFilesystem, type SmallFilesystem } from './small-filesystem.ts'
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.ts'
 export { makeTempDir, removeTempDir } from './temp-dir.ts'
