@@ -78,7 +78,14 @@ describe('OAuth sign-in, device login and CSRF in a real browser', {
     await stack?.close()
     if (dir) await rm(dir, { recursive: true, force: true })
   })
-  afterEach((t) => stack.logs.flushIfFailed(t as unknown as { passed: boolean; name: string }))
+  /** The AppView's log of every test so far (each test's is dropped after it). */
+  const logsSoFar: string[] = []
+  /** Credentials handed out during the file: none may reach a log. */
+  const credentials = new Set<string>()
+  afterEach((t) => {
+    logsSoFar.push(stack.logs.text())
+    stack.logs.flushIfFailed(t as unknown as { passed: boolean; name: string })
+  })
 
   it('signs in with OAuth (granular scopes), consent included, and makes the sailor profile', async () => {
     const page = await browser.newPage()
@@ -144,6 +151,8 @@ describe('OAuth sign-in, device login and CSRF in a real browser', {
     assert.equal(issued.body.handle, 'alice.test')
     secret = issued.body.access_token!
     assert.ok(secret.length > 40)
+    credentials.add(secret)
+    credentials.add(code.device_code)
     const again = await pollToken(code.device_code)
     assert.equal(again.body.error, 'invalid_grant')
     // Stored only as a hash.
@@ -294,6 +303,24 @@ describe('OAuth sign-in, device login and CSRF in a real browser', {
         createdAt: new Date().toISOString(),
       },
     })
+  })
+
+  it('wrote no credential of the sign-ins, device login and pushes to any log', async () => {
+    credentials.add(stack.alice.appPassword)
+    credentials.add(stack.bob.appPassword)
+    for (const cookie of await browser.context.cookies(stack.url)) credentials.add(cookie.value)
+    const logs = {
+      appview: [...logsSoFar, stack.logs.text()].join(''),
+      hold: stack.hold.output(),
+    }
+    assert.ok(logs.appview.includes('/auth/device/token'), 'the device login was logged')
+    for (const value of credentials) {
+      const needle = value.split('.').at(-1)!
+      assert.ok(needle.length >= 16, `a credential of ${needle.length} characters`)
+      for (const [name, text] of Object.entries(logs)) {
+        assert.ok(!text.includes(needle), `${name} logged a credential (${needle.slice(0, 6)}…)`)
+      }
+    }
   })
 
   // Last: it spends the address's sign-in allowance (30 a minute) for the rest of the file.
