@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, afterEach, before, describe, it } from 'node:test'
-import { Pusher, sha256 } from './registry-client.ts'
+import { assertRetryable, Pusher, sha256 } from './registry-client.ts'
 import { type RegistryStack, startRegistryStack } from './registry-harness.ts'
 
 const MiB = 1024 * 1024
@@ -35,27 +35,10 @@ describe('faults: S3 answering errors, stalling, cutting reads short', () => {
   after(() => stack?.close())
   afterEach(() => stack.s3Faults!.clear())
 
-  const upload = (bytes: Uint8Array) =>
-    pusher.fetch(`/v2/${pusher.name}/blobs/uploads/?digest=${sha256(bytes)}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/octet-stream' },
-      body: bytes,
-    })
-  const head = (bytes: Uint8Array) =>
-    pusher.fetch(`/v2/${pusher.name}/blobs/${sha256(bytes)}`, { method: 'HEAD' })
   const read = async (bytes: Uint8Array) => {
     const response = await pusher.fetch(`/v2/${pusher.name}/blobs/${sha256(bytes)}`)
     assert.equal(response.status, 200)
     return Buffer.from(await response.arrayBuffer())
-  }
-
-  /** A refusal a client retries: a 5xx with the OCI envelope, no stack trace. */
-  async function assertRetryable(response: Response): Promise<void> {
-    const text = await response.text()
-    assert.ok(response.status >= 500, `${response.status} ${text}`)
-    const { errors } = JSON.parse(text) as { errors: { code: string; message: string }[] }
-    assert.ok(errors[0]?.code, text)
-    assert.doesNotMatch(errors[0]!.message, /\n\s+at /)
   }
 
   it('a few 500s and 503 SlowDowns: the S3 client retries, the blob is stored whole', async () => {
@@ -69,7 +52,7 @@ describe('faults: S3 answering errors, stalling, cutting reads short', () => {
         fault: { kind: 'error', status, code },
         times: 2,
       })
-      const response = await upload(bytes)
+      const response = await pusher.upload(bytes)
       assert.equal(response.status, 201, await response.text())
       assert.ok(stack.s3Faults!.seen().filter((s) => s.broken).length >= 2, 'the faults were met')
       assert.ok((await read(bytes)).equals(bytes), `${code}: byte for byte`)
@@ -83,10 +66,10 @@ describe('faults: S3 answering errors, stalling, cutting reads short', () => {
       operations: [...WRITES],
       fault: { kind: 'error', status: 503, code: 'SlowDown' },
     })
-    await assertRetryable(await upload(bytes))
+    await assertRetryable(await pusher.upload(bytes))
     stack.s3Faults!.clear()
-    assert.equal((await head(bytes)).status, 404, 'no blob')
-    assert.equal((await upload(bytes)).status, 201)
+    assert.equal((await pusher.head(bytes)).status, 404, 'no blob')
+    assert.equal((await pusher.upload(bytes)).status, 201)
     assert.ok((await read(bytes)).equals(bytes))
   })
 
@@ -94,7 +77,7 @@ describe('faults: S3 answering errors, stalling, cutting reads short', () => {
     const bytes = randomBytes(128 * 1024)
     stack.s3Faults!.inject({ operations: [...WRITES], fault: { kind: 'stall' } })
     const started = Date.now()
-    const pending = upload(bytes)
+    const pending = pusher.upload(bytes)
     // Meanwhile the hold answers what does not need S3.
     const health = await fetch(`${stack.hold.url}/xrpc/_health`)
     assert.equal(health.status, 200)
@@ -102,14 +85,14 @@ describe('faults: S3 answering errors, stalling, cutting reads short', () => {
     await assertRetryable(await pending)
     assert.ok(Date.now() - started < 45_000, `gave up after ${Date.now() - started} ms`)
     stack.s3Faults!.clear()
-    assert.equal((await head(bytes)).status, 404, 'no blob')
-    assert.equal((await upload(bytes)).status, 201)
+    assert.equal((await pusher.head(bytes)).status, 404, 'no blob')
+    assert.equal((await pusher.upload(bytes)).status, 201)
     assert.ok((await read(bytes)).equals(bytes))
   })
 
   it('a read cut short by S3: the puller sees a failed transfer, never a short blob, and the next read is whole', async () => {
     const bytes = randomBytes(4 * MiB)
-    assert.equal((await upload(bytes)).status, 201)
+    assert.equal((await pusher.upload(bytes)).status, 201)
     stack.s3Faults!.inject({
       operations: ['GetObject'],
       fault: { kind: 'cut-body', afterBytes: MiB },

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
-import { Pusher, sha256 } from './registry-client.ts'
+import { assertRetryable, Pusher, sha256 } from './registry-client.ts'
 import { type RegistryStack, startRegistryStack } from './registry-harness.ts'
 
 const MiB = 1024 * 1024
@@ -25,35 +25,17 @@ describe('faults: S3 cut off under the hold', () => {
   })
   after(() => stack?.close())
 
-  const upload = (bytes: Uint8Array) =>
-    pusher.fetch(`/v2/${pusher.name}/blobs/uploads/?digest=${sha256(bytes)}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/octet-stream' },
-      body: bytes,
-    })
-  const head = (bytes: Uint8Array) =>
-    pusher.fetch(`/v2/${pusher.name}/blobs/${sha256(bytes)}`, { method: 'HEAD' })
-
-  /** A refusal a client can act on: a 5xx with the OCI envelope, no stack trace. */
-  async function assertRetryable(response: Response): Promise<void> {
-    const text = await response.text()
-    assert.ok(response.status >= 500, `${response.status} ${text}`)
-    const { errors } = JSON.parse(text) as { errors: { code: string; message: string }[] }
-    assert.ok(errors[0]?.code, text)
-    assert.doesNotMatch(errors[0]!.message, /\n\s+at /)
-  }
-
   it('connections cut mid-upload: the blob is stored whole or not at all, and a retry stores it', async () => {
     const bytes = randomBytes(12 * MiB)
-    const pending = upload(bytes)
+    const pending = pusher.upload(bytes)
     setTimeout(() => stack.s3Proxy!.cut(), 50)
     const response = await pending
     if (response.status !== 201) {
       await assertRetryable(response)
-      assert.equal((await head(bytes)).status, 404, 'no half blob')
-      assert.equal((await upload(bytes)).status, 201)
+      assert.equal((await pusher.head(bytes)).status, 404, 'no half blob')
+      assert.equal((await pusher.upload(bytes)).status, 201)
     }
-    const stored = await head(bytes)
+    const stored = await pusher.head(bytes)
     assert.equal(stored.status, 200)
     assert.equal(stored.headers.get('content-length'), String(bytes.length))
     const read = await pusher.fetch(`/v2/${pusher.name}/blobs/${sha256(bytes)}`)
@@ -65,13 +47,13 @@ describe('faults: S3 cut off under the hold', () => {
     stack.s3Proxy!.cut({ refuse: true })
     try {
       const started = Date.now()
-      await assertRetryable(await upload(bytes))
+      await assertRetryable(await pusher.upload(bytes))
       assert.ok(Date.now() - started < 60_000, 'no hang')
     } finally {
       stack.s3Proxy!.accept()
     }
-    assert.equal((await head(bytes)).status, 404, 'nothing stored')
-    assert.equal((await upload(bytes)).status, 201)
-    assert.equal((await head(bytes)).status, 200)
+    assert.equal((await pusher.head(bytes)).status, 404, 'nothing stored')
+    assert.equal((await pusher.upload(bytes)).status, 201)
+    assert.equal((await pusher.head(bytes)).status, 200)
   })
 })

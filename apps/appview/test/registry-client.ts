@@ -21,6 +21,15 @@ export async function errorCode(response: Response): Promise<string> {
   return body.errors[0]!.code
 }
 
+/** A refusal a client retries: a 5xx with the OCI envelope, no stack trace. */
+export async function assertRetryable(response: Response): Promise<void> {
+  const text = await response.text()
+  assert.ok(response.status >= 500, `${response.status} ${text}`)
+  const { errors } = JSON.parse(text) as OciErrorBody
+  assert.ok(errors[0]?.code, text)
+  assert.doesNotMatch(errors[0]!.message, /\n\s+at /)
+}
+
 /**
  * The bytes of a blob GET answered with a redirect to a presigned URL (S3's, or the
  * hold's own), read from there as clients do.
@@ -59,17 +68,26 @@ export class Pusher {
     return fetch(`${this.stack.url}${path}`, { ...init, headers })
   }
 
-  /** A monolithic upload: POST ?digest= with the bytes. */
-  async blob(bytes: Uint8Array | string): Promise<{ digest: string; size: number }> {
-    const data = typeof bytes === 'string' ? Buffer.from(bytes) : bytes
-    const digest = sha256(data)
-    const response = await this.fetch(`/v2/${this.name}/blobs/uploads/?digest=${digest}`, {
+  /** A monolithic upload (POST ?digest= with the bytes), whatever the answer. */
+  upload(bytes: Uint8Array): Promise<Response> {
+    return this.fetch(`/v2/${this.name}/blobs/uploads/?digest=${sha256(bytes)}`, {
       method: 'POST',
       headers: { 'content-type': 'application/octet-stream' },
-      body: data,
+      body: bytes,
     })
+  }
+
+  /** HEAD of the blob of these bytes. */
+  head(bytes: Uint8Array): Promise<Response> {
+    return this.fetch(`/v2/${this.name}/blobs/${sha256(bytes)}`, { method: 'HEAD' })
+  }
+
+  /** A monolithic upload that must be stored (201). */
+  async blob(bytes: Uint8Array | string): Promise<{ digest: string; size: number }> {
+    const data = typeof bytes === 'string' ? Buffer.from(bytes) : bytes
+    const response = await this.upload(data)
     assert.equal(response.status, 201, await response.text())
-    return { digest, size: data.byteLength }
+    return { digest: sha256(data), size: data.byteLength }
   }
 
   /** A config and one layer, and an OCI image manifest over them (bytes not pushed). */
