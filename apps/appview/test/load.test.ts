@@ -10,7 +10,7 @@
 // 503s); every image any client was told was pushed pulls back byte for byte; once the
 // abandoned uploads expire, no upload session is open on either service and no spill or
 // temp file is left; file descriptors are back to their baseline; and memory stops growing
-// (each process's peak in the second half of the run within 15% of the first half's, and
+// (each process's peak in the second half of the run within 25% + 32 MiB of the first half's, and
 // at most twice its size after warm-up at the end).
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
@@ -550,7 +550,7 @@ describe('load: 50 clients against two AppViews behind HAProxy', { skip }, () =>
     assert.ok(pushed.length > CLIENTS * 2, `only ${pushed.length} images pushed`)
     for (const { name } of processes()) {
       const [a, b] = [first.get(name)!, second.get(name)!]
-      assert.ok(b <= a * 1.15 + 32, `${name}: peak RSS grew from ${a} to ${b} MiB`)
+      assert.ok(b <= a * 1.25 + 32, `${name}: peak RSS grew from ${a} to ${b} MiB`)
     }
   })
 
