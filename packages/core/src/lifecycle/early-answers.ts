@@ -3,7 +3,7 @@
 // socket at once, which resets it while the client is still sending, and HTTP clients
 // (undici, Go's) then report a broken pipe instead of the answer.
 import type { IncomingMessage } from 'node:http'
-import type { Socket } from 'node:net'
+import { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 
 /** What is read and dropped of a refused body at most, and for how long. */
@@ -20,7 +20,10 @@ const LINGER_MS = 5_000
 export function closeEarlyAnswersGently(app: FastifyInstance): void {
   const lingering = new Set<Socket>()
   app.addHook('onSend', async (request, reply) => {
-    if (!request.raw.complete) lingeringClose(reply, request.raw, lingering)
+    // Requests injected in-process (light-my-request) have no real socket to linger on.
+    if (!request.raw.complete && request.raw.socket instanceof Socket) {
+      lingeringClose(reply, request.raw, lingering)
+    }
   })
   app.addHook('preClose', async () => {
     for (const socket of lingering) socket.destroy()
