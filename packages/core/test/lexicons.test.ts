@@ -196,6 +196,15 @@ describe('validateRecord', () => {
     assert.equal(record.layers?.[0]?.size, 5_000_000_000)
   })
 
+  test('refuses a record whose $type is another string, whatever the string', () => {
+    for (const $type of ['#', '#main', 'io.atcr.tag', '', 'x'.repeat(5000)]) {
+      rejects(
+        () => validateRecord(NSID.manifest, { ...validRecords[NSID.manifest](), $type }),
+        /^Invalid \$type: must be io\.atcr\.manifest, got .{0,100}$/,
+      )
+    }
+  })
+
   test('names the missing required field', () => {
     const { digest: _, ...record } = validRecords[NSID.manifest]()
     rejects(() => validateRecord(NSID.manifest, record), 'Record must have the property "digest"')

@@ -75,6 +75,12 @@ function assertBlobConstraints(nsid: RecordNsid, record: Record<string, unknown>
  */
 export function validateRecord<N extends RecordNsid>(nsid: N, value: unknown): RecordTypes[N] {
   return check(nsid, 'record', () => {
+    // Checked first: @atproto/lexicon resolves `$type` as a URI and throws a plain Error
+    // for some (such as "#") instead of a ValidationError.
+    const type = (value as { $type?: unknown } | null)?.$type
+    if (typeof type === 'string' && type !== nsid && type !== `${nsid}#main`) {
+      throw new ValidationError(`Invalid $type: must be ${nsid}, got ${type.slice(0, 100)}`)
+    }
     const record = lexicons.assertValidRecord(nsid, value) as Record<string, unknown>
     assertBlobConstraints(nsid, record)
     return record
