@@ -162,7 +162,7 @@ export const appviewConfig = defineConfig({
         app_password_recheck: duration()
           .default(5)
           .describe(
-            'An app password the PDS accepted is let in again without asking the PDS for this long (the several token requests of one push); a revoked app password stops working after at most this long.',
+            'An app password the PDS accepted is let in again without asking the PDS for this long (the several token requests of one push); after that, the PDS is asked to refresh the session that sign-in stored (a few ms) rather than to check the password again (createSession, slow by design). Revoking an app password revokes its sessions, so a revoked one stops working after at most this long.',
           ),
         max_scopes_per_request: z
           .number()

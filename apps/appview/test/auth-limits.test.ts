@@ -1,5 +1,6 @@
 // Abuse limits of /auth/token against a real PLC and PDS: the scope cap, failed handle
-// lookups remembered, a revoked app password refused within seconds, and 429 after 100
+// lookups remembered, a revoked app password refused within seconds (while a known one is
+// confirmed by refreshing its session, not by createSession), and 429 after 100
 // refused sign-ins in a row (without asking the PDS again); device code requests per address
 // limited likewise.
 import assert from 'node:assert/strict'
@@ -104,6 +105,36 @@ describe('/auth/token abuse limits', () => {
       (await getToken(appview.url, { authorization: basic(bob.did, bob.appPassword) })).status,
       200,
     )
+  })
+
+  it('lets a known app password in again by refreshing its session, not by createSession', async () => {
+    const calls: string[] = []
+    const count = (request: { url?: string }) => {
+      const method = /^\/xrpc\/com\.atproto\.server\.(createSession|refreshSession)/.exec(
+        request.url ?? '',
+      )
+      if (method) calls.push(method[1]!)
+    }
+    net.pds.pds.server!.on('request', count)
+    try {
+      const dave = await net.pds.createAccount('dave.test')
+      const signIn = async () =>
+        (await getToken(appview.url, { authorization: basic(dave.did, dave.appPassword) })).status
+      assert.equal(await signIn(), 200)
+      assert.equal(await signIn(), 200)
+      assert.deepEqual(calls, ['createSession'], 'within the recheck time the PDS is not asked')
+      clock += 6_000
+      assert.equal(await signIn(), 200)
+      assert.equal(await signIn(), 200)
+      assert.deepEqual(calls, ['createSession', 'refreshSession'])
+      // A wrong password is never let in by a remembered right one.
+      clock += 6_000
+      const wrong = await getToken(appview.url, { authorization: basic(dave.did, 'nope-nope') })
+      assert.equal(wrong.status, 401)
+      assert.deepEqual(calls, ['createSession', 'refreshSession', 'createSession'])
+    } finally {
+      net.pds.pds.server!.off('request', count)
+    }
   })
 
   it('answers 429 with Retry-After to the 101st refused sign-in, without asking the PDS', async () => {

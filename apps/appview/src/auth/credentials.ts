@@ -18,7 +18,7 @@ import {
   type PdsSessions,
   PdsUnavailableError,
 } from './sessions.ts'
-import type { VerifiedLogins } from './verified-logins.ts'
+import type { VerifiedLogin, VerifiedLogins } from './verified-logins.ts'
 
 export interface Credentials {
   username: string
@@ -68,8 +68,10 @@ export interface CredentialCheckerOptions {
  * Checks credentials and returns the caller's DID. An app password is exchanged for a PDS
  * session (com.atproto.server.createSession), which is kept for the registry's later
  * writes; on the first such login the user's io.atcr.sailor.profile is made sure of. The
- * same username and password again within a few minutes, while that session is stored,
- * is let in without asking the PDS again; concurrent checks of the same pair share one.
+ * same username and password again within seconds, while that session is stored, is let
+ * in without asking the PDS; later, the PDS is asked to refresh that session instead of
+ * checking the password again (verified-logins.ts). Concurrent checks of the same pair
+ * share one.
  */
 export class CredentialChecker {
   private readonly options: CredentialCheckerOptions
@@ -85,19 +87,34 @@ export class CredentialChecker {
     if (username === '' || password === '') throw unauthorized(refusedMessage(username))
     const key = verified.keyOf(username, password)
     const known = verified.find(key)
-    if (known !== undefined) {
-      if (await sessions.hasSession(known)) return known
+    if (known?.fresh) {
+      if (await sessions.hasSession(known.did)) return known.did
       verified.forget(key)
     }
     const pending = this.pending.get(key)
     if (pending) return pending
-    const checking = this.checkAtPds(credentials, key)
+    const checking = this.recheck(credentials, key, known)
     this.pending.set(key, checking)
     try {
       return await checking
     } finally {
       this.pending.delete(key)
     }
+  }
+
+  /** A sign-in remembered but not fresh is confirmed by refreshing its session. */
+  private async recheck(
+    credentials: Credentials,
+    key: string,
+    known: VerifiedLogin | undefined,
+  ): Promise<string> {
+    const { sessions, verified } = this.options
+    if (known && (await sessions.reconfirm(known.did, known.sessionId))) {
+      verified.confirmed(key)
+      return known.did
+    }
+    verified.forget(key)
+    return this.checkAtPds(credentials, key)
   }
 
   private async checkAtPds(credentials: Credentials, key: string): Promise<string> {
@@ -144,7 +161,7 @@ export class CredentialChecker {
       }
       throw error
     }
-    verified.remember(key, resolved.did, login.session.refreshJwt)
+    verified.remember(key, resolved.did, login.sessionId, login.session.refreshJwt)
     await this.ensureProfileOnce(resolved.did, login.agent)
     return resolved.did
   }

@@ -72,7 +72,7 @@ export async function buildAuthServices(base: AppViewBase, logger: Logger): Prom
   const webSessions = new WebSessions(base.db, config.oauth.web_session_lifetime * 1000, base.now)
   const verified = new VerifiedLogins({
     now: base.now,
-    ttlMs: config.auth.app_password_recheck * 1000,
+    recheckMs: config.auth.app_password_recheck * 1000,
   })
   const pdsSessions = new PdsSessions({
     store,

@@ -84,7 +84,7 @@ export class PdsSessions implements UserSessions {
   async login(
     identity: { did: string; pdsEndpoint: string },
     password: string,
-  ): Promise<{ agent: AtpAgent; session: StoredSession }> {
+  ): Promise<{ agent: AtpAgent; session: StoredSession; sessionId: string }> {
     const { did, pdsEndpoint } = identity
     const { AtpAgent, XRPCError } = await loadAtpApi()
     const agent = new AtpAgent({ service: pdsEndpoint, fetch: this.fetch as typeof fetch })
@@ -105,12 +105,34 @@ export class PdsSessions implements UserSessions {
       )
     }
     const session = toStored(data, pdsEndpoint)
-    await this.exclusive(did, async () => {
-      const sessionId = await this.store.save(session)
+    const sessionId = await this.exclusive(did, async () => {
+      const id = await this.store.save(session)
       this.forgetCached(did)
-      this.cache(did, await this.makeAgent(session, sessionId), sessionId)
+      this.cache(did, await this.makeAgent(session, id), id)
+      return id
     })
-    return { agent: this.agents.get(did)?.agent ?? agent, session }
+    return { agent: this.agents.get(did)?.agent ?? agent, session, sessionId }
+  }
+
+  /**
+   * Whether the stored app-password session `sessionId` of the DID still stands at its PDS:
+   * it is refreshed (the PDS revokes an app password's sessions with it). False when
+   * another session replaced it, or the PDS refused or could not be asked.
+   */
+  async reconfirm(did: string, sessionId: string): Promise<boolean> {
+    try {
+      return await this.exclusive(did, async () => {
+        const cached = await this.cachedAgent(did)
+        if (cached.sessionId !== sessionId || !cached.agent.session) return false
+        await cached.agent.sessionManager.refreshSession()
+        return cached.agent.session !== undefined
+      })
+    } catch (error) {
+      if (!(error instanceof NoSessionError)) {
+        this.logger.info({ did, err: error }, 'could not refresh a stored PDS session')
+      }
+      return false
+    }
   }
 
   /** The user's OAuth session when they have one, else their app-password session. */
@@ -121,13 +143,7 @@ export class PdsSessions implements UserSessions {
 
   private async appPasswordAgent(did: string): Promise<AtpAgent> {
     const agent = await this.exclusive(did, async () => {
-      let cached = this.agents.get(did)
-      if (!cached) {
-        const row = await this.loadRow(did)
-        const agent = await this.makeAgent(row.session, row.sessionId)
-        cached = { agent, sessionId: row.sessionId }
-        this.cache(did, cached.agent, cached.sessionId)
-      }
+      const cached = await this.cachedAgent(did)
       const { agent } = cached
       if (!agent.session) throw await this.dropSession(did, cached.sessionId)
       if (expiresWithin(agent.session.accessJwt, REFRESH_MARGIN_SECONDS)) {
@@ -219,6 +235,16 @@ export class PdsSessions implements UserSessions {
       // Not ours to judge: the hold verifies it. Cache it for the lifetime we asked for.
     }
     return { token, exp }
+  }
+
+  /** The DID's app-password agent, made from its stored session on first use. */
+  private async cachedAgent(did: string): Promise<CachedAgent> {
+    const cached = this.agents.get(did)
+    if (cached) return cached
+    const row = await this.loadRow(did)
+    const agent = await this.makeAgent(row.session, row.sessionId)
+    this.cache(did, agent, row.sessionId)
+    return { agent, sessionId: row.sessionId }
   }
 
   private async loadRow(did: string) {
