@@ -209,15 +209,20 @@ export function renderReport(input: {
   out.push('')
   if (memory) {
     out.push(
-      `Memory (RSS, MiB): idle after start, after pushing the image the burst pulls (just before the burst), peak over the whole pass, and ${memory.settleSeconds} s after a burst of ${memory.pulls} concurrent pulls (burst errors ATCR ${memory.burstErrors.atcr}, Distribution ${memory.burstErrors.distribution}).`,
+      `Memory (RSS, MiB): idle after start, after pushing the image the burst pulls (just before the burst; the first sign-in and push load code and grow heaps that stay), peak over the whole pass, and ${memory.settleSeconds} s after a burst of ${memory.pulls} concurrent pulls (burst errors ATCR ${memory.burstErrors.atcr}, Distribution ${memory.burstErrors.distribution}).`,
     )
     out.push('')
-    out.push('| process | idle | before burst | peak (pass) | after burst | within 20% of idle |')
-    out.push('|---|---|---|---|---|---|')
+    out.push(
+      '| process | idle | before burst | peak (pass) | after burst | within 20% of idle | left by the burst (after − before) |',
+    )
+    out.push('|---|---|---|---|---|---|---|')
+    const percent = (now: number, then: number) =>
+      `${now >= then ? '+' : ''}${((now / then - 1) * 100).toFixed(0)}%`
     for (const row of memory.rows) {
       const within = row.afterBurstMiB <= row.idleMiB * 1.2
+      const left = row.afterBurstMiB - row.beforeBurstMiB
       out.push(
-        `| ${row.target} ${row.process} | ${row.idleMiB.toFixed(0)} | ${row.beforeBurstMiB.toFixed(0)} | ${row.peakMiB.toFixed(0)} | ${row.afterBurstMiB.toFixed(0)} | ${within ? 'yes' : `**no** (+${((row.afterBurstMiB / row.idleMiB - 1) * 100).toFixed(0)}%)`} |`,
+        `| ${row.target} ${row.process} | ${row.idleMiB.toFixed(0)} | ${row.beforeBurstMiB.toFixed(0)} | ${row.peakMiB.toFixed(0)} | ${row.afterBurstMiB.toFixed(0)} | ${within ? 'yes' : `**no** (${percent(row.afterBurstMiB, row.idleMiB)})`} | ${left >= 0 ? '+' : ''}${left.toFixed(0)} MiB (${percent(row.afterBurstMiB, row.beforeBurstMiB)}) |`,
       )
     }
     out.push('')
