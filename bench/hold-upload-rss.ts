@@ -18,7 +18,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { freePort, startPlc } from '@atcr/testkit'
-import { createPlcIdentity, loadOrCreateKeypair } from '../packages/core/src/identity/index.ts'
+import { loadOrCreateKeypair } from '../packages/core/src/identity/index.ts'
+import { createPlcIdentity } from '../packages/core/src/identity/plc.ts'
 import { mintServiceAuthToken } from '../packages/core/src/service-auth/index.ts'
 
 const MiB = 1024 * 1024

@@ -4,16 +4,18 @@ import { access, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { UsageError } from '@atcr/core/cli'
 import {
-  createPlcIdentity,
   type DidDocument,
   didWebFromUrl,
-  ensurePlcCurrent,
   loadKeypair,
-  loadOrCreateDid,
   loadOrCreateKeypair,
   loadRotationKey,
-  type PlcService,
 } from '@atcr/core/identity'
+import {
+  createPlcIdentity,
+  ensurePlcCurrent,
+  loadOrCreateDid,
+  type PlcService,
+} from '@atcr/core/identity/plc'
 import type { Logger } from '@atcr/core/log'
 import type { Secp256k1Keypair } from '@atproto/crypto'
 import { isValidHandle, isValidTld } from '@atproto/syntax'

@@ -4,7 +4,7 @@
 // holds), closed together. Also the hold's CLI as the tests run it.
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { createPlcIdentity } from '@atcr/core/identity'
+import { createPlcIdentity } from '@atcr/core/identity/plc'
 import { silentLogger } from '@atcr/core/log'
 import { mintServiceAuthToken } from '@atcr/core/service-auth'
 import {

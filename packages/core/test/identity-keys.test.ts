@@ -4,14 +4,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import {
-  DidFileError,
   KeyFileError,
   KeyFilePermissionsError,
   loadKeypair,
-  loadOrCreateDid,
   loadOrCreateKeypair,
   loadRotationKey,
 } from '@atcr/core/identity'
+import { DidFileError, loadOrCreateDid } from '@atcr/core/identity/plc'
 import { verifySignature } from '@atproto/crypto'
 
 describe('key files', () => {

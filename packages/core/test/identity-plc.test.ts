@@ -5,15 +5,17 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import {
   createIdentityResolver,
-  createPlcIdentity,
-  ensurePlcCurrent,
   getServiceEndpoint,
   IdentityNotFoundError,
   type IdentityResolver,
+} from '@atcr/core/identity'
+import {
+  createPlcIdentity,
+  ensurePlcCurrent,
   loadOrCreateDid,
   RotationKeyMissingError,
   RotationKeyNotAuthorizedError,
-} from '@atcr/core/identity'
+} from '@atcr/core/identity/plc'
 import { startPlc, staticDns, type TestPlc } from '@atcr/testkit'
 import { Secp256k1Keypair } from '@atproto/crypto'
 

@@ -1,11 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import {
-  createIdentityResolver,
-  createPlcIdentity,
-  ensurePlcCurrent,
-  type IdentityResolver,
-} from '@atcr/core/identity'
+import { createIdentityResolver, type IdentityResolver } from '@atcr/core/identity'
+import { createPlcIdentity, ensurePlcCurrent } from '@atcr/core/identity/plc'
 import {
   mintServiceAuthToken,
   ServiceAuthError,

@@ -1,3 +1,5 @@
+// did:plc identities (create, load, keep current) are `@atcr/core/identity/plc`, apart from
+// this barrel: @did-plc/lib weighs about 7 MiB of heap, and only the hold uses it.
 export { ResponseTooLargeError, readBoundedJson, readBoundedText } from './body.ts'
 export { type CacheCounter, TtlCache, type TtlCacheOptions } from './cache.ts'
 export {
@@ -40,28 +42,6 @@ export {
   loadRotationKey,
 } from './keys.ts'
 export { IDENTITY_MODES, type IdentityMode, isIdentityMode } from './mode.ts'
-export {
-  type CreatedPlcIdentity,
-  type CreatePlcIdentityOptions,
-  createPlcIdentity,
-  DidFileError,
-  DidTombstonedError,
-  type EnsurePlcCurrentOptions,
-  type EnsurePlcCurrentResult,
-  ensurePlcCurrent,
-  type LoadedDid,
-  type LoadOrCreateDidOptions,
-  loadOrCreateDid,
-  type PlcChange,
-  type PlcClientOptions,
-  type PlcIdentityState,
-  PlcRequestError,
-  type PlcService,
-  type PlcSigner,
-  type PublicKeyRef,
-  RotationKeyMissingError,
-  RotationKeyNotAuthorizedError,
-} from './plc.ts'
 export {
   createIdentityResolver,
   DEFAULT_PLC_URL,
