@@ -86,10 +86,11 @@ export class CredentialChecker {
     const { username, password } = credentials
     if (username === '' || password === '') throw unauthorized(refusedMessage(username))
     const key = verified.keyOf(username, password)
-    const known = verified.find(key)
+    let known = verified.find(key)
     if (known?.fresh) {
       if (await sessions.hasSession(known.did)) return known.did
       verified.forget(key)
+      known = undefined
     }
     const pending = this.pending.get(key)
     if (pending) return pending
@@ -109,11 +110,13 @@ export class CredentialChecker {
     known: VerifiedLogin | undefined,
   ): Promise<string> {
     const { sessions, verified } = this.options
-    if (known && (await sessions.reconfirm(known.did, known.sessionId))) {
-      verified.confirmed(key)
-      return known.did
+    if (known) {
+      if (await sessions.reconfirm(known.did, known.sessionId)) {
+        verified.confirmed(key)
+        return known.did
+      }
+      verified.forget(key)
     }
-    verified.forget(key)
     return this.checkAtPds(credentials, key)
   }
 
