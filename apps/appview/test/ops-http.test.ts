@@ -120,11 +120,11 @@ describe('operations: health, metrics, request ids, trust_proxy', () => {
     await removeTempDir(dir)
   })
 
-  async function pullToken(): Promise<string> {
+  async function pullToken(actions = 'pull'): Promise<string> {
     const basic = Buffer.from(`ops.test:${account.appPassword}`).toString('base64')
     const service = new URL(appview.url).host
     const response = await fetch(
-      `${appview.url}/auth/token?service=${service}&scope=repository:ops.test/ops:pull`,
+      `${appview.url}/auth/token?service=${service}&scope=repository:ops.test/ops:${actions}`,
       { headers: { authorization: `Basic ${basic}` } },
     )
     assert.equal(response.status, 200)
@@ -322,6 +322,31 @@ describe('operations: health, metrics, request ids, trust_proxy', () => {
     // A malformed id is replaced, not logged as given.
     const odd = await fetch(`${appview.url}/v2/`, { headers: { 'x-request-id': 'a b\tc' } })
     assert.match(odd.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/)
+  })
+
+  it("carries an upload's request id to the hold's uploadPart, where the bytes stream on", async () => {
+    const id = `ops-upload-${Date.now()}`
+    const headers = { authorization: `Bearer ${await pullToken('pull,push')}`, 'x-request-id': id }
+    const opened = await fetch(`${appview.url}/v2/ops.test/ops/blobs/uploads/`, {
+      method: 'POST',
+      headers,
+    })
+    assert.equal(opened.status, 202)
+    const location = new URL(opened.headers.get('location')!, appview.url)
+    // Larger than what goes to the hold in one call: a part streamed while it arrives.
+    const blob = randomBytes(3 * 1024 * 1024)
+    location.searchParams.set('digest', `sha256:${createHash('sha256').update(blob).digest('hex')}`)
+    const stored = await fetch(location, { method: 'PUT', headers, body: blob })
+    assert.equal(stored.status, 201, await stored.text())
+    const uploadPart = (output: string) =>
+      output
+        .split('\n')
+        .filter((line) => line.includes(`"reqId":"${id}"`))
+        .some((line) => line.includes('io.atcr.hold.uploadPart'))
+    await eventually(
+      () => uploadPart(hold.output()),
+      "the hold's log line of uploadPart, with the id",
+    )
   })
 
   it('believes X-Forwarded-For only from trust_proxy addresses', async () => {

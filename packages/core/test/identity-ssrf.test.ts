@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import diagnosticsChannel from 'node:diagnostics_channel'
+import { Readable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import {
   addressBlockReason,
@@ -273,6 +274,45 @@ describe('SSRF guard: guarded fetch', () => {
       await refused(fetch('http://169.254.169.254/latest/meta-data/'), 'linkLocal')
     } finally {
       await fetch.close()
+    }
+  })
+
+  it('streams an upload under the same rules: a refused address never gets a byte', async () => {
+    const upload = (fetch: ReturnType<typeof createGuardedFetch>, url: string) =>
+      fetch.upload(url, {
+        method: 'PUT',
+        headers: new Headers({ 'content-length': '10' }),
+        body: Readable.from([Buffer.from('part '), Buffer.from('bytes')]),
+      })
+    const port = new URL(server.url).port
+    const production = createGuardedFetch({
+      mode: 'production',
+      lookup: tableLookup({ 'intranet.example': ['10.1.2.3'] }),
+    })
+    const dev = createGuardedFetch({ mode: 'dev', lookup: staticDns().lookup })
+    try {
+      const before = server.requests.length
+      await refused(upload(production, `${server.url}/sink`), 'protocol')
+      await refused(upload(production, `https://127.0.0.1:${port}/sink`), 'loopback')
+      const named = await refused(upload(production, 'https://intranet.example/sink'), 'private')
+      assert.equal(named.address, '10.1.2.3')
+      await refused(upload(dev, 'http://169.254.169.254/latest/meta-data/'), 'linkLocal')
+      assert.equal(server.requests.length, before)
+
+      let received = ''
+      server.route('/sink', async (req, res) => {
+        for await (const chunk of req) received += chunk
+        res.writeHead(201, { etag: '"part-1"', 'content-type': 'application/json' })
+        res.end(JSON.stringify({ length: received.length }))
+      })
+      const answer = await upload(dev, `${server.url}/sink`)
+      assert.equal(answer.status, 201)
+      assert.equal(answer.headers.get('etag'), '"part-1"')
+      assert.deepEqual(await answer.json(), { length: 10 })
+      assert.equal(received, 'part bytes')
+    } finally {
+      await production.close()
+      await dev.close()
     }
   })
 

@@ -6,6 +6,7 @@ import {
   getServiceEndpoint,
   IdentityError,
   readBoundedText,
+  type StreamUploadInit,
   TtlCache,
 } from '@atcr/core/identity'
 import { createDigester, type DigestAlgorithm, OciError } from '@atcr/core/oci'
@@ -246,6 +247,11 @@ export class HoldClient {
   /** A raw request (for part uploads to the URL the hold named). */
   async send(url: string, init: RequestInit): Promise<Response> {
     return this.#ctx.fetch(url, { ...init, redirect: 'manual' })
+  }
+
+  /** A raw request whose body is streamed as it arrives (a part passed on). */
+  async upload(url: string, init: StreamUploadInit): Promise<Response> {
+    return this.#ctx.fetch.upload(url, init)
   }
 
   async #json<T>(nsid: string, hold: Hold, url: URL, init: RequestInit): Promise<T> {

@@ -3,6 +3,7 @@
 // caller's service token), then the bytes are PUT there with their exact Content-Length,
 // either whole or streamed while they arrive, and the part's ETag comes back.
 import type { FileHandle } from 'node:fs/promises'
+import { Readable } from 'node:stream'
 import { HOLD_UPLOAD_BLOB, NSID } from '@atcr/core/lexicons'
 import {
   type Hold,
@@ -215,7 +216,7 @@ export async function sendWholeBlob(
  */
 export class StreamedPart {
   readonly target: PartTarget
-  #controller!: ReadableStreamDefaultController<Uint8Array>
+  readonly #body: Readable
   #wake: (() => void) | null = null
   #failure: unknown = null
   #response: Promise<Response>
@@ -228,20 +229,12 @@ export class StreamedPart {
     this.target = target
     this.#request = request
     // One write's chunks queued at most: a write waits until the connection took the last.
-    const body = new ReadableStream<Uint8Array>(
-      {
-        start: (controller) => {
-          this.#controller = controller
-        },
-        pull: () => this.#wakeWriter(),
-        cancel: (reason) => this.#fail(reason ?? new Error('the part request was cancelled')),
-      },
-      { highWaterMark: 1 },
-    )
-    this.#response = holds.send(request.url, {
+    this.#body = new Readable({ highWaterMark: 1, read: () => this.#wakeWriter() })
+    this.#body.on('error', (error) => this.#fail(error))
+    this.#response = holds.upload(request.url, {
       method: request.method,
       headers: request.headers,
-      body,
+      body: this.#body,
       signal: this.#abort.signal,
     })
     this.#response.then(
@@ -260,12 +253,12 @@ export class StreamedPart {
 
   /** Queues chunks (which must stay unchanged until the part finished or was aborted). */
   async write(...chunks: Uint8Array[]): Promise<void> {
-    while (this.#failure === null && (this.#controller.desiredSize ?? 0) <= 0) {
+    while (this.#failure === null && this.#body.readableLength > 0) {
       await new Promise<void>((resolve) => {
         this.#wake = resolve
       })
     }
-    if (this.#failure !== null) {
+    if (this.#failure !== null || this.#body.destroyed) {
       await this.#throwRefusal()
       throw holdUnavailable(
         this.target.hold,
@@ -273,22 +266,12 @@ export class StreamedPart {
         this.#failure,
       )
     }
-    try {
-      for (const chunk of chunks) this.#controller.enqueue(chunk)
-    } catch (error) {
-      await this.#throwRefusal()
-      // The request ended between the check and now (its body stream is closed).
-      throw holdUnavailable(
-        this.target.hold,
-        `sending part ${this.target.partNumber} failed`,
-        this.#failure ?? error,
-      )
-    }
+    for (const chunk of chunks) this.#body.push(chunk)
   }
 
   /** Ends the body and waits for the part's ETag. */
   async finish(): Promise<string> {
-    if (this.#failure === null) this.#controller.close()
+    if (this.#failure === null) this.#body.push(null)
     let response: Response
     try {
       response = await this.#response

@@ -63,3 +63,4 @@ export {
   SsrfBlockedError,
   type SsrfBlockReason,
 } from './ssrf.ts'
+export type { StreamUploadInit } from './stream-upload.ts'

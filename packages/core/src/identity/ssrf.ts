@@ -10,6 +10,7 @@ import { isIP, type LookupFunction } from 'node:net'
 import ipaddr from 'ipaddr.js'
 import { Agent, buildConnector, Dispatcher1Wrapper } from 'undici'
 import type { IdentityMode } from './mode.ts'
+import { createStreamUpload, type StreamUpload } from './stream-upload.ts'
 
 /**
  * The `fetch` every outbound request of ATCR goes through. Same call shape as the global
@@ -20,6 +21,8 @@ export type GuardedFetch = ((
   init?: RequestInit,
 ) => Promise<Response>) & {
   readonly mode: IdentityMode
+  /** A request with a Node stream as its body (a blob passed on), under the same guard. */
+  readonly upload: StreamUpload
   close(): Promise<void>
 }
 
@@ -182,10 +185,11 @@ export function createGuardedFetch(options: GuardedFetchOptions): GuardedFetch {
   }
 
   const timeout = options.connectTimeoutMs ?? 10_000
+  const headersTimeout = options.headersTimeoutMs ?? 30_000
   const guardedConnector = buildConnector({ timeout, lookup: guardedLookup })
   const plainConnector = buildConnector({ timeout })
   const agent = new Agent({
-    headersTimeout: options.headersTimeoutMs ?? 30_000,
+    headersTimeout,
     connect: (connectOptions, callback) => {
       const { protocol, hostname, port } = connectOptions
       if (isTrusted(protocol, hostname, port)) return plainConnector(connectOptions, callback)
@@ -258,9 +262,20 @@ export function createGuardedFetch(options: GuardedFetchOptions): GuardedFetch {
     }
   }
 
+  const upload = createStreamUpload({
+    check,
+    lookupFor: (url) => (isTrusted(url.protocol, url.hostname, url.port) ? null : guardedLookup),
+    explain: (error) => findSsrfError(error) ?? error,
+    connectTimeoutMs: timeout,
+    headersTimeoutMs: headersTimeout,
+  })
   return Object.assign(guarded, {
     mode,
-    close: () => agent.close(),
+    upload,
+    close: async () => {
+      upload.close()
+      await agent.close()
+    },
   })
 }
 

@@ -268,15 +268,35 @@ export function propagateRequestIds(app: FastifyInstance): void {
 }
 
 type FetchFn = (input: string | URL | Request, init?: RequestInit) => Promise<Response>
+/** A streamed upload's shape, as far as the id is concerned (method syntax: any init with headers). */
+interface HasUpload {
+  upload?(url: string | URL, init: { headers: Headers }): Promise<Response>
+}
 
-/** `fetch` that sends the current request's id (X-Request-Id) with every outbound request. */
-export function withRequestId<F extends FetchFn>(fetch: F): F {
+/** The headers with the current request's id added (X-Request-Id), or null outside one. */
+function withCurrentId(headers: RequestInit['headers']): Headers | null {
+  const id = requestIds.getStore()
+  if (id === undefined) return null
+  const tagged = new Headers(headers)
+  if (!tagged.has(REQUEST_ID_HEADER)) tagged.set(REQUEST_ID_HEADER, id)
+  return tagged
+}
+
+/**
+ * `fetch` (and its streamed `upload`, when it has one) that sends the current request's
+ * id (X-Request-Id) with every outbound request.
+ */
+export function withRequestId<F extends FetchFn & HasUpload>(fetch: F): F {
   const wrapped = (input: string | URL | Request, init: RequestInit = {}) => {
-    const id = requestIds.getStore()
-    if (id === undefined) return fetch(input, init)
-    const headers = new Headers(init.headers ?? (input instanceof Request ? input.headers : {}))
-    if (!headers.has(REQUEST_ID_HEADER)) headers.set(REQUEST_ID_HEADER, id)
-    return fetch(input, { ...init, headers })
+    const headers = withCurrentId(init.headers ?? (input instanceof Request ? input.headers : {}))
+    return fetch(input, headers ? { ...init, headers } : init)
   }
-  return Object.assign(wrapped, fetch) as F
+  const upload = fetch.upload?.bind(fetch)
+  const extra = upload
+    ? {
+        upload: (url: string | URL, init: { headers: Headers }) =>
+          upload(url, { ...init, headers: withCurrentId(init.headers) ?? init.headers }),
+      }
+    : {}
+  return Object.assign(wrapped, fetch, extra) as F
 }
