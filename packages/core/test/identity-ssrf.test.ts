@@ -310,6 +310,14 @@ describe('SSRF guard: guarded fetch', () => {
       assert.equal(answer.headers.get('etag'), '"part-1"')
       assert.deepEqual(await answer.json(), { length: 10 })
       assert.equal(received, 'part bytes')
+
+      // A status no Response can hold fails the request; it does not bring the process down.
+      server.route('/nonsense', (req, res) => {
+        req.resume()
+        res.writeHead(999)
+        res.end()
+      })
+      await assert.rejects(upload(dev, `${server.url}/nonsense`), RangeError)
     } finally {
       await production.close()
       await dev.close()

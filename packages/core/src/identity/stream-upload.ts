@@ -1,8 +1,8 @@
 // Requests whose body is a Node stream (an upload passed on while it arrives), sent with
 // node:http(s) rather than fetch. A fetch body must be a web ReadableStream, and at blob
-// sizes that costs a core: passing 512 MiB on through fetch took the AppView 3.1 s of CPU,
-// through node:http 0.7 s, mostly for the garbage collections the web stream's chunk
-// handling provokes (bench/README.md, round 6). The SSRF guard's checks apply as to fetch.
+// sizes that costs a core: passing 512 MiB on through fetch took the AppView 2.7-3.7 s of
+// CPU, through node:http 0.9 s, the difference mostly full garbage collections (23 per
+// 512 MiB, none now; bench/README.md, round 6). The SSRF guard's checks apply as to fetch.
 import http from 'node:http'
 import https from 'node:https'
 import type { LookupFunction, Socket } from 'node:net'
@@ -64,14 +64,23 @@ export function createStreamUpload(guard: StreamUploadGuard): StreamUpload & {
         )
         socket.once('connect', () => socket.setTimeout(0))
       })
+      let answered = false
       request.on('finish', () => {
+        if (answered) return
         request.setTimeout(guard.headersTimeoutMs, () =>
           request.destroy(new Error(`${url.host} sent no answer in time`)),
         )
       })
       request.on('response', (response) => {
+        answered = true
         request.setTimeout(0)
-        resolve(toResponse(response, init.method))
+        try {
+          resolve(toResponse(response, init.method))
+        } catch (error) {
+          // A status fetch's Response cannot hold (a server's nonsense): a failed request.
+          response.destroy()
+          reject(error)
+        }
       })
       // An answer may come before the whole body (a refusal): the request then ends with
       // an error the answer already explains.
