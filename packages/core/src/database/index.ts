@@ -57,8 +57,12 @@ export async function openPostgres<Schema>(
 ): Promise<PostgresDatabase<Schema>> {
   if (!isPostgresUrl(url)) throw new Error('a database url must start with postgres://')
   const pool = new pg.Pool({ connectionString: url, max: maxConnections, types })
-  // An idle client that loses its server (a restart) must not crash the process.
+  // A client that loses its server (a crash, a restart) emits 'error', and that event
+  // unheard ends the process. The pool listens only while a client is idle; one checked
+  // out between two queries (inside a transaction, under a lock) needs its own listener.
+  // Its queries fail on their own, and the pool drops it when it is released.
   pool.on('error', () => {})
+  pool.on('connect', (client) => client.on('error', () => {}))
   const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) })
   try {
     // Kysely's migrator takes a PostgreSQL advisory lock: instances starting together
@@ -156,8 +160,10 @@ export function isDatabaseUnreachable(error: unknown): boolean {
       (UNREACHABLE_CODES.has(code) || UNREACHABLE_SQLSTATES.test(code))
     )
       return true
-    // pg's own words when the server closes the connection under a query.
-    if (/^Connection terminated/.test(current.message)) return true
+    // pg's own words when the server closes the connection under a query, or before one
+    // on a client that lost it (a transaction's ROLLBACK then fails with these).
+    if (/^(Connection terminated|Client has encountered a connection error)/.test(current.message))
+      return true
     if (current instanceof AggregateError && current.errors.some(isDatabaseUnreachable)) return true
     current = current.cause
   }
