@@ -324,6 +324,50 @@ describe('SSRF guard: guarded fetch', () => {
     }
   })
 
+  it('fails an upload whose answer never comes once the body is sent', async () => {
+    // A hold that takes the whole part, then hangs up or stays silent; a caller that gives up.
+    const fetch = createGuardedFetch({
+      mode: 'dev',
+      lookup: staticDns().lookup,
+      headersTimeoutMs: 300,
+    })
+    const bodyRead = new Map<string, () => void>()
+    const bodyReadPromise = (path: string) =>
+      new Promise<void>((resolve) => bodyRead.set(path, resolve))
+    for (const path of ['/hang-up', '/silent']) {
+      server.route(path, async (req) => {
+        for await (const _ of req) {
+          // Read it all.
+        }
+        bodyRead.get(path)?.()
+        if (path === '/hang-up') req.socket.destroy()
+      })
+    }
+    const send = (path: string, signal?: AbortSignal) =>
+      fetch.upload(`${server.url}${path}`, {
+        method: 'PUT',
+        headers: new Headers({ 'content-length': '10' }),
+        body: Readable.from([Buffer.from('part bytes')]),
+        signal,
+      })
+    try {
+      const read = bodyReadPromise('/hang-up')
+      await assert.rejects(send('/hang-up'), /socket hang up/)
+      await read
+
+      await assert.rejects(send('/silent'), /sent no answer in time/)
+
+      const caller = new AbortController()
+      const silentRead = bodyReadPromise('/silent')
+      const aborted = send('/silent', caller.signal)
+      await silentRead
+      caller.abort()
+      await assert.rejects(aborted, { name: 'AbortError' })
+    } finally {
+      await fetch.close()
+    }
+  })
+
   it('refuses schemes other than http(s) in every mode', async () => {
     const fetch = createGuardedFetch({ mode: 'dev', lookup: staticDns().lookup })
     try {

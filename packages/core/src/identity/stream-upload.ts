@@ -59,10 +59,12 @@ export function createStreamUpload(guard: StreamUploadGuard): StreamUpload & {
       })
       request.on('socket', (socket: Socket) => {
         if (!socket.connecting) return
-        socket.setTimeout(guard.connectTimeoutMs, () =>
-          request.destroy(new Error(`connecting to ${url.host} timed out`)),
-        )
-        socket.once('connect', () => socket.setTimeout(0))
+        const timedOut = () => request.destroy(new Error(`connecting to ${url.host} timed out`))
+        socket.setTimeout(guard.connectTimeoutMs, timedOut)
+        socket.once('connect', () => {
+          socket.setTimeout(0)
+          socket.off('timeout', timedOut)
+        })
       })
       let answered = false
       request.on('finish', () => {
@@ -82,10 +84,14 @@ export function createStreamUpload(guard: StreamUploadGuard): StreamUpload & {
           reject(error)
         }
       })
+      // Failures after the body was sent (the server hangs up, no answer in time, the
+      // caller aborts) come as the request's errors, once pipeline is done with it.
+      const fail = (error: Error) => reject(guard.explain(error))
+      request.on('error', fail)
       // An answer may come before the whole body (a refusal): the request then ends with
       // an error the answer already explains.
       pipeline(init.body, request, (error) => {
-        if (error) reject(guard.explain(error))
+        if (error) fail(error)
       })
     })
   }
