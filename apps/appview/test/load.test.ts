@@ -377,9 +377,24 @@ describe('load: 50 clients against two AppViews behind HAProxy', { skip }, () =>
   const tokens = new Map<string, Promise<string>>()
   const pushed: PushedImage[] = []
   const processes = () => [
-    ...appviews.map((a, i) => ({ name: `appview${i + 1}`, pid: a.pid })),
-    { name: 'hold', pid: hold.child.pid! },
+    ...appviews.map((a, i) => ({
+      name: `appview${i + 1}`,
+      pid: a.pid,
+      child: a.child,
+      output: a.output,
+    })),
+    { name: 'hold', pid: hold.child.pid!, child: hold.child, output: hold.output },
   ]
+  /** Fails with what a service printed when it is no longer running. */
+  const assertAllRunning = () => {
+    for (const p of processes()) {
+      const { exitCode, signalCode } = p.child
+      assert.ok(
+        exitCode === null && signalCode === null,
+        `${p.name} exited (${exitCode ?? signalCode}):\n${p.output()}`,
+      )
+    }
+  }
   let warm: Map<string, { rssMiB: number; fds: number }>
 
   const client = (i: number, tally: Tally) =>
@@ -546,6 +561,7 @@ describe('load: 50 clients against two AppViews behind HAProxy', { skip }, () =>
       (p, i) => `${p.name} ${(usage(p.pid).cpu - cpuBefore[i]!).toFixed(1)} s`,
     )
     console.log(`CPU over ${SECONDS} s: ${cpu.join(', ')}`)
+    assertAllRunning()
     assert.deepEqual(tally.unexpected.slice(0, 10), [])
     assert.ok(pushed.length > CLIENTS * 2, `only ${pushed.length} images pushed`)
     for (const { name } of processes()) {
@@ -598,6 +614,7 @@ describe('load: 50 clients against two AppViews behind HAProxy', { skip }, () =>
     )
     await fault
     console.log(`outage: ${tally.report()}; refusals by status ${JSON.stringify([...statuses])}`)
+    assertAllRunning()
     assert.deepEqual(tally.unexpected.slice(0, 10), [])
     assert.ok((statuses.get(503) ?? 0) > 0, 'the outage was seen (503s)')
     assert.equal(statuses.get(500), undefined, 'no 500 during the outage')
@@ -620,12 +637,14 @@ describe('load: 50 clients against two AppViews behind HAProxy', { skip }, () =>
       }),
     )
     console.log(`verified ${pushed.length} images: ${tally.report()}`)
+    assertAllRunning()
     assert.deepEqual(tally.unexpected.slice(0, 10), [])
   })
 
   it('leaves no upload session, spill file or temp file; descriptors come back, memory bounded', async () => {
     // Abandoned sessions expire after APPVIEW_IDLE_SECONDS (the AppView aborts them on the
     // hold); the hold sweeps its own after HOLD_EXPIRY_SECONDS.
+    assertAllRunning()
     const settled = Date.now() + (HOLD_EXPIRY_SECONDS + 40) * 1000
     let state = ''
     for (;;) {
