@@ -30,7 +30,10 @@ export async function sendLocalRange(range: LocalRange, destination: Writable): 
       destination.write(chunk, (error) => (error ? reject(error) : resolve()))
     })
   try {
-    const buffers = [Buffer.allocUnsafeSlow(BUFFER_BYTES), Buffer.allocUnsafeSlow(BUFFER_BYTES)]
+    // No bigger than the range: a pull of many small layers would otherwise allocate
+    // 1 MiB per blob, and the collections that frees them cost more than the sending.
+    const size = Math.max(1, Math.min(BUFFER_BYTES, range.end - range.start))
+    const buffers = [Buffer.allocUnsafeSlow(size), Buffer.allocUnsafeSlow(size)]
     let position = range.start
     let next = 0
     let writing: Promise<void> = Promise.resolve()
