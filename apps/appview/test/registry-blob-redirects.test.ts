@@ -1,7 +1,7 @@
 // Where a hold's getBlob redirect may send clients (issue 16): real holds whose redirects
 // (their CDN base URL) point at cloud metadata (link-local) or at the AppView itself. The
 // client never gets such a Location; it gets a clear OCI error. A redirect to the hold's
-// own signed URL on loopback passes in dev mode. Production's public-https-only rule for
+// own signed URL on loopback passes in dev mode; a small blob comes as bytes instead. Production's public-https-only rule for
 // names and addresses is checked in packages/core's identity-ssrf test: a production-mode
 // AppView cannot reach this loopback network at all.
 import assert from 'node:assert/strict'
@@ -61,7 +61,8 @@ describe('blob redirects passed on to clients', () => {
 
   it("passes on the hold's own signed URL on loopback in dev mode", async () => {
     const alice = new Pusher(stack, stack.alice, stack.nameOf(stack.alice, 'app'))
-    const content = randomBytes(4096)
+    // Past the hold's inline_max_bytes (1 MiB): a smaller blob comes back as bytes.
+    const content = randomBytes(1024 * 1024 + 4096)
     const { digest } = await alice.blob(content)
     const response = await pull(alice, digest)
     assert.equal(response.status, 307)
@@ -70,6 +71,21 @@ describe('blob redirects passed on to clients', () => {
     const followed = await fetch(location, { headers: { range: 'bytes=100-199' } })
     assert.equal(followed.status, 206)
     assert.ok(Buffer.from(await followed.arrayBuffer()).equals(content.subarray(100, 200)))
+  })
+
+  it('streams a small blob of a filesystem hold on itself: one request, ranges too', async () => {
+    const alice = new Pusher(stack, stack.alice, stack.nameOf(stack.alice, 'app'))
+    const content = randomBytes(64 * 1024)
+    const { digest } = await alice.blob(content)
+    const whole = await pull(alice, digest)
+    assert.equal(whole.status, 200)
+    assert.equal(whole.headers.get('docker-content-digest'), digest)
+    assert.equal(whole.headers.get('content-length'), String(content.length))
+    assert.ok(Buffer.from(await whole.arrayBuffer()).equals(content))
+    const part = await pull(alice, digest, { range: 'bytes=100-199' })
+    assert.equal(part.status, 206)
+    assert.equal(part.headers.get('content-range'), `bytes 100-199/${content.length}`)
+    assert.ok(Buffer.from(await part.arrayBuffer()).equals(content.subarray(100, 200)))
   })
 
   it('never sends a client to a link-local (cloud metadata) address, even in dev mode', async () => {

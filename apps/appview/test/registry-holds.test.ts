@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, afterEach, before, describe, it } from 'node:test'
 import { type HoldProcess, startHoldProcess, type TestAccount } from '@atcr/testkit'
-import { errorCode, Pusher, redirectedBlob, sha256 } from './registry-client.ts'
+import { errorCode, Pusher, pulledBlob, sha256 } from './registry-client.ts'
 import { type RegistryStack, repoScope, startRegistryStack } from './registry-harness.ts'
 
 async function setDefaultHold(account: TestAccount, holdDid: string): Promise<void> {
@@ -98,7 +98,7 @@ describe('hold selection, crew and private holds', () => {
       as: null,
       scopes: [repoScope(pusher.name, 'pull')],
     })
-    assert.equal((await redirectedBlob(blob)).toString(), 'layer of on the open hold')
+    assert.equal((await pulledBlob(blob)).toString(), 'layer of on the open hold')
 
     // The hold goes away: its blobs are unavailable (503), not unknown (404).
     await openHold.close()
@@ -147,7 +147,7 @@ describe('hold selection, crew and private holds', () => {
       as: stack.bob,
       scopes: [repoScope(alice.name, 'pull')],
     })
-    assert.ok((await redirectedBlob(bob)).equals(content))
+    assert.ok((await pulledBlob(bob)).equals(content))
   })
 
   it('refuses the upload of a blob past the quota: no tag, no manifest left', async () => {

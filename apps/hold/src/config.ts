@@ -178,6 +178,14 @@ export const holdConfig = defineConfig({
           .describe(
             "Send blob readers to presigned URLs (S3's, or on the filesystem driver the hold's own signed /storage/ URLs) instead of answering getBlob with the bytes.",
           ),
+        inline_max_bytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(1024 ** 2)
+          .describe(
+            "On the filesystem driver, getBlob answers a blob of at most this many bytes with the bytes even when presigned_redirects is on: a small blob costs less to send than the client's second request to the hold's /storage/ URL (0: redirect every blob).",
+          ),
         presign_ttl: duration().default(900).describe('Lifetime of presigned URLs.'),
         cdn_base_url: z
           .string()

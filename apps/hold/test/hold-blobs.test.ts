@@ -1,6 +1,7 @@
 /**
- * com.atproto.sync.getBlob with an OCI digest as `cid`: streamed by the hold (filesystem)
- * with Range support, or a 307 to a presigned S3 URL (or the CDN) that a client follows.
+ * com.atproto.sync.getBlob with an OCI digest as `cid`: streamed by the hold (filesystem,
+ * and small blobs there) with Range support, or a 307 to a presigned URL (S3's, the
+ * hold's own, or the CDN) that a client follows.
  * S3 is s3rver behind the storage tests' gap proxy (storage-s3-gaps.ts); s3rver does not
  * check signatures, so a presigned URL is shown to work, not shown to be unforgeable.
  */
@@ -188,6 +189,31 @@ describe('getBlob on the filesystem with presigned redirects: the hold signs its
     assert.ok(Buffer.from(await part.arrayBuffer()).equals(bytes.subarray(100, 200)))
     const head = await fetch(signed, { method: 'HEAD' })
     assert.equal(head.headers.get('content-length'), String(bytes.length))
+  })
+
+  it('answers a blob of at most inline_max_bytes with its bytes, not a redirect', async () => {
+    const small = randomBytes(MiB)
+    const smallDigest = await storeBlob(hold.ctx, small)
+    const response = await getBlob(hold, smallDigest)
+    assert.equal(response.status, 200)
+    assert.equal(response.headers.get('content-length'), String(small.length))
+    assert.ok(Buffer.from(await response.arrayBuffer()).equals(small))
+    const part = await getBlob(hold, smallDigest, { headers: { range: 'bytes=10-19' } })
+    assert.equal(part.status, 206)
+    assert.ok(Buffer.from(await part.arrayBuffer()).equals(small.subarray(10, 20)))
+
+    const redirecting = await fixture.startHold({
+      public: true,
+      overrides: { storage: { inline_max_bytes: 0 } },
+    })
+    try {
+      const tiny = await storeBlob(redirecting.ctx, Buffer.from('tiny'))
+      const redirected = await getBlob(redirecting, tiny)
+      assert.equal(redirected.status, 307)
+      assert.equal(await (await fetch(redirected.headers.get('location')!)).text(), 'tiny')
+    } finally {
+      await redirecting.close()
+    }
   })
 
   it('refuses tampered, unsigned and re-pointed URLs with 403', async () => {

@@ -54,7 +54,7 @@ export function createOciBlobHandler(ctx: HoldContext): OciBlobHandler {
         .send(Readable.from([]))
     }
 
-    const redirect = await redirectUrl(ctx, path)
+    const redirect = await redirectUrl(ctx, path, stat.size)
     if (redirect) return reply.code(307).header('location', redirect).send()
     return streamBlob(ctx, request, reply, { path, digest, size: stat.size, etag })
   }
@@ -104,11 +104,16 @@ export function registerSignedReads(app: FastifyInstance, ctx: HoldContext): voi
   })
 }
 
-/** The CDN URL, or a presigned storage URL, when presigned redirects are on. */
-async function redirectUrl(ctx: HoldContext, path: string): Promise<string | null> {
+/**
+ * The CDN URL, or a presigned storage URL, when presigned redirects are on. A small blob
+ * on the hold's own disk is answered with its bytes: a redirect to the hold's /storage/
+ * would cost the client a second request to this same hold.
+ */
+async function redirectUrl(ctx: HoldContext, path: string, size: number): Promise<string | null> {
   const { storage } = ctx.config
   if (!storage.presigned_redirects) return null
   if (storage.cdn_base_url) return `${storage.cdn_base_url.replace(/\/+$/, '')}/${path}`
+  if (ctx.storage.openLocal && size <= storage.inline_max_bytes) return null
   return ctx.storage.presignGet(path)
 }
 
