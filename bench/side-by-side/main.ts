@@ -6,6 +6,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { hasCommand } from '@atcr/testkit'
+import { type InstalledBins, installApps } from '../lib/installed.ts'
 import { type Limits, measureLimits } from './limits.ts'
 import { type Options, parseOptions, USAGE } from './options.ts'
 import {
@@ -128,6 +129,7 @@ async function runScenario(
 
 async function pass(
   options: Options,
+  bins: InstalledBins | null,
   storage: 'filesystem' | 's3',
   machine: Machine,
   limits: Limits | null,
@@ -140,7 +142,7 @@ async function pass(
     else await rm(work, { recursive: true, force: true })
   })
   console.log(`\n# ${storage} pass (work dir ${work})`)
-  const atcr = await atcrTarget(work, storage, { index: options.index })
+  const atcr = await atcrTarget(work, storage, { index: options.index, bins })
   cleanups.push(atcr.close)
   const distribution = await distributionTarget(work)
   cleanups.push(distribution.close)
@@ -274,9 +276,16 @@ async function main(): Promise<number> {
   } finally {
     await rm(limitsWork, { recursive: true, force: true })
   }
+  let bins: InstalledBins | null = null
+  if (options.installed) {
+    const prefix = await mkdtemp(join(tmpdir(), 'atcr-bench-installed-'))
+    cleanups.push(() => rm(prefix, { recursive: true, force: true }))
+    console.log(`building and installing the apps into ${prefix}...`)
+    bins = await installApps(prefix)
+  }
   for (const storage of options.storages) {
     try {
-      if (!(await pass(options, storage, machine, limits, command))) ok = false
+      if (!(await pass(options, bins, storage, machine, limits, command))) ok = false
     } catch (error) {
       console.error(`${storage} pass failed: ${error instanceof Error ? error.stack : error}`)
       ok = false

@@ -43,6 +43,8 @@ export interface Options {
   keep: boolean
   /** ATCR's AppView indexes its PDS's firehose: listings and lookups come from the index. */
   index: boolean
+  /** ATCR from scripts/build's packages installed with npm (as deployed), not the checkout. */
+  installed: boolean
 }
 
 export const USAGE = `bench/run [options]   ATCR and CNCF Distribution side by side (issue 15)
@@ -62,6 +64,9 @@ export const USAGE = `bench/run [options]   ATCR and CNCF Distribution side by s
   --no-index             ATCR's AppView without ingest (by default it consumes the PDS's
                          firehose into its index, as a deployed AppView does, so tags/list
                          and manifest lookups are answered from it, not from the PDS)
+  --installed            run ATCR's hold and AppView from scripts/build's npm packages,
+                         installed into the work dir as a deployment installs them
+                         (compiled JavaScript; by default the checkout's TypeScript)
   --manifest-gets N      manifest-get: sequential GETs per run (default 2000)
   --settle-seconds N     memory: wait after the burst (default 60)
   --limits-mib N         physical limits: MiB hashed / sent / written (default 512)
@@ -79,6 +84,7 @@ export function parseOptions(argv: string[]): Options | null {
       huge: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       index: { type: 'boolean', default: true },
+      installed: { type: 'boolean', default: false },
       runs: { type: 'string' },
       only: { type: 'string' },
       storage: { type: 'string', default: 'filesystem' },
@@ -145,5 +151,6 @@ export function parseOptions(argv: string[]): Options | null {
     resultsDir: values['results-dir'] ?? new URL('../results', import.meta.url).pathname,
     keep: values.keep,
     index: values.index,
+    installed: values.installed,
   }
 }

@@ -135,7 +135,7 @@ export function renderReport(input: {
   out.push(`| Node | ${machine.node} |`)
   out.push(`| Distribution | ${machine.distribution} (filesystem storage, no auth) |`)
   out.push(
-    `| ATCR | AppView + hold (${storage === 's3' ? 's3 driver on s3rver, presigned redirects' : 'filesystem driver'}) + PLC/PDS${storage === 's3' ? ' + s3rver' : ''}, each its own process, dev mode, ${options.index ? 'ingest on (the PDS firehose: listings from the index)' : 'ingest off (listings read the PDS)'} |`,
+    `| ATCR | AppView + hold (${storage === 's3' ? 's3 driver on s3rver, presigned redirects' : 'filesystem driver'}) + PLC/PDS${storage === 's3' ? ' + s3rver' : ''}, each its own process, ${options.installed ? "installed from scripts/build's npm packages (compiled JavaScript, as deployed)" : "run from the checkout's TypeScript"}, dev mode, ${options.index ? 'ingest on (the PDS firehose: listings from the index)' : 'ingest off (listings read the PDS)'} |`,
   )
   out.push(`| load average at start | ${machine.loadStart.map((l) => l.toFixed(2)).join(' ')} |`)
   out.push('')

@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startAppViewProcess, startHoldProcess, type TestS3 } from '@atcr/testkit'
 import { startDistribution } from '../lib/distribution.ts'
+import type { InstalledBins } from '../lib/installed.ts'
 import { stopChild } from '../lib/processes.ts'
 import type { NetworkInfo, S3Info } from './services-child.ts'
 
@@ -124,7 +125,7 @@ async function startServices<T>(
 export async function atcrTarget(
   work: string,
   storage: 'filesystem' | 's3',
-  options: { index?: boolean } = {},
+  options: { index?: boolean; bins?: InstalledBins | null } = {},
 ): Promise<Target> {
   const closers: (() => Promise<void>)[] = []
   const close = async () => {
@@ -147,6 +148,7 @@ export async function atcrTarget(
       ownerDid: network.info.did,
       storage: s3 ? { s3 } : 'filesystem',
       logLevel: 'warn',
+      ...(options.bins ? { bin: options.bins.hold } : {}),
     })
     closers.push(hold.close)
     hold.child.stdout?.on('data', counter.feed('hold'))
@@ -158,6 +160,7 @@ export async function atcrTarget(
       plcUrl: network.info.plcUrl,
       handleResolverUrl: network.info.pdsUrl,
       logLevel: 'warn',
+      ...(options.bins ? { bin: options.bins.appview } : {}),
       config: {
         registry: { default_hold_did: hold.did, token_expiration: TOKEN_LIFETIME_SECONDS },
         // The account is backfilled on its first push; from then on the index answers.
