@@ -10,12 +10,7 @@ import {
   loadOrCreateKeypair,
   loadRotationKey,
 } from '@atcr/core/identity'
-import {
-  createPlcIdentity,
-  ensurePlcCurrent,
-  loadOrCreateDid,
-  type PlcService,
-} from '@atcr/core/identity/plc'
+import type { PlcService } from '@atcr/core/identity/plc'
 import type { Logger } from '@atcr/core/log'
 import type { Secp256k1Keypair } from '@atproto/crypto'
 import { isValidHandle, isValidTld } from '@atproto/syntax'
@@ -68,6 +63,10 @@ export async function loadHoldIdentity(config: HoldConfig, logger: Logger): Prom
   if (config.identity.did_method === 'web') {
     did = config.identity.did ?? didWebFromUrl(publicUrl)
   } else {
+    // Loaded only here: @did-plc/lib costs a did:web hold (the default) about 7 MiB of heap.
+    const { createPlcIdentity, ensurePlcCurrent, loadOrCreateDid } = await import(
+      '@atcr/core/identity/plc'
+    )
     const plc = {
       plcUrl: config.identity.plc_directory_url,
       mode: config.server.mode,
