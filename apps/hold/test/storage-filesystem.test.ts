@@ -2,10 +2,11 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Readable } from 'node:stream'
+import { Readable, Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import { makeTempDir, removeTempDir } from '@atcr/testkit'
-import { createStorageDriver } from '../src/storage/index.ts'
+import { createStorageDriver, sendLocalRange } from '../src/storage/index.ts'
+import { pooledBufferCount } from '../src/storage/send-local.ts'
 import { storageConformance } from './storage-conformance.ts'
 
 const MiB = 1024 * 1024
@@ -167,5 +168,53 @@ describe('filesystem storage driver on disk', () => {
       code: 'INVALID_PATH',
     })
     assert.deepEqual(await readdir(join(dir, '.tmp')), [])
+  })
+})
+
+describe('sending a local range', () => {
+  /** Like a socket: copies each chunk when written, calls back a turn later. */
+  function collector(): { sink: Writable; received: () => Buffer } {
+    const chunks: Buffer[] = []
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(Buffer.from(chunk))
+        setImmediate(callback)
+      },
+    })
+    return { sink, received: () => Buffer.concat(chunks) }
+  }
+
+  it('sends concurrent downloads byte for byte, and reuses their buffers afterwards', async () => {
+    const driver = await createStorageDriver({ driver: 'filesystem', root })
+    const blobs = [randomBytes(1.5 * MiB), randomBytes(1.5 * MiB + 7)]
+    await Promise.all(blobs.map((bytes, i) => driver.write(`send/${i}`, Readable.from([bytes]))))
+    const pooled = pooledBufferCount()
+    const sends = blobs.map(async (bytes, i) => {
+      const local = await driver.openLocal!(`send/${i}`, { start: 1, end: bytes.length - 1 })
+      const { sink, received } = collector()
+      await sendLocalRange(local, sink)
+      assert.ok(received().equals(bytes.subarray(1, bytes.length - 1)), `download ${i}`)
+    })
+    await Promise.all(sends)
+    assert.equal(pooledBufferCount(), Math.min(16, pooled + 4))
+    const local = await driver.openLocal!('send/0')
+    const { sink, received } = collector()
+    await sendLocalRange(local, sink)
+    assert.ok(received().equals(blobs[0]!))
+    assert.equal(pooledBufferCount(), Math.min(16, pooled + 4))
+  })
+
+  it('keeps no buffer of a download whose client went away', async () => {
+    const driver = await createStorageDriver({ driver: 'filesystem', root })
+    await driver.write('send/gone', Readable.from([randomBytes(2 * MiB)]))
+    const pooled = pooledBufferCount()
+    const local = await driver.openLocal!('send/gone')
+    // A client that stops reading: the first write never completes.
+    const stalled = new Writable({ write() {} })
+    const sent = sendLocalRange(local, stalled)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    stalled.destroy()
+    await sent
+    assert.ok(pooledBufferCount() <= pooled, 'a buffer a pending write may hold went back')
   })
 })
