@@ -338,14 +338,19 @@ describe('operations: health, metrics, request ids, trust_proxy', () => {
     location.searchParams.set('digest', `sha256:${createHash('sha256').update(blob).digest('hex')}`)
     const stored = await fetch(location, { method: 'PUT', headers, body: blob })
     assert.equal(stored.status, 201, await stored.text())
-    const uploadPart = (output: string) =>
+    const called = (output: string, nsid: string) =>
       output
         .split('\n')
         .filter((line) => line.includes(`"reqId":"${id}"`))
-        .some((line) => line.includes('io.atcr.hold.uploadPart'))
+        .some((line) => line.includes(nsid))
     await eventually(
-      () => uploadPart(hold.output()),
+      () => called(hold.output(), 'io.atcr.hold.uploadPart'),
       "the hold's log line of uploadPart, with the id",
+    )
+    // The JSON calls around the part (fetch.request, not fetch) carry it too.
+    await eventually(
+      () => called(hold.output(), 'io.atcr.hold.completeUpload'),
+      "the hold's log line of completeUpload, with the id",
     )
   })
 

@@ -7,6 +7,7 @@ import {
   createGuardedFetch,
   createRedirectCheck,
   type LookupAll,
+  ResponseTooLargeError,
   SsrfBlockedError,
 } from '@atcr/core/identity'
 import { type DidWebServer, startDidWebServer, staticDns } from '@atcr/testkit'
@@ -318,6 +319,62 @@ describe('SSRF guard: guarded fetch', () => {
         res.end()
       })
       await assert.rejects(upload(dev, `${server.url}/nonsense`), RangeError)
+    } finally {
+      await production.close()
+      await dev.close()
+    }
+  })
+
+  it('makes small requests under the same rules, reads answers whole up to a limit, follows no redirect', async () => {
+    const call = (fetch: ReturnType<typeof createGuardedFetch>, url: string, maxBytes = 1024) =>
+      fetch.request(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"n":1}',
+        maxBytes,
+      })
+    const port = new URL(server.url).port
+    const production = createGuardedFetch({
+      mode: 'production',
+      lookup: tableLookup({ 'intranet.example': ['10.1.2.3'] }),
+    })
+    const dev = createGuardedFetch({ mode: 'dev', lookup: staticDns().lookup })
+    try {
+      const before = server.requests.length
+      await refused(call(production, `${server.url}/echo`), 'protocol')
+      await refused(call(production, `https://127.0.0.1:${port}/echo`), 'loopback')
+      await refused(call(production, 'https://intranet.example/echo'), 'private')
+      await refused(call(dev, 'http://169.254.169.254/latest/meta-data/'), 'linkLocal')
+      assert.equal(server.requests.length, before)
+
+      server.route('/echo', async (req, res) => {
+        let body = ''
+        for await (const chunk of req) body += chunk
+        res.writeHead(200, { 'content-type': 'application/json' })
+        res.end(JSON.stringify({ method: req.method, type: req.headers['content-type'], body }))
+      })
+      const answer = await call(dev, `${server.url}/echo?x=1`)
+      assert.equal(answer.status, 200)
+      assert.deepEqual(JSON.parse(answer.text), {
+        method: 'POST',
+        type: 'application/json',
+        body: '{"n":1}',
+      })
+
+      server.route('/big', (req, res) => {
+        req.resume()
+        res.end('x'.repeat(4096))
+      })
+      await assert.rejects(call(dev, `${server.url}/big`), ResponseTooLargeError)
+
+      server.route('/moved', (req, res) => {
+        req.resume()
+        res.writeHead(307, { location: `http://127.0.0.1:${new URL(other.url).port}/echo` })
+        res.end()
+      })
+      const otherBefore = other.requests.length
+      assert.equal((await call(dev, `${server.url}/moved`)).status, 307)
+      assert.equal(other.requests.length, otherBefore)
     } finally {
       await production.close()
       await dev.close()

@@ -254,37 +254,54 @@ export class HoldClient {
     return this.#ctx.fetch.upload(url, init)
   }
 
-  async #json<T>(nsid: string, hold: Hold, url: URL, init: RequestInit): Promise<T> {
-    let response: Response
+  async #json<T>(
+    nsid: string,
+    hold: Hold,
+    url: URL,
+    init: { method: string; headers: Record<string, string>; body?: string },
+  ): Promise<T> {
+    let answer: { status: number; text: string }
     try {
-      response = await this.#ctx.fetch(url, {
+      answer = await this.#ctx.fetch.request(url, {
         ...init,
         signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
+        maxBytes: MAX_JSON_RESPONSE,
       })
     } catch (error) {
       throw holdUnavailable(hold, `${nsid} failed`, error)
     }
-    return readXrpcJson<T>(nsid, hold, response)
+    return parseXrpcAnswer<T>(nsid, hold, answer.status, answer.text)
   }
 }
 
 /** The JSON body of a successful XRPC answer; throws HoldXrpcError for an error answer. */
 export async function readXrpcJson<T>(nsid: string, hold: Hold, response: Response): Promise<T> {
+  let text = ''
+  try {
+    text = await readBoundedText(response, MAX_JSON_RESPONSE)
+  } catch (error) {
+    // An error status without a readable body is still that error.
+    if (response.ok) throw holdUnavailable(hold, `${nsid} returned malformed JSON`, error)
+  }
+  return parseXrpcAnswer<T>(nsid, hold, response.status, text)
+}
+
+function parseXrpcAnswer<T>(nsid: string, hold: Hold, status: number, text: string): T {
+  const ok = status >= 200 && status < 300
   let body: unknown
   try {
-    const text = await readBoundedText(response, MAX_JSON_RESPONSE)
     body = text === '' ? {} : JSON.parse(text)
   } catch (error) {
-    if (response.status === 507) throw holdStorageFull(hold, undefined)
-    if (!response.ok) throw new HoldXrpcError(nsid, response.status, 'Unknown', 'no error body')
+    if (status === 507) throw holdStorageFull(hold, undefined)
+    if (!ok) throw new HoldXrpcError(nsid, status, 'Unknown', 'no error body')
     throw holdUnavailable(hold, `${nsid} returned malformed JSON`, error)
   }
-  if (!response.ok) {
+  if (!ok) {
     const { error, message } = (body ?? {}) as { error?: unknown; message?: unknown }
-    if (response.status === 507) throw holdStorageFull(hold, message)
+    if (status === 507) throw holdStorageFull(hold, message)
     throw new HoldXrpcError(
       nsid,
-      response.status,
+      status,
       typeof error === 'string' ? error : 'Unknown',
       typeof message === 'string' ? message : '',
     )

@@ -268,9 +268,10 @@ export function propagateRequestIds(app: FastifyInstance): void {
 }
 
 type FetchFn = (input: string | URL | Request, init?: RequestInit) => Promise<Response>
-/** A streamed upload's shape, as far as the id is concerned (method syntax: any init with headers). */
-interface HasUpload {
+/** The guarded fetch's other requests, as far as the id is concerned (method syntax: any init with headers). */
+interface HasOtherRequests {
   upload?(url: string | URL, init: { headers: Headers }): Promise<Response>
+  request?(url: string | URL, init: { headers?: RequestInit['headers'] }): Promise<unknown>
 }
 
 /** The headers with the current request's id added (X-Request-Id), or null outside one. */
@@ -283,20 +284,24 @@ function withCurrentId(headers: RequestInit['headers']): Headers | null {
 }
 
 /**
- * `fetch` (and its streamed `upload`, when it has one) that sends the current request's
- * id (X-Request-Id) with every outbound request.
+ * `fetch` (and its streamed `upload` and small `request`, when it has them) that sends the
+ * current request's id (X-Request-Id) with every outbound request.
  */
-export function withRequestId<F extends FetchFn & HasUpload>(fetch: F): F {
+export function withRequestId<F extends FetchFn & HasOtherRequests>(fetch: F): F {
   const wrapped = (input: string | URL | Request, init: RequestInit = {}) => {
     const headers = withCurrentId(init.headers ?? (input instanceof Request ? input.headers : {}))
     return fetch(input, headers ? { ...init, headers } : init)
   }
+  const extra: HasOtherRequests = {}
   const upload = fetch.upload?.bind(fetch)
-  const extra = upload
-    ? {
-        upload: (url: string | URL, init: { headers: Headers }) =>
-          upload(url, { ...init, headers: withCurrentId(init.headers) ?? init.headers }),
-      }
-    : {}
+  if (upload) {
+    extra.upload = (url, init) =>
+      upload(url, { ...init, headers: withCurrentId(init.headers) ?? init.headers })
+  }
+  const request = fetch.request?.bind(fetch)
+  if (request) {
+    extra.request = (url, init) =>
+      request(url, { ...init, headers: withCurrentId(init.headers) ?? init.headers })
+  }
   return Object.assign(wrapped, fetch, extra) as F
 }
