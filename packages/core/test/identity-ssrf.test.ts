@@ -112,6 +112,37 @@ describe('SSRF guard: which addresses are refused', () => {
   })
 })
 
+type GuardedFetch = ReturnType<typeof createGuardedFetch>
+
+/**
+ * `send` (a request through a guarded fetch) is refused for http and loopback in
+ * production, for a name that resolves to a private address, and for link-local in dev
+ * mode too; the server never sees one of them.
+ */
+async function assertRefusesForbiddenTargets(
+  server: DidWebServer,
+  send: (fetch: GuardedFetch, url: string) => Promise<unknown>,
+): Promise<void> {
+  const port = new URL(server.url).port
+  const production = createGuardedFetch({
+    mode: 'production',
+    lookup: tableLookup({ 'intranet.example': ['10.1.2.3'] }),
+  })
+  const dev = createGuardedFetch({ mode: 'dev', lookup: staticDns().lookup })
+  try {
+    const before = server.requests.length
+    await refused(send(production, `${server.url}/sink`), 'protocol')
+    await refused(send(production, `https://127.0.0.1:${port}/sink`), 'loopback')
+    const named = await refused(send(production, 'https://intranet.example/sink'), 'private')
+    assert.equal(named.address, '10.1.2.3')
+    await refused(send(dev, 'http://169.254.169.254/latest/meta-data/'), 'linkLocal')
+    assert.equal(server.requests.length, before)
+  } finally {
+    await production.close()
+    await dev.close()
+  }
+}
+
 describe('SSRF guard: guarded fetch', () => {
   let server: DidWebServer
   let other: DidWebServer
@@ -279,27 +310,15 @@ describe('SSRF guard: guarded fetch', () => {
   })
 
   it('streams an upload under the same rules: a refused address never gets a byte', async () => {
-    const upload = (fetch: ReturnType<typeof createGuardedFetch>, url: string) =>
+    const upload = (fetch: GuardedFetch, url: string) =>
       fetch.upload(url, {
         method: 'PUT',
         headers: new Headers({ 'content-length': '10' }),
         body: Readable.from([Buffer.from('part '), Buffer.from('bytes')]),
       })
-    const port = new URL(server.url).port
-    const production = createGuardedFetch({
-      mode: 'production',
-      lookup: tableLookup({ 'intranet.example': ['10.1.2.3'] }),
-    })
+    await assertRefusesForbiddenTargets(server, upload)
     const dev = createGuardedFetch({ mode: 'dev', lookup: staticDns().lookup })
     try {
-      const before = server.requests.length
-      await refused(upload(production, `${server.url}/sink`), 'protocol')
-      await refused(upload(production, `https://127.0.0.1:${port}/sink`), 'loopback')
-      const named = await refused(upload(production, 'https://intranet.example/sink'), 'private')
-      assert.equal(named.address, '10.1.2.3')
-      await refused(upload(dev, 'http://169.254.169.254/latest/meta-data/'), 'linkLocal')
-      assert.equal(server.requests.length, before)
-
       let received = ''
       server.route('/sink', async (req, res) => {
         for await (const chunk of req) received += chunk
@@ -320,33 +339,21 @@ describe('SSRF guard: guarded fetch', () => {
       })
       await assert.rejects(upload(dev, `${server.url}/nonsense`), RangeError)
     } finally {
-      await production.close()
       await dev.close()
     }
   })
 
   it('makes small requests under the same rules, reads answers whole up to a limit, follows no redirect', async () => {
-    const call = (fetch: ReturnType<typeof createGuardedFetch>, url: string, maxBytes = 1024) =>
+    const call = (fetch: GuardedFetch, url: string, maxBytes = 1024) =>
       fetch.request(url, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: '{"n":1}',
         maxBytes,
       })
-    const port = new URL(server.url).port
-    const production = createGuardedFetch({
-      mode: 'production',
-      lookup: tableLookup({ 'intranet.example': ['10.1.2.3'] }),
-    })
+    await assertRefusesForbiddenTargets(server, call)
     const dev = createGuardedFetch({ mode: 'dev', lookup: staticDns().lookup })
     try {
-      const before = server.requests.length
-      await refused(call(production, `${server.url}/echo`), 'protocol')
-      await refused(call(production, `https://127.0.0.1:${port}/echo`), 'loopback')
-      await refused(call(production, 'https://intranet.example/echo'), 'private')
-      await refused(call(dev, 'http://169.254.169.254/latest/meta-data/'), 'linkLocal')
-      assert.equal(server.requests.length, before)
-
       server.route('/echo', async (req, res) => {
         let body = ''
         for await (const chunk of req) body += chunk
@@ -376,7 +383,6 @@ describe('SSRF guard: guarded fetch', () => {
       assert.equal((await call(dev, `${server.url}/moved`)).status, 307)
       assert.equal(other.requests.length, otherBefore)
     } finally {
-      await production.close()
       await dev.close()
     }
   })
