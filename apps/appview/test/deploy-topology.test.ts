@@ -229,10 +229,19 @@ describe('deploy/: the compose topology behind Caddy over TLS', {
         }),
       )
     }
-    // Caddy checks /readyz every 10 s: both AppViews were down at its first check.
+    // Caddy checks /readyz every 10 s: both AppViews were down at its first check. It
+    // issues each site's certificate on its own: until then a handshake fails (curl 35).
+    const answers = (url: string, status: number) =>
+      curl(url).then(
+        (answer) => answer.status === status,
+        () => false,
+      )
     const deadline = Date.now() + 60_000
-    while ((await curl(`https://${registry}/v2/`)).status !== 401) {
-      assert.ok(Date.now() < deadline, `Caddy never reached an AppView:\n${caddy.output()}`)
+    while (
+      !(await answers(`https://${registry}/v2/`, 401)) ||
+      !(await answers(`${holdUrl}/.well-known/atproto-did`, 200))
+    ) {
+      assert.ok(Date.now() < deadline, `Caddy never served both sites:\n${caddy.output()}`)
       await new Promise((resolve) => setTimeout(resolve, 250))
     }
   })
