@@ -20,20 +20,26 @@ export async function readBoundedText(response: Response, maxBytes: number): Pro
     throw new ResponseTooLargeError(response.url, maxBytes)
   }
   if (!response.body) return ''
-  const reader = response.body.getReader()
-  const chunks: Uint8Array[] = []
+  return readBoundedChunks(response.body, maxBytes, response.url)
+}
+
+/**
+ * Chunks as UTF-8, refused beyond `maxBytes`. Leaving the loop early cancels a web stream
+ * and destroys a Node one, so the rest is never read.
+ */
+export async function readBoundedChunks(
+  chunks: AsyncIterable<Uint8Array>,
+  maxBytes: number,
+  url: string,
+): Promise<string> {
+  const parts: Uint8Array[] = []
   let total = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    total += value.byteLength
-    if (total > maxBytes) {
-      await reader.cancel()
-      throw new ResponseTooLargeError(response.url, maxBytes)
-    }
-    chunks.push(value)
+  for await (const chunk of chunks) {
+    total += chunk.byteLength
+    if (total > maxBytes) throw new ResponseTooLargeError(url, maxBytes)
+    parts.push(chunk)
   }
-  return Buffer.concat(chunks).toString('utf8')
+  return Buffer.concat(parts, total).toString('utf8')
 }
 
 /** `readBoundedText` then `JSON.parse`. */

@@ -9,7 +9,7 @@ import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions } from '
 import { isIP, type LookupFunction } from 'node:net'
 import ipaddr from 'ipaddr.js'
 import { Agent, buildConnector, type Dispatcher, Dispatcher1Wrapper } from 'undici'
-import { ResponseTooLargeError } from './body.ts'
+import { readBoundedChunks } from './body.ts'
 import type { IdentityMode } from './mode.ts'
 import { createStreamUpload, type StreamUpload } from './stream-upload.ts'
 
@@ -303,7 +303,8 @@ export function createGuardedFetch(options: GuardedFetchOptions): GuardedFetch {
     } catch (error) {
       throw findSsrfError(error) ?? error
     }
-    return { status: answer.statusCode, text: await readAll(answer.body, init.maxBytes, url) }
+    const text = await readBoundedChunks(answer.body, init.maxBytes, url.href)
+    return { status: answer.statusCode, text }
   }
 
   const upload = createStreamUpload({
@@ -355,21 +356,6 @@ export function createRedirectCheck(options: {
     }
     return null
   }
-}
-
-/** An answer's body as UTF-8, refused (and the connection dropped) beyond `maxBytes`. */
-async function readAll(body: Dispatcher.ResponseData['body'], maxBytes: number, url: URL) {
-  const chunks: Buffer[] = []
-  let total = 0
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    total += chunk.byteLength
-    if (total > maxBytes) {
-      body.destroy()
-      throw new ResponseTooLargeError(url.href, maxBytes)
-    }
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks, total).toString('utf8')
 }
 
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308])
