@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable, Writable } from 'node:stream'
@@ -202,6 +202,31 @@ describe('sending a local range', () => {
     await sendLocalRange(local, sink)
     assert.ok(received().equals(blobs[0]!))
     assert.equal(pooledBufferCount(), Math.min(16, pooled + 4))
+  })
+
+  it('frees the buffers the pool has no room for as soon as their downloads end', async () => {
+    const driver = await createStorageDriver({ driver: 'filesystem', root })
+    const bytes = randomBytes(1.5 * MiB)
+    await driver.write('send/many', Readable.from([bytes]))
+    const want = createHash('sha256').update(bytes).digest('hex')
+    const pooled = pooledBufferCount()
+    const before = process.memoryUsage().arrayBuffers
+    // 20 at once hold 40 buffers of 512 KiB; the pool keeps 16 of them.
+    const sends = Array.from({ length: 20 }, async () => {
+      const hash = createHash('sha256')
+      const sink = new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          hash.update(chunk)
+          setImmediate(callback)
+        },
+      })
+      await sendLocalRange(await driver.openLocal!('send/many'), sink)
+      assert.equal(hash.digest('hex'), want)
+    })
+    await Promise.all(sends)
+    assert.equal(pooledBufferCount(), 16)
+    const kept = process.memoryUsage().arrayBuffers - before
+    assert.ok(kept <= (16 - pooled) * 512 * 1024 + MiB, `${kept} bytes of buffers kept`)
   })
 
   it('keeps no buffer of a download whose client went away', async () => {

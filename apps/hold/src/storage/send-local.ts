@@ -2,26 +2,43 @@
 // sendfile): two buffers, reused for the whole response, one read ahead while the other is
 // written. Piping a read stream instead allocates a fresh buffer per chunk, which V8 frees
 // only with full collections (bench/README.md: a 512 MiB GET cost 0.4-0.6 s of CPU piped,
-// 0.2-0.26 s this way). Full-size buffers go back to a small pool when a response is sent:
-// 32 concurrent pulls otherwise left 32 MiB of them for the next full collection.
+// 0.2-0.26 s this way). Full-size buffers go back to a small pool when a response is sent,
+// the others are freed there and then, and the pool once the hold is idle: 32 concurrent
+// pulls otherwise left 32 MiB of them for a full collection that might never come.
 import type { Writable } from 'node:stream'
 import type { LocalRange } from './driver.ts'
 
 const BUFFER_BYTES = 512 * 1024
-/** Full-size buffers kept between responses (8 MiB); more are left to the collector. */
+/** Full-size buffers kept between responses (8 MiB). */
 const MAX_POOLED_BUFFERS = 16
-const pool: Buffer[] = []
+/** An idle hold keeps no buffers: the pool is freed this long after the last response. */
+const POOL_IDLE_MS = 30_000
+const pool: Buffer<ArrayBuffer>[] = []
+let poolExpiry: NodeJS.Timeout | undefined
 
 /** A buffer of `size` bytes: a pooled one when full-size, else a new one. */
-function takeBuffer(size: number): Buffer {
+function takeBuffer(size: number): Buffer<ArrayBuffer> {
   return (size === BUFFER_BYTES && pool.pop()) || Buffer.allocUnsafeSlow(size)
 }
 
-/** Returns buffers no write holds any more; only full-size ones are kept. */
-function releaseBuffers(buffers: Buffer[]): void {
+/** Returns buffers no write holds any more: full-size ones are kept, the others freed. */
+function releaseBuffers(buffers: Buffer<ArrayBuffer>[]): void {
   for (const buffer of buffers) {
     if (buffer.length === BUFFER_BYTES && pool.length < MAX_POOLED_BUFFERS) pool.push(buffer)
+    else free(buffer)
   }
+  poolExpiry ??= setTimeout(freePool, POOL_IDLE_MS).unref()
+  poolExpiry.refresh()
+}
+
+function freePool(): void {
+  for (const buffer of pool.splice(0)) free(buffer)
+  poolExpiry = undefined
+}
+
+/** Detaching frees the memory now, not at a full collection that an idle hold never runs. */
+function free(buffer: Buffer<ArrayBuffer>): void {
+  buffer.buffer.transfer(0)
 }
 
 /** How many buffers wait in the pool (tests). */
