@@ -79,6 +79,30 @@ describe('logger', () => {
   })
 })
 
+describe('logged errors', () => {
+  test("keep an atproto client's failed answer as its status and URL, its method as the NSID", () => {
+    const logs = captureLogger()
+    // As lex-client's XrpcResponseError holds them: the Response and the method's schema.
+    const response = new Response('{"error":"ExpiredToken"}', {
+      status: 400,
+      headers: { 'www-authenticate': 'Bearer secret-challenge' },
+    })
+    const error = Object.assign(new Error('Token has expired'), {
+      response,
+      method: { type: 'procedure', nsid: 'com.atproto.server.refreshSession', input: {} },
+      error: 'ExpiredToken',
+    })
+    logs.logger.info({ err: error }, 'refresh failed')
+    const [record] = logs.records()
+    const err = record?.err as Record<string, unknown>
+    assert.equal(err.message, 'Token has expired')
+    assert.equal(err.error, 'ExpiredToken')
+    assert.deepEqual(err.response, { status: 400, url: '' })
+    assert.equal(err.method, 'com.atproto.server.refreshSession')
+    assert.doesNotMatch(logs.text(), /secret-/)
+  })
+})
+
 describe('captured logs', () => {
   test('records keep what was logged, redacted', () => {
     const logs = captureLogger()

@@ -59,6 +59,30 @@ export const REDACT_PATHS: readonly string[] = [
   ...SECRET_FIELDS.flatMap((f) => [f, `*${prop(f)}`]),
 ]
 
+/**
+ * pino's error serializer, with what the atproto clients attach to their errors cut down:
+ * the fetch Response (or Request) they failed on, whose getters throw on the copies that
+ * redaction makes, becomes its status and URL; lex-client's method schema becomes its NSID.
+ */
+function serializeError(error: Error): unknown {
+  const serialized = pino.stdSerializers.err(error) as unknown
+  if (serialized === error || typeof serialized !== 'object' || serialized === null) {
+    return serialized
+  }
+  const fields = serialized as Record<string, unknown>
+  for (const [key, value] of Object.entries(fields)) {
+    if (value instanceof Response) fields[key] = { status: value.status, url: value.url }
+    else if (value instanceof Request) fields[key] = { method: value.method, url: value.url }
+    else if (isMethodSchema(value)) fields[key] = value.nsid
+  }
+  return fields
+}
+
+function isMethodSchema(value: unknown): value is { nsid: string } {
+  const { type, nsid } = (value ?? {}) as { type?: unknown; nsid?: unknown }
+  return (type === 'query' || type === 'procedure') && typeof nsid === 'string'
+}
+
 export interface CreateLoggerOptions {
   /** Minimum level written; `info` when omitted. */
   level?: LogLevel
@@ -74,6 +98,7 @@ export function createLogger(options: CreateLoggerOptions = {}): Logger {
   const opts: pino.LoggerOptions = {
     level,
     redact: { paths: [...REDACT_PATHS], censor: CENSOR },
+    serializers: { err: serializeError },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   }
