@@ -101,3 +101,12 @@ export function accessOf(token: unknown): string[] {
 function assertString(value: unknown): asserts value is string {
   if (typeof value !== 'string') throw new TypeError(`expected a string, got ${typeof value}`)
 }
+
+/** Ends a session at the PDS, as signing out everywhere would (com.atproto.server.deleteSession). */
+export async function endPdsSession(pdsUrl: string, refreshJwt: string): Promise<void> {
+  const res = await fetch(new URL('/xrpc/com.atproto.server.deleteSession', pdsUrl), {
+    method: 'POST',
+    headers: { authorization: `Bearer ${refreshJwt}` },
+  })
+  if (!res.ok) throw new Error(`deleteSession answered ${res.status}: ${await res.text()}`)
+}

@@ -8,12 +8,19 @@ import { captureLogger } from '@atcr/core/log'
 import { loadOrCreateSessionKey } from '@atcr/core/oauth'
 import { verifyServiceAuthToken } from '@atcr/core/service-auth'
 import { startNetwork, staticDns, type TestAccount, type TestNetwork } from '@atcr/testkit'
-import { AtpAgent } from '@atproto/api'
+import { type Agent, Client, type DidString } from '@atproto/lex-client'
+import type { PasswordSession } from '@atproto/lex-password-session'
 import { decodeJwt } from 'jose'
 import { authKeyPaths } from '../src/auth/keys.ts'
 import { SessionStore, type StoredSession } from '../src/auth/session-store.ts'
 import { NoSessionError } from '../src/auth/types.ts'
-import { type AuthAppView, basic, getToken, startAuthAppView } from './auth-harness.ts'
+import {
+  type AuthAppView,
+  basic,
+  endPdsSession,
+  getToken,
+  startAuthAppView,
+} from './auth-harness.ts'
 
 const HOLD = 'did:web:hold01.registry.test'
 const INITIATE = 'io.atcr.hold.initiateUpload'
@@ -23,6 +30,13 @@ function expiredAccessJwt(did: string): string {
   const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url')
   const exp = Math.floor(Date.now() / 1000) - 3600
   return `${part({ alg: 'HS256', typ: 'at+jwt' })}.${part({ scope: 'com.atproto.appPass', sub: did, exp })}.c2ln`
+}
+
+/** Who the PDS takes an agent for (com.atproto.server.getSession). */
+async function whoAmI(agent: Agent): Promise<{ did: string; handle: string }> {
+  const res = await agent.fetchHandler('/xrpc/com.atproto.server.getSession', { method: 'GET' })
+  assert.equal(res.status, 200)
+  return (await res.json()) as { did: string; handle: string }
 }
 
 describe('users PDS sessions', () => {
@@ -82,12 +96,12 @@ describe('users PDS sessions', () => {
 
   it('keeps the session from a token exchange, sealed: no token in the database files', async () => {
     await login(alice)
-    const agent = (await appview.ctx.sessions.agentFor(alice.did)) as AtpAgent
-    const { accessJwt, refreshJwt } = agent.session!
+    const agent = (await appview.ctx.sessions.agentFor(alice.did)) as PasswordSession
+    const { accessJwt, refreshJwt } = agent.session
     // The agent writes to alice's repo as alice.
-    const { data } = await agent.com.atproto.server.getSession()
-    assert.equal(data.did, alice.did)
-    assert.equal(data.handle, 'alice.test')
+    const me = await whoAmI(agent)
+    assert.equal(me.did, alice.did)
+    assert.equal(me.handle, 'alice.test')
 
     const files = (await readdir(dataDir)).filter((f) => f.startsWith('appview.sqlite'))
     assert.ok(files.includes('appview.sqlite'))
@@ -104,16 +118,16 @@ describe('users PDS sessions', () => {
   it('resumes the session after a restart on the same data directory', async () => {
     await restart()
     const agent = await appview.ctx.sessions.agentFor(alice.did)
-    const { data } = await agent.com.atproto.repo.createRecord({
-      repo: alice.did,
-      collection: 'io.atcr.sailor.star',
-      record: {
+    const { body } = await new Client(agent).createRecord(
+      {
         $type: 'io.atcr.sailor.star',
         subject: { did: alice.did, repository: 'app' },
         createdAt: new Date().toISOString(),
       },
-    })
-    assert.match(data.uri, new RegExp(`^at://${alice.did}/io.atcr.sailor.star/`))
+      undefined,
+      { repo: alice.did as DidString },
+    )
+    assert.match(body.uri, new RegExp(`^at://${alice.did}/io.atcr.sailor.star/`))
   })
 
   it('refreshes an expired access token once, for concurrent callers, and keeps the new one', async () => {
@@ -130,11 +144,10 @@ describe('users PDS sessions', () => {
       Array.from({ length: 5 }, () => appview.ctx.sessions.agentFor(alice.did)),
     )
     assert.ok(agents.every((agent) => agent === agents[0]))
-    const session = (agents[0] as AtpAgent).session!
+    const { session } = agents[0] as PasswordSession
     assert.ok((decodeJwt(session.accessJwt).exp ?? 0) > Date.now() / 1000 + 600)
     assert.notEqual(session.refreshJwt, before.session.refreshJwt)
-    const { data } = await agents[0]!.com.atproto.server.getSession()
-    assert.equal(data.did, alice.did)
+    assert.equal((await whoAmI(agents[0]!)).did, alice.did)
 
     const after = await stored(alice.did)
     assert.equal(after?.session.accessJwt, session.accessJwt)
@@ -165,10 +178,7 @@ describe('users PDS sessions', () => {
     const row = await stored(bob.did)
     assert.ok(row)
     // The user ends the session on their PDS (as signing out everywhere would).
-    const pds = new AtpAgent({ service: net.pds.url })
-    await pds.com.atproto.server.deleteSession(undefined, {
-      headers: { authorization: `Bearer ${row.session.refreshJwt}` },
-    })
+    await endPdsSession(net.pds.url, row.session.refreshJwt)
     const expired: StoredSession = { ...row.session, accessJwt: expiredAccessJwt(bob.did) }
     await withStore((store) => store.update(row.sessionId, expired))
     await restart()
@@ -180,7 +190,7 @@ describe('users PDS sessions', () => {
     // Signing in again brings it back.
     await login(bob)
     const agent = await appview.ctx.sessions.agentFor(bob.did)
-    assert.equal((await agent.com.atproto.server.getSession()).data.did, bob.did)
+    assert.equal((await whoAmI(agent)).did, bob.did)
   })
 
   it('drops a stored session that does not open with the key', async () => {

@@ -7,26 +7,20 @@ import { after, afterEach, before, describe, it } from 'node:test'
 import { captureLogger } from '@atcr/core/log'
 import { OciError, parseAuthChallenges } from '@atcr/core/oci'
 import { startNetwork, staticDns, type TestAccount, type TestNetwork } from '@atcr/testkit'
-import { AtpAgent } from '@atproto/api'
+import type { PasswordSession } from '@atproto/lex-password-session'
 import { SignJWT } from 'jose'
 import { clientSafeDid } from '../src/names.ts'
 import {
   type AuthAppView,
   accessOf,
   basic,
+  endPdsSession,
   getToken,
   requestWith,
   startAuthAppView,
 } from './auth-harness.ts'
 
 const DEFAULT_HOLD = 'did:web:hold01.registry.test'
-
-/** A JWT-shaped access token that ran out an hour ago (refreshed before the PDS sees it). */
-function expiredAccessJwt(did: string): string {
-  const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url')
-  const exp = Math.floor(Date.now() / 1000) - 3600
-  return `${part({ alg: 'HS256', typ: 'at+jwt' })}.${part({ scope: 'com.atproto.appPass', sub: did, exp })}.c2ln`
-}
 
 describe('/auth/token and registry tokens', () => {
   let net: TestNetwork
@@ -383,12 +377,9 @@ describe('/auth/token and registry tokens', () => {
 
       // The stored session ends (the user signed out everywhere, the refresh is refused):
       // the next sign-in goes to the PDS again.
-      const agent = (await appview.ctx.sessions.agentFor(erin.did)) as AtpAgent
-      const session = agent.session!
-      await new AtpAgent({ service: net.pds.url }).com.atproto.server.deleteSession(undefined, {
-        headers: { authorization: `Bearer ${session.refreshJwt}` },
-      })
-      agent.sessionManager.session = { ...session, accessJwt: expiredAccessJwt(erin.did) }
+      const agent = (await appview.ctx.sessions.agentFor(erin.did)) as PasswordSession
+      await endPdsSession(net.pds.url, agent.session.refreshJwt)
+      await assert.rejects(agent.refresh())
       await assert.rejects(appview.ctx.sessions.agentFor(erin.did), { name: 'NoSessionError' })
       const again = createSessions
       assert.equal((await token(erin.appPassword)).status, 200)

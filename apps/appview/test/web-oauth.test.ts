@@ -20,6 +20,7 @@ import {
   type TestBrowser,
   writeOciImage,
 } from '@atcr/testkit'
+import { Client, type DidString } from '@atproto/lex-client'
 import { type RegistryStack, startRegistryStack } from './registry-harness.ts'
 
 const missing = ['skopeo', 'podman'].filter((c) => !hasCommand(c))
@@ -293,16 +294,15 @@ describe('OAuth sign-in, device login and CSRF in a real browser', {
     await page.close()
     // The granted session writes io.atcr records in bob's repository.
     const agent = await other.appview.ctx.sessions.agentFor(stack.bob.did)
-    await agent.com.atproto.repo.putRecord({
-      repo: stack.bob.did,
-      collection: 'io.atcr.sailor.star',
-      rkey: 'probe',
-      record: {
+    await new Client(agent).putRecord(
+      {
         $type: 'io.atcr.sailor.star',
         subject: { did: stack.alice.did, repository: 'app' },
         createdAt: new Date().toISOString(),
       },
-    })
+      'probe',
+      { repo: stack.bob.did as DidString },
+    )
   })
 
   it('wrote no credential of the sign-ins, device login and pushes to any log', async () => {

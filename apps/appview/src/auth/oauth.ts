@@ -19,11 +19,9 @@ import {
   OAuthStore,
   type Sealer,
 } from '@atcr/core/oauth'
-import type { Agent } from '@atproto/api'
+import type { Agent } from '@atproto/lex-client'
 import type { AppViewConfig } from '../config.ts'
 import type { AppViewDatabase } from '../db/index.ts'
-
-import { loadAtpApi } from './atp-api.ts'
 import { NoSessionError } from './types.ts'
 
 // The first key of the OAuth client's advisory locks (PostgreSQL): its own lock space.
@@ -172,18 +170,15 @@ export class OAuthSignIn {
     return this.#store.hasSession(did)
   }
 
-  /** An agent acting through the user's OAuth session (refreshed when due); NoSessionError if none. */
+  /** The user's OAuth session (refreshed when due) as an agent; NoSessionError if none. */
   async agentFor(did: string): Promise<Agent> {
-    let session: Awaited<ReturnType<NodeOAuthClient['restore']>>
     if (!this.#client) throw new NoSessionError(did)
     try {
-      session = await this.#client.restore(did)
+      return await this.#client.restore(did)
     } catch (error) {
       this.#logger.info({ did, err: error }, 'OAuth session unusable; the user must sign in again')
       throw new NoSessionError(did)
     }
-    const { Agent } = await loadAtpApi()
-    return new Agent(session)
   }
 
   /** Ends the user's OAuth session at their PDS and here. */

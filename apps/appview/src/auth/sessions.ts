@@ -1,11 +1,25 @@
-// The users' PDS sessions in use: logging in with an app password, agents resumed from the
+// The users' PDS sessions in use: logging in with an app password, sessions resumed from the
 // sealed store (refreshed before their access token runs out, one refresh per DID at a
 // time, refreshed tokens sealed again), and service tokens minted by the user's PDS.
 import type { CacheCounter, GuardedFetch } from '@atcr/core/identity'
 import type { Logger } from '@atcr/core/log'
-import type { Agent, AtpAgent, AtpSessionData } from '@atproto/api'
+import {
+  type Agent,
+  Client,
+  type DidString,
+  type NsidString,
+  XrpcResponseError,
+} from '@atproto/lex-client'
+import {
+  extractPdsEndpoint,
+  LexAuthFactorError,
+  PasswordSession,
+  type PasswordSessionOptions,
+  type RefreshFailure,
+  type SessionData,
+} from '@atproto/lex-password-session'
 import { decodeJwt } from 'jose'
-import { loadAtpApi } from './atp-api.ts'
+import { getServiceAuth } from './get-service-auth.ts'
 import { type SessionStore, SessionUnsealError, type StoredSession } from './session-store.ts'
 import { NoSessionError, type UserSessions } from './types.ts'
 
@@ -15,7 +29,7 @@ const REFRESH_MARGIN_SECONDS = 60
 const SERVICE_TOKEN_LIFETIME_SECONDS = 60
 /** Mint a new service token once the cached one has less than this left (seconds). */
 const SERVICE_TOKEN_MARGIN_SECONDS = 10
-const MAX_CACHED_AGENTS = 1000
+const MAX_CACHED_SESSIONS = 1000
 const MAX_CACHED_SERVICE_TOKENS = 10_000
 
 /** The password was refused by the PDS (wrong, revoked, or for another account). */
@@ -50,9 +64,18 @@ export interface PdsSessionsOptions {
   serviceTokenCounter?: CacheCounter
 }
 
-interface CachedAgent {
-  agent: AtpAgent
-  sessionId: string
+/** A stored app-password session in use, and what its refreshes came to. */
+class StoredPasswordSession extends PasswordSession {
+  readonly sessionId: string
+  /** The PDS refused a refresh, or answered it for another account: the session is over. */
+  ended = false
+  /** Why the last refresh failed when the PDS did not refuse it (network, 5xx). */
+  refreshFailure: RefreshFailure | undefined
+
+  constructor(stored: StoredSession, sessionId: string, options: PasswordSessionOptions) {
+    super(toSessionData(stored), options)
+    this.sessionId = sessionId
+  }
 }
 
 export class PdsSessions implements UserSessions {
@@ -62,7 +85,7 @@ export class PdsSessions implements UserSessions {
   private readonly onSessionEnded: (did: string) => void
   private readonly oauth: PdsSessionsOptions['oauth']
   private readonly serviceTokenCounter: CacheCounter | undefined
-  private readonly agents = new Map<string, CachedAgent>()
+  private readonly sessions = new Map<string, StoredPasswordSession>()
   private readonly locks = new Map<string, Promise<void>>()
   private readonly writes = new Map<string, Promise<void>>()
   private readonly serviceTokens = new Map<string, { token: string; exp: number }>()
@@ -84,22 +107,26 @@ export class PdsSessions implements UserSessions {
   async login(
     identity: { did: string; pdsEndpoint: string },
     password: string,
-  ): Promise<{ agent: AtpAgent; session: StoredSession; sessionId: string }> {
+  ): Promise<{ agent: Agent; session: StoredSession; sessionId: string }> {
     const { did, pdsEndpoint } = identity
-    const { AtpAgent, XRPCError } = await loadAtpApi()
-    const agent = new AtpAgent({ service: pdsEndpoint, fetch: this.fetch as typeof fetch })
-    let data: AtpSessionData
+    let login: PasswordSession
     try {
-      const response = await agent.login({ identifier: did, password })
-      data = { ...response.data, active: response.data.active ?? true }
+      login = await PasswordSession.login({
+        service: pdsEndpoint,
+        identifier: did,
+        password,
+        fetch: this.fetch as typeof fetch,
+      })
     } catch (error) {
-      throw loginError(error, pdsEndpoint, XRPCError)
+      throw loginError(error, pdsEndpoint)
     }
+    const data = login.session
     if (data.did !== did) {
       throw new PdsLoginRefusedError(`the PDS at ${pdsEndpoint} answered for another account`)
     }
     if (accessScope(data.accessJwt) === 'com.atproto.access') {
-      await agent.logout()
+      // Ended at the PDS as a courtesy; the refusal stands whether or not that works.
+      await login.logout().catch(() => {})
       throw new AccountPasswordError(
         'that is the account password: create an app password in your account settings and use it instead',
       )
@@ -108,10 +135,10 @@ export class PdsSessions implements UserSessions {
     const sessionId = await this.exclusive(did, async () => {
       const id = await this.store.save(session)
       this.forgetCached(did)
-      this.cache(did, await this.makeAgent(session, id), id)
+      this.cache(did, this.resume(session, id))
       return id
     })
-    return { agent: this.agents.get(did)?.agent ?? agent, session, sessionId }
+    return { agent: this.sessions.get(did) ?? login, session, sessionId }
   }
 
   /**
@@ -122,10 +149,10 @@ export class PdsSessions implements UserSessions {
   async reconfirm(did: string, sessionId: string): Promise<boolean> {
     try {
       return await this.exclusive(did, async () => {
-        const cached = await this.cachedAgent(did)
-        if (cached.sessionId !== sessionId || !cached.agent.session) return false
-        await cached.agent.sessionManager.refreshSession()
-        return cached.agent.session !== undefined
+        const session = await this.cachedSession(did)
+        if (session.sessionId !== sessionId || session.ended) return false
+        await this.refresh(did, session)
+        return true
       })
     } catch (error) {
       if (!(error instanceof NoSessionError)) {
@@ -138,27 +165,36 @@ export class PdsSessions implements UserSessions {
   /** The user's OAuth session when they have one, else their app-password session. */
   async agentFor(did: string): Promise<Agent> {
     if (this.oauth && (await this.oauth.hasSession(did))) return this.oauth.agentFor(did)
-    return this.appPasswordAgent(did)
+    return this.appPasswordSession(did)
   }
 
-  private async appPasswordAgent(did: string): Promise<AtpAgent> {
-    const agent = await this.exclusive(did, async () => {
-      const cached = await this.cachedAgent(did)
-      const { agent } = cached
-      if (!agent.session) throw await this.dropSession(did, cached.sessionId)
-      if (expiresWithin(agent.session.accessJwt, REFRESH_MARGIN_SECONDS)) {
-        try {
-          await agent.sessionManager.refreshSession()
-        } catch (error) {
-          // The agent drops its session when the PDS refuses the refresh token.
-          if (!agent.session) throw await this.dropSession(did, cached.sessionId)
-          throw error
-        }
+  private async appPasswordSession(did: string): Promise<StoredPasswordSession> {
+    const session = await this.exclusive(did, async () => {
+      const session = await this.cachedSession(did)
+      if (session.ended) throw await this.dropSession(did, session.sessionId)
+      if (expiresWithin(session.session.accessJwt, REFRESH_MARGIN_SECONDS)) {
+        await this.refresh(did, session)
       }
-      return agent
+      return session
     })
     await this.writes.get(did)
-    return agent
+    return session
+  }
+
+  /**
+   * Refreshes the session now. A refusal ends it (NoSessionError); a refresh the PDS could
+   * not answer throws its failure and leaves the session as it was.
+   */
+  private async refresh(did: string, session: StoredPasswordSession): Promise<void> {
+    session.refreshFailure = undefined
+    try {
+      await session.refresh()
+    } catch (error) {
+      // A refusal came through the session's hooks (see resume) and ended it.
+      if (!session.ended) throw error
+    }
+    if (session.ended) throw await this.dropSession(did, session.sessionId)
+    if (session.refreshFailure) throw session.refreshFailure
   }
 
   async serviceToken(did: string, aud: string, lxm: string): Promise<string> {
@@ -195,7 +231,7 @@ export class PdsSessions implements UserSessions {
 
   /** Whether a session of the DID is stored (it may still turn out expired when used). */
   async hasSession(did: string): Promise<boolean> {
-    if (this.agents.has(did)) return true
+    if (this.sessions.has(did)) return true
     if (this.oauth && (await this.oauth.hasSession(did))) return true
     return this.store.exists(did)
   }
@@ -214,14 +250,12 @@ export class PdsSessions implements UserSessions {
     const requestedExp = nowSeconds() + SERVICE_TOKEN_LIFETIME_SECONDS
     let token: string
     try {
-      const response = await agent.com.atproto.server.getServiceAuth({
-        aud,
-        lxm,
-        exp: requestedExp,
+      const response = await new Client(agent).xrpc(getServiceAuth, {
+        params: { aud: aud as DidString, lxm: lxm as NsidString, exp: requestedExp },
       })
-      token = response.data.token
+      token = response.body.token
     } catch (error) {
-      if ('session' in agent && !agent.session) {
+      if (agent instanceof StoredPasswordSession && agent.ended) {
         this.onSessionEnded(did)
         throw new NoSessionError(did)
       }
@@ -237,14 +271,14 @@ export class PdsSessions implements UserSessions {
     return { token, exp }
   }
 
-  /** The DID's app-password agent, made from its stored session on first use. */
-  private async cachedAgent(did: string): Promise<CachedAgent> {
-    const cached = this.agents.get(did)
+  /** The DID's app-password session, resumed from the store on first use. */
+  private async cachedSession(did: string): Promise<StoredPasswordSession> {
+    const cached = this.sessions.get(did)
     if (cached) return cached
     const row = await this.loadRow(did)
-    const agent = await this.makeAgent(row.session, row.sessionId)
-    this.cache(did, agent, row.sessionId)
-    return { agent, sessionId: row.sessionId }
+    const session = this.resume(row.session, row.sessionId)
+    this.cache(did, session)
+    return session
   }
 
   private async loadRow(did: string) {
@@ -274,36 +308,39 @@ export class PdsSessions implements UserSessions {
     return new NoSessionError(did)
   }
 
-  private async makeAgent(session: StoredSession, sessionId: string): Promise<AtpAgent> {
-    const { AtpAgent } = await loadAtpApi()
-    const agent = new AtpAgent({
-      service: session.pdsEndpoint,
-      fetch: this.fetch as typeof fetch,
-      persistSession: (event, data) => {
-        if (event === 'update' && data) {
-          const pds = agent.sessionManager.pdsUrl?.href.replace(/\/+$/, '') ?? session.pdsEndpoint
-          this.queueWrite(session.did, () => this.store.update(sessionId, toStored(data, pds)))
-        } else if (event === 'expired') {
-          if (this.agents.get(session.did)?.agent === agent) {
-            this.forgetCached(session.did)
-            this.onSessionEnded(session.did)
-          }
-          this.queueWrite(session.did, () => this.store.delete(session.did, sessionId))
-        }
-      },
-    })
-    agent.sessionManager.session = {
-      did: session.did,
-      handle: session.handle,
-      accessJwt: session.accessJwt,
-      refreshJwt: session.refreshJwt,
-      active: session.active,
-      status: session.status,
+  /**
+   * A stored session made usable again (it refreshes itself when the PDS answers that its
+   * access token expired): refreshed tokens are sealed again, a refused refresh ends it.
+   */
+  private resume(stored: StoredSession, sessionId: string): StoredPasswordSession {
+    const { did } = stored
+    const end = () => {
+      session.ended = true
+      if (this.sessions.get(did) === session) {
+        this.forgetCached(did)
+        this.onSessionEnded(did)
+      }
+      this.queueWrite(did, () => this.store.delete(did, sessionId))
     }
-    return agent
+    const session: StoredPasswordSession = new StoredPasswordSession(stored, sessionId, {
+      fetch: this.fetch as typeof fetch,
+      onUpdated: (data) => {
+        // Something is very wrong when a refresh answers for another account.
+        if (data.did !== did) return end()
+        const refreshed = toStored(data, pdsEndpointOf(data))
+        this.queueWrite(did, () => this.store.update(sessionId, refreshed))
+      },
+      onUpdateFailure: (_data, failure) => {
+        // The library ends the session on the refusals the lexicon names; a 401 is one too.
+        if (failure instanceof XrpcResponseError && failure.status === 401) return end()
+        session.refreshFailure = failure
+      },
+      onDeleted: end,
+    })
+    return session
   }
 
-  /** Writes for one DID happen in order; a failed write is logged (the agent does not wait). */
+  /** Writes for one DID happen in order; a failed write is logged (the session does not wait). */
   private queueWrite(did: string, write: () => Promise<unknown>): void {
     const previous = this.writes.get(did) ?? Promise.resolve()
     const next = previous
@@ -320,17 +357,17 @@ export class PdsSessions implements UserSessions {
     this.writes.set(did, next)
   }
 
-  private cache(did: string, agent: AtpAgent, sessionId: string): void {
-    this.agents.delete(did)
-    this.agents.set(did, { agent, sessionId })
-    if (this.agents.size > MAX_CACHED_AGENTS) {
-      const oldest = this.agents.keys().next().value
-      if (oldest !== undefined) this.agents.delete(oldest)
+  private cache(did: string, session: StoredPasswordSession): void {
+    this.sessions.delete(did)
+    this.sessions.set(did, session)
+    if (this.sessions.size > MAX_CACHED_SESSIONS) {
+      const oldest = this.sessions.keys().next().value
+      if (oldest !== undefined) this.sessions.delete(oldest)
     }
   }
 
   private forgetCached(did: string): void {
-    this.agents.delete(did)
+    this.sessions.delete(did)
     for (const key of this.serviceTokens.keys()) {
       if (key.startsWith(`${did}\n`)) this.serviceTokens.delete(key)
     }
@@ -367,17 +404,36 @@ export class PdsSessions implements UserSessions {
   }
 }
 
-function toStored(data: AtpSessionData, pdsEndpoint: string): StoredSession {
+function toStored(data: SessionData, pdsEndpoint: string): StoredSession {
   const session: StoredSession = {
     did: data.did,
     handle: data.handle,
     pdsEndpoint,
     accessJwt: data.accessJwt,
     refreshJwt: data.refreshJwt,
-    active: data.active,
+    active: data.active ?? true,
   }
   if (data.status !== undefined) session.status = data.status
   return session
+}
+
+function toSessionData(stored: StoredSession): SessionData {
+  const data: SessionData = {
+    did: stored.did as SessionData['did'],
+    handle: stored.handle as SessionData['handle'],
+    accessJwt: stored.accessJwt,
+    refreshJwt: stored.refreshJwt,
+    active: stored.active,
+    service: stored.pdsEndpoint,
+  }
+  if (stored.status !== undefined) data.status = stored.status
+  return data
+}
+
+/** Where a refreshed session lives: the PDS its DID document names, else where it was. */
+function pdsEndpointOf(data: SessionData): string {
+  const endpoint = extractPdsEndpoint(data.didDoc)
+  return endpoint ? new URL(endpoint).href.replace(/\/+$/, '') : data.service
 }
 
 function nowSeconds(): number {
@@ -395,7 +451,7 @@ function accessScope(accessJwt: string): unknown {
 
 /**
  * Whether a JWT access token runs out within `seconds`. A token that is not a JWT or has no
- * `exp` is used as it is: the agent refreshes it when the PDS answers ExpiredToken.
+ * `exp` is used as it is: the session refreshes it when the PDS answers ExpiredToken.
  */
 function expiresWithin(jwt: string, seconds: number): boolean {
   let exp: unknown
@@ -407,16 +463,14 @@ function expiresWithin(jwt: string, seconds: number): boolean {
   return typeof exp === 'number' && exp - seconds <= nowSeconds()
 }
 
-function loginError(
-  error: unknown,
-  pdsEndpoint: string,
-  XRPCError: Awaited<ReturnType<typeof loadAtpApi>>['XRPCError'],
-): Error {
-  if (error instanceof XRPCError) {
-    if (error.status === 401 || error.status === 400) {
-      return new PdsLoginRefusedError(error.message, { cause: error })
+function loginError(error: unknown, pdsEndpoint: string): Error {
+  // A second factor is asked for account passwords only: the PDS refused this one (401).
+  const failure = error instanceof LexAuthFactorError ? error.cause : error
+  if (failure instanceof XrpcResponseError) {
+    if (failure.status === 401 || failure.status === 400) {
+      return new PdsLoginRefusedError(failure.message, { cause: error })
     }
-    if (error.status === 429) {
+    if (failure.status === 429) {
       return new PdsRateLimitedError(`the PDS at ${pdsEndpoint} limits logins; try again later`, {
         cause: error,
       })

@@ -3,7 +3,7 @@
 // tokens for holds). Implemented in this folder; used by registry/.
 
 import type { OciError, TokenScope } from '@atcr/core/oci'
-import type { Agent } from '@atproto/api'
+import type { Agent } from '@atproto/lex-client'
 import type { FastifyRequest } from 'fastify'
 
 export interface Caller {
@@ -26,9 +26,10 @@ export interface RegistryAuth {
 
 export interface UserSessions {
   /**
-   * An agent on the user's PDS, logged in with the session saved when the user
-   * authenticated (tokens kept encrypted at rest, refreshed before they expire). Throws
-   * NoSessionError when the AppView holds no usable session for that DID.
+   * An agent on the user's PDS (calls go through a lex-client `Client` over it), logged in
+   * with the session saved when the user authenticated (tokens kept encrypted at rest,
+   * refreshed before they expire). Throws NoSessionError when the AppView holds no usable
+   * session for that DID.
    */
   agentFor(did: string): Promise<Agent>
   /**

@@ -3,6 +3,7 @@
 // ten clients of one account pushing at once in the load test), and a connection can
 // drop. Every write here is idempotent (a record put under a fixed key, a content-addressed
 // blob, a delete), so trying it again cannot do it twice.
+import { XrpcFetchError } from '@atproto/lex-client'
 
 /** Attempts in all, and the pause before each retry (doubled, with jitter). */
 const ATTEMPTS = 3
@@ -10,9 +11,8 @@ const FIRST_PAUSE_MS = 150
 
 /** A failure worth trying again: no answer, or a 5xx other than 501 Not Implemented. */
 function transient(error: unknown): boolean {
+  if (error instanceof XrpcFetchError) return true
   const status = (error as { status?: unknown }).status
-  // @atproto/xrpc gives a request that got no answer the status 1 (ResponseType.Unknown).
-  if (status === 1) return true
   return typeof status === 'number' && status >= 500 && status !== 501
 }
 

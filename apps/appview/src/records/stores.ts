@@ -14,7 +14,14 @@ import {
   validateRecordJson,
 } from '@atcr/core/lexicons'
 import { digestOf, OciError } from '@atcr/core/oci'
-import type { Agent } from '@atproto/api'
+import {
+  type Agent,
+  Client,
+  type DidString,
+  type EncodingString,
+  type NsidString,
+  type TypedLexMap,
+} from '@atproto/lex-client'
 import type { RecordChange } from '../ingest/apply.ts'
 import type { ManifestDocument, OciDescriptor } from './manifest-document.ts'
 import type { PdsReader, StoredRecord } from './pds-reader.ts'
@@ -94,6 +101,16 @@ export interface StoredTag {
   /** The digest of the manifest the tag points to. */
   digest: string
   value: TagRecord
+}
+
+/** Where lex-client's record calls write: the owner's repository. */
+function inRepo(owner: Owner): { repo: DidString } {
+  return { repo: owner.did as DidString }
+}
+
+/** A record as lex-client's record calls take it (its `$type` names the collection). */
+function lexRecord(record: { $type: string }): TypedLexMap<NsidString> {
+  return record as unknown as TypedLexMap<NsidString>
 }
 
 export function manifestUri(did: string, digest: string): string {
@@ -400,12 +417,14 @@ export class ManifestStore {
   ): Promise<StoredManifest> {
     // Checked before anything is written, so an unrecordable manifest leaves no blob.
     buildManifestRecord(input)
+    const client = new Client(agent)
     let blob: BlobJson
     try {
       const uploaded = await retryPdsWrite(() =>
-        agent.com.atproto.repo.uploadBlob(bytes, { encoding: input.document.mediaType }),
+        client.uploadBlob(bytes, { encoding: input.document.mediaType as EncodingString }),
       )
-      const ref = uploaded.data.blob
+      const ref = uploaded.body.blob
+      if (!('ref' in ref)) throw new Error('it answered with a blob reference of the old form')
       blob = {
         $type: 'blob',
         ref: { $link: ref.ref.toString() },
@@ -420,14 +439,9 @@ export class ManifestStore {
     let written: { uri: string; cid: string }
     try {
       const response = await retryPdsWrite(() =>
-        agent.com.atproto.repo.putRecord({
-          repo: owner.did,
-          collection: NSID.manifest,
-          rkey,
-          record: record as unknown as Record<string, unknown>,
-        }),
+        client.putRecord(lexRecord(record), rkey, inRepo(owner)),
       )
-      written = response.data
+      written = response.body
     } catch (error) {
       this.#reader.invalidate(owner.did, NSID.manifest, rkey)
       throw pdsWriteError('write the manifest record', error)
@@ -453,20 +467,17 @@ export class ManifestStore {
     manifest: StoredManifest,
     repository: string,
   ): Promise<void> {
-    const record = { ...manifest.value, repository } as unknown as Record<string, unknown>
+    const record = { ...manifest.value, $type: NSID.manifest, repository }
+    const client = new Client(agent)
     try {
       const response = await retryPdsWrite(() =>
-        agent.com.atproto.repo.putRecord({
-          repo: owner.did,
-          collection: NSID.manifest,
-          rkey: manifest.rkey,
-          record,
-        }),
+        client.putRecord(lexRecord(record), manifest.rkey, inRepo(owner)),
       )
+      const value = record as unknown as Record<string, unknown>
       this.#reader.remember(
         owner.did,
         NSID.manifest,
-        { uri: response.data.uri, cid: response.data.cid, rkey: manifest.rkey, value: record },
+        { uri: response.body.uri, cid: response.body.cid, rkey: manifest.rkey, value },
         manifest.rkey,
       )
     } catch (error) {
@@ -484,13 +495,8 @@ export class ManifestStore {
   async delete(agent: Agent, owner: Owner, digest: string): Promise<void> {
     const rkey = manifestRkey(digest)
     try {
-      await retryPdsWrite(() =>
-        agent.com.atproto.repo.deleteRecord({
-          repo: owner.did,
-          collection: NSID.manifest,
-          rkey,
-        }),
-      )
+      const client = new Client(agent)
+      await retryPdsWrite(() => client.deleteRecord(NSID.manifest, rkey, inRepo(owner)))
     } catch (error) {
       throw pdsWriteError('delete the manifest record', error)
     } finally {
@@ -631,15 +637,11 @@ export class TagStore {
     validateRecordJson(NSID.tag, record)
     let written: { uri: string; cid: string }
     try {
+      const client = new Client(agent)
       const response = await retryPdsWrite(() =>
-        agent.com.atproto.repo.putRecord({
-          repo: owner.did,
-          collection: NSID.tag,
-          rkey,
-          record,
-        }),
+        client.putRecord(lexRecord(record), rkey, inRepo(owner)),
       )
-      written = response.data
+      written = response.body
     } catch (error) {
       this.#reader.invalidate(owner.did, NSID.tag, rkey)
       throw pdsWriteError('write the tag record', error)
@@ -656,9 +658,8 @@ export class TagStore {
   async delete(agent: Agent, owner: Owner, repository: string, tag: string): Promise<void> {
     const rkey = tagRkey(repository, tag)
     try {
-      await retryPdsWrite(() =>
-        agent.com.atproto.repo.deleteRecord({ repo: owner.did, collection: NSID.tag, rkey }),
-      )
+      const client = new Client(agent)
+      await retryPdsWrite(() => client.deleteRecord(NSID.tag, rkey, inRepo(owner)))
     } catch (error) {
       throw pdsWriteError('delete the tag record', error)
     } finally {

@@ -11,8 +11,14 @@ import {
   SELF_RKEY,
   validateRecordJson,
 } from '@atcr/core/lexicons'
-import type { Agent } from '@atproto/api'
-import { loadAtpApi } from '../auth/atp-api.ts'
+import {
+  Client,
+  type DidString,
+  type NsidString,
+  type TypedLexMap,
+  XrpcResponseError,
+} from '@atproto/lex-client'
+import { lexToJson } from '@atproto/lex-json'
 import { NoSessionError } from '../auth/types.ts'
 import type { AppViewContext } from '../context.ts'
 
@@ -62,10 +68,10 @@ export class UserRecords {
   async unstar(did: string, ownerDid: string, repository: string): Promise<void> {
     const indexed = await this.#ctx.web.browse.starKeys(did, ownerDid, repository)
     const rkeys = new Set([...indexed, starRkey(repoPageUri(ownerDid, repository))])
-    const agent = await this.#agent(did)
+    const client = await this.#client(did)
     for (const rkey of rkeys) {
       await this.#write(() =>
-        agent.com.atproto.repo.deleteRecord({ repo: did, collection: NSID.sailorStar, rkey }),
+        client.deleteRecord(NSID.sailorStar, rkey, { repo: did as DidString }),
       )
       await this.#ctx.index.apply({ did, collection: NSID.sailorStar, rkey, record: null })
     }
@@ -123,9 +129,9 @@ export class UserRecords {
     )
   }
 
-  async #agent(did: string): Promise<Agent> {
+  async #client(did: string): Promise<Client> {
     try {
-      return await this.#ctx.oauth.agentFor(did)
+      return new Client(await this.#ctx.oauth.agentFor(did))
     } catch (error) {
       if (error instanceof NoSessionError) {
         throw new RecordWriteError(401, 'Your sign-in has expired: sign out and sign in again.')
@@ -135,13 +141,15 @@ export class UserRecords {
   }
 
   async #get(did: string, collection: string, rkey: string): Promise<RecordValue | null> {
-    const agent = await this.#agent(did)
+    const client = await this.#client(did)
     try {
-      const response = await agent.com.atproto.repo.getRecord({ repo: did, collection, rkey })
-      return response.data.value as RecordValue
+      const response = await client.getRecord(collection as NsidString, rkey, {
+        repo: did as DidString,
+      })
+      // In JSON form (blob refs as {$link}), as the records are validated and written back.
+      return lexToJson(response.body.value) as RecordValue
     } catch (error) {
-      const { XRPCError } = await loadAtpApi()
-      if (error instanceof XRPCError && error.error === 'RecordNotFound') return null
+      if (error instanceof XrpcResponseError && error.error === 'RecordNotFound') return null
       throw new RecordWriteError(502, `Your PDS did not answer: ${(error as Error).message}`)
     }
   }
@@ -160,12 +168,13 @@ export class UserRecords {
       }
       throw error
     }
-    const agent = await this.#agent(did)
+    const client = await this.#client(did)
+    const lexRecord = { ...record, $type: collection } as TypedLexMap<NsidString>
     const written = await this.#write(() =>
-      agent.com.atproto.repo.putRecord({ repo: did, collection, rkey, record }),
+      client.putRecord(lexRecord, rkey, { repo: did as DidString }),
     )
     await this.#ctx.index.apply({ did, collection, rkey, record })
-    return written.data
+    return written.body
   }
 
   async #write<T>(call: () => Promise<T>): Promise<T> {
