@@ -50,7 +50,7 @@ export interface Options {
 export const USAGE = `bench/run [options]   ATCR and CNCF Distribution side by side (issue 15)
 
   --quick                small sizes, 3 runs (a check that everything works)
-  --runs N               runs of each scenario, alternating ATCR and Distribution (default 5)
+  --runs N               runs of each scenario on both, which goes first alternating (default 5)
   --only a,b             scenarios: ${SCENARIOS.join(', ')}
   --storage S            filesystem (default), s3 (the hold on s3rver), or both
   --huge                 also skopeo-push-huge (one 2 GiB layer)

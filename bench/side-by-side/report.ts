@@ -124,7 +124,7 @@ export function renderReport(input: {
       (machine.uncommitted
         ? ` plus ${machine.uncommitted} uncommitted file(s) under apps/ and packages/`
         : '') +
-      `, ${options.runs} runs per scenario alternating ATCR and Distribution; this pass took ${(input.seconds / 60).toFixed(1)} min.`,
+      `, ${options.runs} runs per scenario on each, which goes first alternating, a sync before each timed part; this pass took ${(input.seconds / 60).toFixed(1)} min.`,
   )
   out.push('')
   out.push('| machine | |')
