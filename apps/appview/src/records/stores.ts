@@ -14,15 +14,9 @@ import {
   validateRecordJson,
 } from '@atcr/core/lexicons'
 import { digestOf, OciError } from '@atcr/core/oci'
-import {
-  type Agent,
-  Client,
-  type DidString,
-  type EncodingString,
-  type NsidString,
-  type TypedLexMap,
-} from '@atproto/lex-client'
+import { type Agent, Client, type EncodingString } from '@atproto/lex-client'
 import type { RecordChange } from '../ingest/apply.ts'
+import { inRepo, lexRecord } from './lex-record.ts'
 import type { ManifestDocument, OciDescriptor } from './manifest-document.ts'
 import type { PdsReader, StoredRecord } from './pds-reader.ts'
 import { retryPdsWrite } from './pds-retry.ts'
@@ -101,16 +95,6 @@ export interface StoredTag {
   /** The digest of the manifest the tag points to. */
   digest: string
   value: TagRecord
-}
-
-/** Where lex-client's record calls write: the owner's repository. */
-function inRepo(owner: Owner): { repo: DidString } {
-  return { repo: owner.did as DidString }
-}
-
-/** A record as lex-client's record calls take it (its `$type` names the collection). */
-function lexRecord(record: { $type: string }): TypedLexMap<NsidString> {
-  return record as unknown as TypedLexMap<NsidString>
 }
 
 export function manifestUri(did: string, digest: string): string {
@@ -439,7 +423,7 @@ export class ManifestStore {
     let written: { uri: string; cid: string }
     try {
       const response = await retryPdsWrite(() =>
-        client.putRecord(lexRecord(record), rkey, inRepo(owner)),
+        client.putRecord(lexRecord(record), rkey, inRepo(owner.did)),
       )
       written = response.body
     } catch (error) {
@@ -471,7 +455,7 @@ export class ManifestStore {
     const client = new Client(agent)
     try {
       const response = await retryPdsWrite(() =>
-        client.putRecord(lexRecord(record), manifest.rkey, inRepo(owner)),
+        client.putRecord(lexRecord(record), manifest.rkey, inRepo(owner.did)),
       )
       const value = record as unknown as Record<string, unknown>
       this.#reader.remember(
@@ -496,7 +480,7 @@ export class ManifestStore {
     const rkey = manifestRkey(digest)
     try {
       const client = new Client(agent)
-      await retryPdsWrite(() => client.deleteRecord(NSID.manifest, rkey, inRepo(owner)))
+      await retryPdsWrite(() => client.deleteRecord(NSID.manifest, rkey, inRepo(owner.did)))
     } catch (error) {
       throw pdsWriteError('delete the manifest record', error)
     } finally {
@@ -639,7 +623,7 @@ export class TagStore {
     try {
       const client = new Client(agent)
       const response = await retryPdsWrite(() =>
-        client.putRecord(lexRecord(record), rkey, inRepo(owner)),
+        client.putRecord(lexRecord(record), rkey, inRepo(owner.did)),
       )
       written = response.body
     } catch (error) {
@@ -659,7 +643,7 @@ export class TagStore {
     const rkey = tagRkey(repository, tag)
     try {
       const client = new Client(agent)
-      await retryPdsWrite(() => client.deleteRecord(NSID.tag, rkey, inRepo(owner)))
+      await retryPdsWrite(() => client.deleteRecord(NSID.tag, rkey, inRepo(owner.did)))
     } catch (error) {
       throw pdsWriteError('delete the tag record', error)
     } finally {

@@ -11,16 +11,11 @@ import {
   SELF_RKEY,
   validateRecordJson,
 } from '@atcr/core/lexicons'
-import {
-  Client,
-  type DidString,
-  type NsidString,
-  type TypedLexMap,
-  XrpcResponseError,
-} from '@atproto/lex-client'
+import { Client, type NsidString, XrpcResponseError } from '@atproto/lex-client'
 import { lexToJson } from '@atproto/lex-json'
 import { NoSessionError } from '../auth/types.ts'
 import type { AppViewContext } from '../context.ts'
+import { inRepo, lexRecord } from '../records/lex-record.ts'
 
 /** A write the user's PDS refused or could not take; its message is for the user. */
 export class RecordWriteError extends Error {
@@ -70,9 +65,7 @@ export class UserRecords {
     const rkeys = new Set([...indexed, starRkey(repoPageUri(ownerDid, repository))])
     const client = await this.#client(did)
     for (const rkey of rkeys) {
-      await this.#write(() =>
-        client.deleteRecord(NSID.sailorStar, rkey, { repo: did as DidString }),
-      )
+      await this.#write(() => client.deleteRecord(NSID.sailorStar, rkey, inRepo(did)))
       await this.#ctx.index.apply({ did, collection: NSID.sailorStar, rkey, record: null })
     }
   }
@@ -143,9 +136,7 @@ export class UserRecords {
   async #get(did: string, collection: string, rkey: string): Promise<RecordValue | null> {
     const client = await this.#client(did)
     try {
-      const response = await client.getRecord(collection as NsidString, rkey, {
-        repo: did as DidString,
-      })
+      const response = await client.getRecord(collection as NsidString, rkey, inRepo(did))
       // In JSON form (blob refs as {$link}), as the records are validated and written back.
       return lexToJson(response.body.value) as RecordValue
     } catch (error) {
@@ -169,9 +160,8 @@ export class UserRecords {
       throw error
     }
     const client = await this.#client(did)
-    const lexRecord = { ...record, $type: collection } as TypedLexMap<NsidString>
     const written = await this.#write(() =>
-      client.putRecord(lexRecord, rkey, { repo: did as DidString }),
+      client.putRecord(lexRecord({ ...record, $type: collection }), rkey, inRepo(did)),
     )
     await this.#ctx.index.apply({ did, collection, rkey, record })
     return written.body
