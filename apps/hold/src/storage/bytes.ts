@@ -98,25 +98,3 @@ export async function* fixedChunks(
   }
   if (filled > 0) yield Buffer.concat(pending, filled)
 }
-
-/**
- * Frees a chunk's memory now instead of at V8's next full garbage collection. Buffers live
- * outside V8's heap, and V8 collects them only after some 64 MiB of them have piled up:
- * without this, a 1 GiB upload arriving in 64 KiB socket chunks keeps 60-80 MiB of dead
- * chunks resident. It detaches the chunk's memory (the chunk reads as empty afterwards),
- * so it is only for a chunk the caller owns outright: nothing else reads it and no pending
- * I/O uses it. A chunk sharing its memory (a slice, one of Node's pooled small buffers) is
- * left to the garbage collector.
- */
-export function release(chunk: Uint8Array): void {
-  const { buffer } = chunk
-  if (
-    buffer instanceof ArrayBuffer &&
-    !buffer.detached &&
-    !buffer.resizable &&
-    chunk.byteOffset === 0 &&
-    chunk.byteLength === buffer.byteLength
-  ) {
-    buffer.transfer(0)
-  }
-}

@@ -20,7 +20,8 @@ import {
 } from 'node:fs/promises'
 import { dirname, join, relative, sep } from 'node:path'
 import type { Readable } from 'node:stream'
-import { ByteCounter, release } from './bytes.ts'
+import { release } from '@atcr/core/memory'
+import { ByteCounter } from './bytes.ts'
 import type {
   ByteRange,
   ByteSource,

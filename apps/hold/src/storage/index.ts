@@ -2,7 +2,6 @@ import type { StorageDriver } from './driver.ts'
 import { createFilesystemDriver, type FilesystemDriverConfig } from './filesystem.ts'
 import type { S3DriverConfig } from './s3.ts'
 
-export { release } from './bytes.ts'
 export type * from './driver.ts'
 export * from './errors.ts'
 export type { FilesystemDriverConfig } from './filesystem.ts'

@@ -6,6 +6,7 @@
 // the others are freed there and then, and the pool once the hold is idle: 32 concurrent
 // pulls otherwise left 32 MiB of them for a full collection that might never come.
 import type { Writable } from 'node:stream'
+import { release } from '@atcr/core/memory'
 import type { LocalRange } from './driver.ts'
 
 const BUFFER_BYTES = 512 * 1024
@@ -25,20 +26,15 @@ function takeBuffer(size: number): Buffer<ArrayBuffer> {
 function releaseBuffers(buffers: Buffer<ArrayBuffer>[]): void {
   for (const buffer of buffers) {
     if (buffer.length === BUFFER_BYTES && pool.length < MAX_POOLED_BUFFERS) pool.push(buffer)
-    else free(buffer)
+    else release(buffer)
   }
   poolExpiry ??= setTimeout(freePool, POOL_IDLE_MS).unref()
   poolExpiry.refresh()
 }
 
 function freePool(): void {
-  for (const buffer of pool.splice(0)) free(buffer)
+  for (const buffer of pool.splice(0)) release(buffer)
   poolExpiry = undefined
-}
-
-/** Detaching frees the memory now, not at a full collection that an idle hold never runs. */
-function free(buffer: Buffer<ArrayBuffer>): void {
-  buffer.buffer.transfer(0)
 }
 
 /** How many buffers wait in the pool (tests). */

@@ -4,6 +4,7 @@
 // in the storage driver, so an upload survives a restart of the hold.
 import { randomBytes } from 'node:crypto'
 import { NSID } from '@atcr/core/lexicons'
+import { release } from '@atcr/core/memory'
 import type { DigestAlgorithm } from '@atcr/core/oci'
 import { createDigester, parseDigest } from '@atcr/core/oci'
 import type { HoldContext } from '../context.ts'
@@ -13,7 +14,6 @@ import {
   InvalidPartError,
   MAX_PART_NUMBER,
   PartTooSmallError,
-  release,
   SizeMismatchError,
   StorageError,
   StorageFullError,
