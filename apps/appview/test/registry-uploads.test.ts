@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test'
 import { isDeepStrictEqual } from 'node:util'
 import {
   type AppViewProcess,
+  freePort,
   type HoldProcess,
   makeTempDir,
   removeTempDir,
@@ -78,14 +79,23 @@ class Client {
     return response.headers.get('location')!
   }
 
-  async patch(appview: AppViewProcess, location: string, bytes: Uint8Array, start: number) {
+  /** PATCH; `streamed` sends the bytes without a Content-Length (chunked). */
+  async patch(
+    appview: AppViewProcess,
+    location: string,
+    bytes: Uint8Array,
+    start: number,
+    { streamed = false } = {},
+  ) {
     return this.fetch(appview, location, {
       method: 'PATCH',
       headers: {
         'content-type': 'application/octet-stream',
         'content-range': `${start}-${start + bytes.byteLength - 1}`,
       },
-      body: bytes,
+      ...(streamed
+        ? { body: new Blob([bytes]).stream(), duplex: 'half' as const }
+        : { body: bytes }),
     })
   }
 
@@ -187,14 +197,18 @@ describe('blob uploads across AppView processes', () => {
   async function appview(
     dir: string,
     registry: Record<string, unknown>,
-    more: { port?: number; baseUrl?: string } = {},
+    more: { port?: number; baseUrl?: string; metricsPort?: number } = {},
   ): Promise<AppViewProcess> {
+    const { metricsPort, ...options } = more
     const started = await startAppViewProcess({
       dataDir: join(root, dir),
       plcUrl: net.plc.url,
       handleResolverUrl: net.pds.url,
-      ...more,
-      config: { registry: { default_hold_did: hold.did, ...registry } },
+      ...options,
+      config: {
+        registry: { default_hold_did: hold.did, ...registry },
+        ...(metricsPort ? { metrics: { port: metricsPort } } : {}),
+      },
     })
     running.push(started)
     return started
@@ -239,6 +253,33 @@ describe('blob uploads across AppView processes', () => {
       assert.ok(!existsSync(join(server.dataDir, 'uploads', uuidOf(location))))
     }
     t.diagnostic(`AppView VmRSS after finishing: ${(rssOf(server.pid) / MiB).toFixed(0)} MiB`)
+    await server.kill()
+  })
+
+  it('frees the chunks of an upload as they are stored and sent, not at a later garbage collection', async (t) => {
+    const metricsPort = await freePort()
+    const server = await appview('release', { upload_part_size: PART }, { metricsPort })
+    const client = new Client(alice, 'release', new URL(server.url).host)
+    // Memory outside V8's heap: Buffers, so the socket chunks of a request body.
+    const external = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
+      const line = text.split('\n').find((l) => l.startsWith('nodejs_external_memory_bytes '))
+      return Number(line?.split(' ')[1])
+    }
+    const before = await external()
+    for (const streamed of [false, true]) {
+      // With a Content-Length, full parts go to the hold only; without, also to the spill file.
+      const bytes = randomBytes(8 * PART + 4321)
+      const location = await client.open(server)
+      const patch = await client.patch(server, location, bytes, 0, { streamed })
+      assert.equal(patch.status, 202, await patch.clone().text())
+      const kept = (await external()) - before
+      const said = `${(kept / MiB).toFixed(1)} MiB more Buffers after ${bytes.length >> 20} MiB`
+      t.diagnostic(said)
+      assert.ok(kept < 3 * MiB, said)
+      assert.equal((await client.put(server, location, sha256(bytes))).status, 201)
+      assert.ok((await client.blob(server, sha256(bytes))).equals(bytes))
+    }
     await server.kill()
   })
 

@@ -5,6 +5,7 @@
 import type { FileHandle } from 'node:fs/promises'
 import { Readable } from 'node:stream'
 import { HOLD_UPLOAD_BLOB, NSID } from '@atcr/core/lexicons'
+import { release } from '@atcr/core/memory'
 import {
   type Hold,
   type HoldClient,
@@ -109,11 +110,8 @@ export async function sendPart(
 
 const FILE_CHUNK = 1024 * 1024
 
-/**
- * Reads `length` bytes of `file` from `position`, a fresh buffer per chunk (a streamed
- * part keeps the chunks it was given until it finishes).
- */
-export async function* readFileRange(
+/** Reads `length` bytes of `file` from `position`, a fresh buffer per chunk. */
+async function* readFileRange(
   file: FileHandle,
   position: number,
   length: number,
@@ -145,7 +143,7 @@ export async function sendFilePart(
   }
   const part = await StreamedPart.open(holds, target, length)
   try {
-    for await (const chunk of readFileRange(file, 0, length)) await part.write(chunk)
+    await part.writeFile(file, length)
   } catch (error) {
     await part.abort()
     throw error
@@ -217,6 +215,9 @@ export async function sendWholeBlob(
 export class StreamedPart {
   readonly target: PartTarget
   readonly #body: Readable
+  /** Chunks queued, and how many of them the connection has sent. */
+  #queued = 0
+  #sent = 0
   #wake: (() => void) | null = null
   #failure: unknown = null
   #response: Promise<Response>
@@ -228,13 +229,18 @@ export class StreamedPart {
   private constructor(holds: HoldClient, target: PartTarget, request: PartRequest) {
     this.target = target
     this.#request = request
-    // One write's chunks queued at most: a write waits until the connection took the last.
-    this.#body = new Readable({ highWaterMark: 1, read: () => this.#wakeWriter() })
+    // Object mode: read as they were pushed (a byte stream's reader gets what is queued
+    // joined into a new buffer, a copy of every byte).
+    this.#body = new Readable({ objectMode: true, read: () => {} })
     this.#body.on('error', (error) => this.#fail(error))
     this.#response = holds.upload(request.url, {
       method: request.method,
       headers: request.headers,
       body: this.#body,
+      onSent: () => {
+        this.#sent++
+        if (this.#sent === this.#queued) this.#wakeWriter()
+      },
       signal: this.#abort.signal,
     })
     this.#response.then(
@@ -251,9 +257,20 @@ export class StreamedPart {
     return new StreamedPart(holds, target, await partRequest(holds, target, length))
   }
 
-  /** Queues chunks (which must stay unchanged until the part finished or was aborted). */
+  /**
+   * Sends chunks; resolves once the connection has sent them all, when the caller may free
+   * them (`release`). Chunks of a write that failed must stay as they are: the connection
+   * may still hold them.
+   */
   async write(...chunks: Uint8Array[]): Promise<void> {
-    while (this.#failure === null && this.#body.readableLength > 0) {
+    if (this.#failure === null && !this.#body.destroyed) {
+      for (const chunk of chunks) {
+        if (chunk.byteLength === 0) continue
+        this.#queued++
+        this.#body.push(chunk)
+      }
+    }
+    while (this.#failure === null && this.#sent < this.#queued) {
       await new Promise<void>((resolve) => {
         this.#wake = resolve
       })
@@ -266,7 +283,14 @@ export class StreamedPart {
         this.#failure,
       )
     }
-    for (const chunk of chunks) this.#body.push(chunk)
+  }
+
+  /** Sends the first `length` bytes of a file. */
+  async writeFile(file: FileHandle, length: number): Promise<void> {
+    for await (const chunk of readFileRange(file, 0, length)) {
+      await this.write(chunk)
+      release(chunk)
+    }
   }
 
   /** Ends the body and waits for the part's ETag. */

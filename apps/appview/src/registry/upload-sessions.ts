@@ -27,13 +27,13 @@ import { type FileHandle, open, readdir, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HOLD_UPLOAD_BLOB, NSID } from '@atcr/core/lexicons'
 import type { Logger } from '@atcr/core/log'
+import { release } from '@atcr/core/memory'
 import { type DigestAlgorithm, DigestMismatchError, OciError } from '@atcr/core/oci'
 import { NoSessionError } from '../auth/types.ts'
 import type { AppViewDatabase } from '../db/index.ts'
 import { type Hold, type HoldClient, HoldXrpcError, holdUnavailable } from '../holds/hold-client.ts'
 import {
   type PartTarget,
-  readFileRange,
   StreamedPart,
   sendFilePart,
   sendWholeBlob,
@@ -285,9 +285,10 @@ export class UploadSessions {
   }
 
   /**
-   * Appends a request body at `start` (when the client said where it belongs). Bytes are
-   * hashed as they arrive and go to the spill file and to the hold part by part; the
-   * request is not read further while the disk or the hold is slower. `length` is the
+   * Appends a request body at `start` (when the client said where it belongs), taking its
+   * chunks over: each is freed once stored and sent (`release`). Bytes are hashed as they
+   * arrive and go to the spill file and to the hold part by part; the request is not read
+   * further while the disk or the hold is slower. `length` is the
    * request's Content-Length, when it has one; `digest` the blob's digest when the client
    * named it already (it goes to the hold when the hold's upload begins).
    */
@@ -615,10 +616,11 @@ export class UploadSessions {
         const take = Math.min(this.#partSize - writer.spill, batch.bytes)
         const piece = takeFrom(batch, take)
         const start = writer.spill
+        let sent = true
         if (writer.streamOnly) await this.#streamOnly(writer, piece)
         else {
           const written = writeAt(writer.file!, piece, start)
-          if (writer.streaming) await Promise.all([written, this.#stream(writer, piece)])
+          if (writer.streaming) [, sent] = await Promise.all([written, this.#stream(writer, piece)])
           else await written
         }
         if (writer.hash) {
@@ -627,6 +629,8 @@ export class UploadSessions {
             writer.hash.sha512?.update(chunk)
           }
         }
+        // Stored, sent and hashed: nothing needs the chunks any more.
+        if (sent) for (const chunk of piece) release(chunk)
         writer.spill += take
         writer.received += take
         if (writer.hash) writer.hash.covered = writer.received
@@ -654,15 +658,18 @@ export class UploadSessions {
 
   /**
    * Writes to the part's PUT. A PUT that fails is dropped, not the request: the bytes are
-   * in the spill file, and the part goes from there once full.
+   * in the spill file, and the part goes from there once full. False when it failed (the
+   * connection may still hold the chunks).
    */
-  async #stream(writer: Writer, piece: Buffer[]): Promise<void> {
+  async #stream(writer: Writer, piece: Buffer[]): Promise<boolean> {
     try {
       await writer.streaming?.write(...piece)
+      return true
     } catch (error) {
       this.#logger.warn({ err: error, upload: writer.session.id }, 'streaming a part failed')
       writer.streamFailed = true
       await this.#stopStreaming(writer)
+      return false
     }
   }
 
@@ -688,7 +695,7 @@ export class UploadSessions {
       throw this.#holdError(writer.hold, 'getPartUploadUrl', error)
     }
     writer.streaming = part
-    for await (const chunk of readFileRange(writer.file!, 0, writer.spill)) await part.write(chunk)
+    await part.writeFile(writer.file!, writer.spill)
   }
 
   /** The current part is full: finish its PUT, or send it from the spill file. */

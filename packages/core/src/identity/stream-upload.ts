@@ -3,6 +3,8 @@
 // sizes that costs a core: passing 512 MiB on through fetch took the AppView 2.7-3.7 s of
 // CPU, through node:http 0.9 s, the difference mostly full garbage collections (23 per
 // 512 MiB, none now; bench/README.md, round 6). The SSRF guard's checks apply as to fetch.
+
+import { once } from 'node:events'
 import http from 'node:http'
 import https from 'node:https'
 import type { LookupFunction, Socket } from 'node:net'
@@ -14,6 +16,11 @@ export interface StreamUploadInit {
   headers: Headers
   /** Sent as it is read; destroyed when the request fails. */
   body: Readable
+  /**
+   * Told of each chunk once the connection has sent it on, so the caller may free or reuse
+   * it (a chunk still queued for the socket must stay as it is).
+   */
+  onSent?: (chunk: Uint8Array) => void
   signal?: AbortSignal
 }
 
@@ -90,9 +97,16 @@ export function createStreamUpload(guard: StreamUploadGuard): StreamUpload & {
       request.on('error', fail)
       // An answer may come before the whole body (a refusal): the request then ends with
       // an error the answer already explains.
-      pipeline(init.body, request, (error) => {
-        if (error) fail(error)
-      })
+      pipeline(
+        init.body,
+        (chunks) => sendChunks(chunks, request, init.onSent),
+        (error) => {
+          if (error) {
+            request.destroy(error)
+            fail(error)
+          }
+        },
+      )
     })
   }
   return Object.assign(upload, {
@@ -101,6 +115,27 @@ export function createStreamUpload(guard: StreamUploadGuard): StreamUpload & {
       agents['https:'].destroy()
     },
   })
+}
+
+/** Writes the chunks one after another, each once the socket has sent the last, then ends. */
+async function sendChunks(
+  chunks: AsyncIterable<Uint8Array>,
+  request: http.ClientRequest,
+  onSent: ((chunk: Uint8Array) => void) | undefined,
+): Promise<void> {
+  // A request destroyed before its socket connected never calls back its queued writes.
+  const closed = once(request, 'close').then(() => {
+    throw new Error('the request closed before its body was sent')
+  })
+  closed.catch(() => {})
+  for await (const chunk of chunks) {
+    const sent = new Promise<void>((resolve, reject) =>
+      request.write(chunk, (error) => (error ? reject(error) : resolve())),
+    )
+    await Promise.race([sent, closed])
+    onSent?.(chunk)
+  }
+  await Promise.race([new Promise<void>((resolve) => request.end(resolve)), closed])
 }
 
 function toResponse(response: http.IncomingMessage, method: string): Response {
