@@ -1,4 +1,4 @@
-import { z } from 'zod'
+import { z } from 'zod/v4'
 
 /** One problem in the configuration, located by its YAML path and where the value came from. */
 export interface ConfigIssue {

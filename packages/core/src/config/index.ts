@@ -7,7 +7,7 @@
  * Environment variables are named after the YAML path with the app's prefix:
  * `storage.s3.bucket` with prefix `ATCR_HOLD` is `ATCR_HOLD_STORAGE_S3_BUCKET`.
  */
-import { z } from 'zod'
+import { z } from 'zod/v4'
 import { type DeepPartial, type Env, type LoadOptions, loadConfig } from './load.ts'
 import { buildSection, type ConfigField, ENV_PREFIX_RE, fieldsOf } from './schema.ts'
 import { writeYaml } from './write-yaml.ts'

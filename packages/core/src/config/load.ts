@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { type Document, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument } from 'yaml'
-import type { z } from 'zod'
+import type { z } from 'zod/v4'
 import {
   ConfigError,
   type ConfigIssue,

@@ -1,4 +1,4 @@
-import { z } from 'zod'
+import { z } from 'zod/v4'
 import { LOG_LEVELS } from '../log/index.ts'
 import { showInput } from './errors.ts'
 
@@ -75,7 +75,7 @@ function innerOf(s: z.ZodType): z.ZodType | undefined {
     s instanceof z.ZodReadonly ||
     s instanceof z.ZodCatch
   ) {
-    return s.unwrap() as z.ZodType
+    return s.def.innerType as z.ZodType
   }
   // A pipe (transform) is read and written in the shape of its input.
   if (s instanceof z.ZodPipe) return s.in as z.ZodType
@@ -99,7 +99,7 @@ function unwrap(s: z.ZodType): { base: z.ZodType; meta: ConfigMeta } {
 type Scalar = 'string' | 'number' | 'boolean'
 
 function scalarKind(base: z.ZodType): Scalar | undefined {
-  switch (base.type) {
+  switch (base.def.type) {
     case 'string':
     case 'enum':
       return base instanceof z.ZodEnum &&
@@ -173,7 +173,7 @@ function buildField(prefix: string, path: string[], schema: z.ZodType): ConfigFi
     throw new TypeError(
       `config schema: ${where} is a wrapped object; declare sections as a plain z.object() and put defaults on their fields`,
     )
-  } else if (base.type === 'record' || base.type === 'tuple') {
+  } else if (base.def.type === 'record' || base.def.type === 'tuple') {
     envKind = 'json'
   } else {
     envKind = 'raw'
