@@ -2,7 +2,8 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { IdResolver } from '@atproto/identity'
 import { decodeAll } from '@atproto/lex-cbor'
-import { readCar } from '@atproto/repo'
+import type { Cid } from '@atproto/lex-data'
+import { def, MemoryBlockstore, MST, readCar } from '@atproto/repo'
 import { type Event, Firehose } from '@atproto/sync'
 import { WebSocket } from 'ws'
 import { CREW, crewRecord, type EmbeddedPds, startEmbeddedPds } from './pds-harness.ts'
@@ -234,6 +235,80 @@ describe('hold PDS firehose', () => {
         [cursor + 4, 'create', 'five'],
       ],
     )
+  })
+})
+
+describe('hold PDS firehose, big commits', () => {
+  let hold: EmbeddedPds
+
+  before(async () => {
+    hold = await startEmbeddedPds()
+  })
+
+  after(async () => {
+    await Promise.all([...consumers].map((f) => f.destroy()))
+    await hold?.close()
+  })
+
+  it('sends a 200-write commit as a #commit a consumer can invert, and 201 as a #sync', async () => {
+    const create = (rkey: string) => ({
+      action: 'create' as const,
+      collection: STATS,
+      rkey,
+      record: { $type: STATS, pullCount: rkey.length },
+    })
+    // Existing records on both sides of the new keys, so the proofs reach beyond the new
+    // MST nodes to their unchanged neighbours.
+    await hold.repo.writer.applyWrites(Array.from({ length: 150 }, (_, i) => create(`a${i}`)))
+    await hold.repo.writer.applyWrites(Array.from({ length: 150 }, (_, i) => create(`c${i}`)))
+    const sub = consume(hold, hold.repo.sequencer.head)
+    const raw = rawSubscribe(hold, `?cursor=${hold.repo.sequencer.head}`)
+    const writes = [
+      ...Array.from({ length: 180 }, (_, i) => create(`b${i}`)),
+      ...Array.from({ length: 10 }, (_, i) => ({
+        action: 'delete' as const,
+        collection: STATS,
+        rkey: `a${i * 7}`,
+      })),
+      ...Array.from({ length: 10 }, (_, i) => ({
+        ...create(`c${i * 9}`),
+        action: 'update' as const,
+      })),
+    ]
+    await hold.repo.writer.applyWrites(writes)
+    const big = await hold.repo.writer.applyWrites(
+      Array.from({ length: 201 }, (_, i) => create(`d${i}`)),
+    )
+    await sub.until(201)
+    await waitFor(() => raw.frames.length >= 2, 'two frames')
+    raw.ws.close()
+    await sub.firehose.destroy()
+
+    // A stock consumer checks each op against the MST proofs the #commit carries.
+    assert.deepEqual(sub.errors, [])
+    assert.deepEqual(
+      raw.frames.map((f) => f.header.t),
+      ['#commit', '#sync'],
+    )
+    assert.equal(
+      String((await readCar(raw.frames[1]?.body.blocks as Uint8Array)).roots[0]),
+      big.cid,
+    )
+    // The sync spec's inversion: undoing the ops on the event's blocks alone gives prevData.
+    const body = raw.frames[0]?.body ?? {}
+    const car = await readCar(body.blocks as Uint8Array)
+    const storage = new MemoryBlockstore(car.blocks)
+    const commit = await storage.readObj(car.roots[0] as Cid, def.commit)
+    let tree = MST.load(storage, commit.data)
+    const ops = body.ops as { action: string; path: string; cid: Cid | null; prev?: Cid }[]
+    assert.equal(ops.length, 200)
+    for (const op of ops.toReversed()) {
+      if (op.action === 'create') tree = await tree.delete(op.path)
+      else if (op.action === 'update' && op.prev) tree = await tree.update(op.path, op.prev)
+      else if (op.action === 'delete' && op.prev) tree = await tree.add(op.path, op.prev)
+      else assert.fail(`op without the CID it replaced: ${JSON.stringify(op)}`)
+    }
+    assert.equal(String(await tree.getPointer()), String(body.prevData))
   })
 })
 

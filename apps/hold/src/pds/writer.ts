@@ -1,7 +1,7 @@
 import type { Keypair } from '@atproto/crypto'
 import { encode } from '@atproto/lex-cbor'
-import { type Cid, cidForCbor, type LexMap, parseCid } from '@atproto/lex-data'
-import { type CommitData, type RecordWriteOp, Repo, WriteOpAction } from '@atproto/repo'
+import { cidForCbor, type LexMap, parseCid } from '@atproto/lex-data'
+import { type CommitData, Repo } from '@atproto/repo'
 import { isValidNsid, isValidRecordKey } from '@atproto/syntax'
 import type { Kysely } from 'kysely'
 import type { Logger } from 'pino'
@@ -16,10 +16,12 @@ import {
   accountEvent,
   type CommitEventOp,
   commitEvent,
+  fitsCommitEvent,
   identityEvent,
   type PendingEvent,
   syncEvent,
 } from './firehose/events.ts'
+import { type EncodedWrite, formatCommit } from './format-commit.ts'
 import { Mutex } from './mutex.ts'
 import { Sequencer } from './sequencer.ts'
 import { getAnnouncedIdentity, putAnnouncedIdentity } from './storage/identity-announced.ts'
@@ -77,17 +79,6 @@ export interface RepoWriterOptions {
 export interface PublishedIdentity {
   document: object
   handle: string | null
-}
-
-/** A write with its record encoded and the current state of its path looked up. */
-interface PreparedWrite {
-  action: 'create' | 'update' | 'delete'
-  collection: string
-  rkey: string
-  record?: LexMap
-  bytes?: Uint8Array
-  cid?: Cid
-  prev?: Cid
 }
 
 /**
@@ -190,7 +181,7 @@ export class RepoWriter {
         })),
       )
       const current = await getIndexedCids(this.db, prepared)
-      const changed: PreparedWrite[] = []
+      const changed: EncodedWrite[] = []
       for (const write of prepared) {
         const cid = current.get(`${write.collection}/${write.rkey}`)
         if (cid === undefined) {
@@ -254,9 +245,9 @@ export class RepoWriter {
   }
 
   /** Checks paths and encodes records, before anything is read or written. */
-  private async prepare(writes: RecordWrite[]): Promise<PreparedWrite[]> {
+  private async prepare(writes: RecordWrite[]): Promise<EncodedWrite[]> {
     const seen = new Set<string>()
-    const prepared: PreparedWrite[] = []
+    const prepared: EncodedWrite[] = []
     for (const write of writes) {
       const { action, collection, rkey } = write
       if (!isValidNsid(collection)) throw new InvalidWriteError(`invalid collection: ${collection}`)
@@ -287,20 +278,15 @@ export class RepoWriter {
   }
 
   /** Builds, signs and stores one commit of prepared, checked writes. */
-  private async commit(writes: PreparedWrite[]): Promise<CommitResult> {
+  private async commit(writes: EncodedWrite[]): Promise<CommitResult> {
     const storage = new SqlRepoStorage(this.db, this.did)
     const head = await storage.getHead()
     if (!head) throw new Error('the hold repo is not initialized')
     const repo = await Repo.load(storage, head.cid)
     const prevData = repo.commit.data
-    const commit = await repo.formatCommit(writes.map(toRepoOp), this.signingKey)
-    // A record identical to one already stored elsewhere in the repo is not a new block,
-    // but consumers of the event still need it.
-    for (const write of writes) {
-      if (write.cid && write.bytes && !commit.relevantBlocks.has(write.cid)) {
-        commit.relevantBlocks.set(write.cid, write.bytes)
-      }
-    }
+    const commit = await formatCommit(repo, writes, this.signingKey, {
+      proofs: fitsCommitEvent(writes.length),
+    })
     const ops: CommitEventOp[] = writes.map((w) => ({
       action: w.action,
       path: `${w.collection}/${w.rkey}`,
@@ -361,18 +347,4 @@ export class RepoWriter {
 
 function assertSameHead(actual: RepoHead | null, expected: RepoHead): void {
   if (!actual?.cid.equals(expected.cid)) throw new ConcurrentWriteError()
-}
-
-function toRepoOp(write: PreparedWrite): RecordWriteOp {
-  // Collections and rkeys were checked in prepare(); the casts only add the brands.
-  const collection = write.collection as `${string}.${string}.${string}`
-  const rkey = write.rkey as RecordWriteOp['rkey']
-  if (write.action === 'delete') return { action: WriteOpAction.Delete, collection, rkey }
-  if (!write.record) throw new Error(`write to ${collection}/${rkey} has no record`)
-  return {
-    action: write.action === 'create' ? WriteOpAction.Create : WriteOpAction.Update,
-    collection,
-    rkey,
-    record: write.record,
-  }
 }

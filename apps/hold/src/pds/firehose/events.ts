@@ -17,8 +17,13 @@ export interface CommitEventOp {
  * Beyond these a commit goes out as a #sync event instead of a #commit (relays refuse
  * larger #commit events and fetch the repo instead), as the sync spec asks.
  */
-export const MAX_COMMIT_OPS = 200
-export const MAX_COMMIT_BLOCKS_BYTES = 2_000_000
+const MAX_COMMIT_OPS = 200
+const MAX_COMMIT_BLOCKS_BYTES = 2_000_000
+
+/** Whether a commit of this many writes may go out as a #commit event (and so needs proofs). */
+export function fitsCommitEvent(opCount: number): boolean {
+  return opCount <= MAX_COMMIT_OPS
+}
 
 /** An event's type and body without `seq` and `time`, which the sequencer adds. */
 export interface PendingEvent {
@@ -33,13 +38,12 @@ export async function commitEvent(
   ops: CommitEventOp[],
   prevData: Cid | null,
 ): Promise<PendingEvent> {
+  if (!fitsCommitEvent(ops.length)) return syncEvent(did, commit)
   const blocks = new BlockMap()
   blocks.addMap(commit.newBlocks)
   blocks.addMap(commit.relevantBlocks)
   const car = await blocksToCarFile(commit.cid, blocks)
-  if (ops.length > MAX_COMMIT_OPS || car.byteLength > MAX_COMMIT_BLOCKS_BYTES) {
-    return syncEvent(did, commit)
-  }
+  if (car.byteLength > MAX_COMMIT_BLOCKS_BYTES) return syncEvent(did, commit)
   const body: LexMap = {
     repo: did,
     commit: commit.cid,
