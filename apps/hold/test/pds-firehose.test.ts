@@ -236,19 +236,6 @@ describe('hold PDS firehose', () => {
       ],
     )
   })
-})
-
-describe('hold PDS firehose, big commits', () => {
-  let hold: EmbeddedPds
-
-  before(async () => {
-    hold = await startEmbeddedPds()
-  })
-
-  after(async () => {
-    await Promise.all([...consumers].map((f) => f.destroy()))
-    await hold?.close()
-  })
 
   it('sends a 200-write commit as a #commit a consumer can invert, and 201 as a #sync', async () => {
     const create = (rkey: string) => ({
