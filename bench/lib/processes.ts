@@ -83,15 +83,15 @@ export function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 
 const CLOCK_TICKS = 100
 
-/** User plus system CPU time of a process so far, in seconds (/proc/<pid>/stat). */
-export function cpuSeconds(pid: number): number {
+/** A process's CPU time so far, in user space and in the kernel, seconds (/proc/<pid>/stat). */
+export function cpuSeconds(pid: number): { user: number; kernel: number } {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     // The command name may hold spaces: fields are counted after its closing parenthesis.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+    return { user: Number(fields[11]) / CLOCK_TICKS, kernel: Number(fields[12]) / CLOCK_TICKS }
   } catch {
-    return 0
+    return { user: 0, kernel: 0 }
   }
 }
 

@@ -84,7 +84,7 @@ async function runScenario(
     const order = run % 2 === 1 ? targets : [...targets].reverse()
     for (const target of order) {
       if (!ready.has(target.key)) continue
-      let usage: Usage = { cpu: {}, peakMiB: {} }
+      let usage: Usage = { cpu: {}, kernel: {}, peakMiB: {} }
       let timed = 0
       const time: Time = async (action) => {
         execFileSync('sync')
@@ -117,7 +117,12 @@ async function runScenario(
           .map((m) => `${m.name} ${values[m.name]?.toFixed(m.unit === 'ms' ? 2 : 3)} ${m.unit}`)
           .join(', ')
         const errors = measured.errors ? `, ${measured.errors} errors` : ''
-        console.log(`  run ${run} ${target.label.padEnd(12)} ${shown}${errors}`)
+        const cpu = Object.entries(usage.cpu)
+          .map(([name, s]) => `${name} ${s.toFixed(2)} (${(usage.kernel[name] ?? 0).toFixed(2)})`)
+          .join(', ')
+        console.log(
+          `  run ${run} ${target.label.padEnd(12)} ${shown}${errors}; CPU s (kernel) ${cpu}`,
+        )
       } catch (error) {
         result.failures[target.key].push(`run ${run}: ${firstLine(error)}`)
         console.log(`  run ${run} ${target.label.padEnd(12)} FAILED: ${firstLine(error)}`)

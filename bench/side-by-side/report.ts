@@ -187,7 +187,7 @@ export function renderReport(input: {
     ...new Set(results.flatMap((r) => r.usage.atcr.flatMap((u) => Object.keys(u.cpu)))),
   ]
   out.push(
-    `Server resources per run during the timed part (CPU = utime + stime, median per run; peak RSS = highest of the runs, MiB). ATCR processes: ${names.join(' / ')}.`,
+    `Server resources per run during the timed part (CPU = utime + stime, median per run, with the kernel's part (stime) in brackets; peak RSS = highest of the runs, MiB). ATCR processes: ${names.join(' / ')}.`,
   )
   out.push('')
   out.push(
@@ -195,7 +195,8 @@ export function renderReport(input: {
   )
   out.push('|---|---|---|---|---|---|')
   for (const result of results) {
-    const cpu = (usages: Usage[], name: string) => median(usages.map((u) => u.cpu[name] ?? 0))
+    const cpu = (usages: Usage[], name: string) =>
+      `${fmt(median(usages.map((u) => u.cpu[name] ?? 0)))} (${fmt(median(usages.map((u) => u.kernel[name] ?? 0)))})`
     const peak = (usages: Usage[], name: string) =>
       Math.max(0, ...usages.map((u) => u.peakMiB[name] ?? 0))
     const a = result.usage.atcr
@@ -203,7 +204,7 @@ export function renderReport(input: {
     if (!a.length && !b.length) continue
     const total = median(a.map((u) => Object.values(u.cpu).reduce((s, v) => s + v, 0)))
     out.push(
-      `| ${result.scenario.name} | ${names.map((n) => fmt(cpu(a, n))).join(' / ')} | ${fmt(total)} | ${names.map((n) => peak(a, n).toFixed(0)).join(' / ')} | ${b.length ? fmt(cpu(b, 'registry')) : '—'} | ${b.length ? peak(b, 'registry').toFixed(0) : '—'} |`,
+      `| ${result.scenario.name} | ${names.map((n) => cpu(a, n)).join(' / ')} | ${fmt(total)} | ${names.map((n) => peak(a, n).toFixed(0)).join(' / ')} | ${b.length ? cpu(b, 'registry') : '—'} | ${b.length ? peak(b, 'registry').toFixed(0) : '—'} |`,
     )
   }
   out.push('')

@@ -1,4 +1,5 @@
-// What the servers spend while a scenario's timed part runs: CPU time (utime + stime) and
+// What the servers spend while a scenario's timed part runs: CPU time (utime + stime, and
+// stime apart) and
 // peak RSS of each process, the kernel's VmHWM (reset at the start where /proc allows it)
 // and VmRSS sampled every 50 ms. Also keeps each process's peak over the whole pass.
 import { cpuSeconds, resetPeak, statusKiB } from '../lib/processes.ts'
@@ -7,8 +8,10 @@ import type { WatchedProcess } from './targets.ts'
 const SAMPLE_MS = 50
 
 export interface Usage {
-  /** CPU seconds per process name. */
+  /** CPU seconds (user + kernel) per process name. */
   cpu: Record<string, number>
+  /** Of those, the seconds spent in the kernel. */
+  kernel: Record<string, number>
   /** Peak RSS in MiB per process name. */
   peakMiB: Record<string, number>
 }
@@ -31,7 +34,7 @@ export function rssMiB(pid: number): number {
 
 /** Starts watching; stop() returns what each process used meanwhile. */
 export function watch(processes: WatchedProcess[]): { stop(): Usage } {
-  const startCpu = new Map<number, number>()
+  const startCpu = new Map<number, { user: number; kernel: number }>()
   const peak = new Map<number, number>()
   const resets = new Map<number, boolean>()
   for (const { pid } of processes) {
@@ -52,12 +55,14 @@ export function watch(processes: WatchedProcess[]): { stop(): Usage } {
     stop() {
       clearInterval(timer)
       sample()
-      const usage: Usage = { cpu: {}, peakMiB: {} }
+      const usage: Usage = { cpu: {}, kernel: {}, peakMiB: {} }
       for (const { name, pid } of processes) {
         const hwm = resets.get(pid) ? statusKiB(pid, 'VmHWM') : 0
         const kib = Math.max(peak.get(pid) ?? 0, hwm)
         notePeak(pid, kib)
-        usage.cpu[name] = cpuSeconds(pid) - (startCpu.get(pid) ?? 0)
+        const [now, start] = [cpuSeconds(pid), startCpu.get(pid)]
+        usage.kernel[name] = now.kernel - (start?.kernel ?? 0)
+        usage.cpu[name] = now.user - (start?.user ?? 0) + usage.kernel[name]
         usage.peakMiB[name] = kib / 1024
       }
       return usage
@@ -67,8 +72,11 @@ export function watch(processes: WatchedProcess[]): { stop(): Usage } {
 
 /** Adds b into a: CPU summed, peaks maxed. */
 export function mergeUsage(a: Usage, b: Usage): Usage {
-  const out: Usage = { cpu: { ...a.cpu }, peakMiB: { ...a.peakMiB } }
+  const out: Usage = { cpu: { ...a.cpu }, kernel: { ...a.kernel }, peakMiB: { ...a.peakMiB } }
   for (const [name, cpu] of Object.entries(b.cpu)) out.cpu[name] = (out.cpu[name] ?? 0) + cpu
+  for (const [name, cpu] of Object.entries(b.kernel)) {
+    out.kernel[name] = (out.kernel[name] ?? 0) + cpu
+  }
   for (const [name, mib] of Object.entries(b.peakMiB)) {
     out.peakMiB[name] = Math.max(out.peakMiB[name] ?? 0, mib)
   }
