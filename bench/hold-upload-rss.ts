@@ -21,11 +21,10 @@ import { freePort, startPlc } from '@atcr/testkit'
 import { loadOrCreateKeypair } from '../packages/core/src/identity/index.ts'
 import { createPlcIdentity } from '../packages/core/src/identity/plc.ts'
 import { mintServiceAuthToken } from '../packages/core/src/service-auth/index.ts'
+import { cpuSeconds, statusKiB } from './lib/processes.ts'
 
 const MiB = 1024 * 1024
 const CHUNK = MiB
-// USER_HZ: the unit of /proc/<pid>/stat times, 100 on Linux.
-const CLOCK_TICKS = 100
 const DEFAULT_HOLD_BIN = new URL('../apps/hold/bin/atcr-hold', import.meta.url).pathname
 
 const { values: args } = parseArgs({
@@ -136,7 +135,7 @@ async function main(
     const base = `http://127.0.0.1:${port}`
     await waitForHttp(`${base}/xrpc/_health`)
     const holdDid = (await (await fetch(`${base}/.well-known/atproto-did`)).text()).trim()
-    const idleRss = await memory(hold.pid ?? 0)
+    const idleRss = memory(hold.pid ?? 0)
     // As it runs: its bin may have restarted node with V8 flags (same process id).
     const commandLine = (await readFile(`/proc/${hold.pid}/cmdline`, 'utf8').catch(() => ''))
       .split('\0')
@@ -164,12 +163,10 @@ async function main(
     let phase: keyof typeof phasePeak = 'parts'
     const sampler = setInterval(() => {
       const current = phase
-      void memory(hold.pid ?? 0).then((m) => {
-        phasePeak[current] = Math.max(phasePeak[current], m.rss)
-      })
+      phasePeak[current] = Math.max(phasePeak[current], memory(hold.pid ?? 0).rss)
     }, 50)
 
-    const cpuStart = await cpuSeconds(hold.pid ?? 0)
+    const cpuStart = cpuTotal(hold.pid ?? 0)
     const holdStart = performance.now()
     const { uploadId } = (await call('io.atcr.hold.initiateUpload', { digest })) as {
       uploadId: string
@@ -195,13 +192,13 @@ async function main(
       parts.push({ partNumber, etag: (JSON.parse(result.body) as { etag: string }).etag })
     }
     const partsSeconds = (performance.now() - holdStart) / 1000
-    const cpuParts = (await cpuSeconds(hold.pid ?? 0)) - cpuStart
+    const cpuParts = cpuTotal(hold.pid ?? 0) - cpuStart
     phase = 'complete'
     await call('io.atcr.hold.completeUpload', { uploadId, digest, parts })
     const totalSeconds = (performance.now() - holdStart) / 1000
-    const cpuComplete = (await cpuSeconds(hold.pid ?? 0)) - cpuStart - cpuParts
+    const cpuComplete = cpuTotal(hold.pid ?? 0) - cpuStart - cpuParts
     clearInterval(sampler)
-    const final = await memory(hold.pid ?? 0)
+    const final = memory(hold.pid ?? 0)
 
     const head = await fetch(
       `${base}/xrpc/com.atproto.sync.getBlob?did=${encodeURIComponent(holdDid)}&cid=${digest}`,
@@ -311,21 +308,15 @@ async function waitForHttp(url: string): Promise<void> {
   }
 }
 
-/** CPU time (user + system) a process has used so far, from /proc (Linux). */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
-  // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  const ticks = Number(fields[11] ?? 0) + Number(fields[12] ?? 0)
-  return ticks / CLOCK_TICKS
+/** CPU time (user + kernel) a process has used so far, seconds. */
+function cpuTotal(pid: number): number {
+  const { user, kernel } = cpuSeconds(pid)
+  return user + kernel
 }
 
-/** Current and peak resident memory of a process, from /proc (Linux). */
-async function memory(pid: number): Promise<{ rss: number; hwm: number }> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
-  const kib = (name: string) =>
-    Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024
-  return { rss: kib('VmRSS'), hwm: kib('VmHWM') }
+/** Current and peak resident memory of a process, bytes. */
+function memory(pid: number): { rss: number; hwm: number } {
+  return { rss: statusKiB(pid, 'VmRSS') * 1024, hwm: statusKiB(pid, 'VmHWM') * 1024 }
 }
 
 /** The reference: PUT bodies written to numbered files and fdatasync'ed, then 200. */
